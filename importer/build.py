@@ -1,0 +1,326 @@
+"""Execute a plan: restore, encode, generate, publish. Owns the repository lock.
+
+Order of work: removals and index-only changes, then cache restores, then re-encodes
+from cached raw audio, then generation (one model load per model, batches of tracks
+that share model and length). Each finished track is published and the index rewritten
+at once, so the engine sees progress and a crash loses only the track in flight. Audio
+libraries and torch are imported only when a track needs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .cache import CacheEntry, LocalCache
+from .config import ProjectConfig
+from .errors import LockBusy, TrackspecError
+from .fsutil import atomic_write_bytes, sweep_temp_files
+from .index import load_index, write_index
+from .plan import LoadedTrack, Plan, TrackPlan, index_entry, load_tracks, output_paths, plan_build, rel
+from .publish import publish_entry, remove_owned
+from .state import State
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackResult:
+    """What happened to one track (or one spec that failed to parse)."""
+
+    name: str | None
+    spec: str
+    action: str
+    reasons: list[str] = field(default_factory=list)
+    ok: bool = True
+    error: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class BuildReport:
+    results: list[TrackResult]
+    index_path: Path
+    checked_only: bool = False
+
+    @property
+    def ok(self) -> bool:
+        if self.checked_only:
+            return all(r.action == "fresh" for r in self.results)
+        return all(r.ok for r in self.results)
+
+
+class Reporter(Protocol):
+    """Where the build says what it does (the CLI prints, tests may collect)."""
+
+    def note(self, message: str) -> None: ...
+    def started(self, plan: TrackPlan) -> None: ...
+    def progress(self, name: str, done: int, total: int) -> None: ...
+    def finished(self, result: TrackResult) -> None: ...
+
+
+@dataclass
+class BuildOptions:
+    model_override: str | None = None
+    override_base: Path | None = None
+    check: bool = False
+    wait_for_lock: bool = True
+
+
+def repo_lock(config: ProjectConfig, reporter: Reporter, wait: bool):
+    """The one-per-repo lock (a file in the state folder), waiting with a message if held."""
+    from filelock import FileLock, Timeout
+
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(config.state_dir / "lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if not wait:
+            raise LockBusy(f"another trackspec process is building {config.root} "
+                           f"(lock {config.state_dir / 'lock'}); try again when it finishes") from None
+        reporter.note("waiting for another trackspec process to finish ...")
+        lock.acquire()
+    return lock
+
+
+def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) -> BuildReport:
+    """Plan and (unless ``options.check``) execute the build of every track."""
+    if options.check:
+        state = State(config.state_dir / "state.json")
+        plan = _make_plan(config, options, state)
+        return BuildReport(_check_results(config, plan), config.index_path, checked_only=True)
+    lock = repo_lock(config, reporter, options.wait_for_lock)
+    try:
+        sweep_temp_files(config.assets_dir)
+        sweep_temp_files(config.index_path.parent, recursive=False)
+        state = State(config.state_dir / "state.json")
+        try:
+            plan = _make_plan(config, options, state)
+            return Executor(config, plan, state, reporter).run()
+        finally:
+            state.save()
+    finally:
+        lock.release()
+
+
+def _make_plan(config: ProjectConfig, options: BuildOptions, state: State) -> Plan:
+    loaded, failures = load_tracks(config, state, options.model_override, options.override_base)
+    index = load_index(config.index_path)
+    return plan_build(config, loaded, failures, index, LocalCache(config.cache_dir), state)
+
+
+def _check_results(config: ProjectConfig, plan: Plan) -> list[TrackResult]:
+    results = [TrackResult(None, rel(config, f.path), "failed", ok=False, error=f.message)
+               for f in plan.failures]
+    results += [TrackResult(r.name, r.entry.get("spec", ""), "remove", [r.reason]) for r in plan.removals]
+    results += [TrackResult(t.name, rel(config, t.track.spec.path), t.action, t.reasons) for t in plan.tracks]
+    return results
+
+
+class Executor:
+    """Carries out one plan under the lock."""
+
+    def __init__(self, config: ProjectConfig, plan: Plan, state: State, reporter: Reporter):
+        self.config = config
+        self.plan = plan
+        self.state = state
+        self.reporter = reporter
+        self.cache = LocalCache(config.cache_dir)
+        self.index = load_index(config.index_path)
+        self.results: list[TrackResult] = []
+
+    def run(self) -> BuildReport:
+        for failure in self.plan.failures:
+            self._finish(TrackResult(None, rel(self.config, failure.path), "failed", ok=False,
+                                     error=failure.message))
+        for removal in self.plan.removals:
+            self._remove(removal.name, removal.entry, removal.reason)
+        by_action: dict[str, list[TrackPlan]] = {}
+        for tp in self.plan.tracks:
+            by_action.setdefault(tp.action, []).append(tp)
+        for tp in by_action.get("fresh", []):
+            self._finish(self._result(tp, time.monotonic()))
+        for tp in by_action.get("index", []):
+            self._run_one(tp, self._update_index_only)
+        pending_generation = list(by_action.get("generate", []))
+        for tp in by_action.get("restore", []) + by_action.get("encode", []):
+            if not self._run_one(tp, self._restore_or_encode):
+                pending_generation.append(tp)
+        if pending_generation:
+            self._generate_all(pending_generation)
+        self._write_index()
+        return BuildReport(self.results, self.config.index_path)
+
+    # ------------------------------------------------------------------ steps
+    def _run_one(self, tp: TrackPlan, step) -> bool:
+        """Run ``step(tp)``; ``False`` means "needs generation after all" (cache entry lost)."""
+        self.reporter.started(tp)
+        return self._attempt(tp, time.monotonic(), lambda: step(tp))
+
+    def _attempt(self, tp: TrackPlan, start: float, work) -> bool:
+        """Run ``work()`` and record the track's result; one broken track never stops the others."""
+        try:
+            if work() is False:
+                return False
+        except TrackspecError as exc:
+            self._finish(self._result(tp, start, error=str(exc)))
+            return True
+        except Exception as exc:
+            log.debug("track %s failed", tp.name, exc_info=True)
+            self._finish(self._result(tp, start, error=f"internal error: {type(exc).__name__}: {exc}"))
+            return True
+        self._finish(self._result(tp, start))
+        return True
+
+    def _update_index_only(self, tp: TrackPlan) -> None:
+        entry = self.index["tracks"][tp.name]
+        self.index["tracks"][tp.name] = index_entry(self.config, tp.track, entry["files"], entry)
+        self._write_index()
+
+    def _restore_or_encode(self, tp: TrackPlan) -> bool:
+        rendered = self.cache.get("render", tp.track.keys.render)
+        if rendered is not None:
+            tp.action = "restore"
+        else:
+            raw = self.cache.get("raw", tp.track.keys.generation)
+            if raw is None:
+                tp.action = "generate"
+                tp.reasons.append("cache entry lost")
+                return False
+            tp.action = "encode"
+            rendered = self._render(tp.track, raw)
+        self._publish(tp.track, rendered)
+        return True
+
+    def _generate_all(self, plans: list[TrackPlan]) -> None:
+        from .generate.base import GenerationRequest, load_backend
+
+        groups: dict[tuple, list[TrackPlan]] = {}
+        for tp in plans:
+            spec, model = tp.track.spec, tp.track.model
+            key = (model.source, model.revision, spec.duration, spec.window, spec.window_stride)
+            groups.setdefault(key, []).append(tp)
+        by_model: dict[tuple, list[list[TrackPlan]]] = {}
+        for key, group in groups.items():
+            size = self.config.batch_size
+            by_model.setdefault(key[:2], []).extend(group[i:i + size] for i in range(0, len(group), size))
+
+        for (source, revision), batches in by_model.items():
+            start = time.monotonic()
+            for tp in (tp for batch in batches for tp in batch):
+                self.reporter.started(tp)
+            try:
+                backend = load_backend(source, revision, self.config.device, self.config.batch_size)
+            except TrackspecError as exc:
+                for tp in (tp for batch in batches for tp in batch):
+                    self._finish(self._result(tp, start, error=str(exc)))
+                continue
+            self.reporter.note(f"model loaded: {backend.description} ({time.monotonic() - start:.1f} s)")
+            try:
+                for batch in batches:
+                    batch_start = time.monotonic()
+                    requests = [GenerationRequest(
+                        name=tp.name, prompt=tp.track.spec.prompt, duration=tp.track.spec.duration,
+                        seed=tp.track.keys.seed, temperature=tp.track.spec.temperature,
+                        top_k=tp.track.spec.top_k, top_p=tp.track.spec.top_p,
+                        guidance_scale=tp.track.spec.guidance_scale, window=tp.track.spec.window,
+                        window_stride=tp.track.spec.window_stride) for tp in batch]
+                    audios = backend.generate(requests, progress=self.reporter.progress)
+                    for tp, audio in zip(batch, audios):
+                        tp.action = "generate"
+                        self._attempt(tp, batch_start,
+                                      lambda tp=tp, audio=audio: self._publish_generated(tp, audio, backend))
+            finally:
+                backend.close()
+
+    def _publish_generated(self, tp: TrackPlan, audio: Any, backend: Any) -> None:
+        if isinstance(audio, Exception):
+            raise audio
+        raw = self._store_raw(tp.track, audio, backend)
+        self._publish(tp.track, self._render(tp.track, raw))
+
+    # ------------------------------------------------------------- mechanics
+    def _store_raw(self, track: LoadedTrack, audio: Any, backend: Any) -> CacheEntry:
+        import numpy as np
+
+        samples = np.ascontiguousarray(audio, dtype="<f4")
+        staging = self.cache.staging_dir()
+        try:
+            path = staging / "audio.f32"
+            atomic_write_bytes(path, samples.tobytes())
+            info = {"sample_rate": backend.sample_rate, "channels": int(samples.shape[0]),
+                    "samples": int(samples.shape[1]), "seed": track.keys.seed,
+                    "model": backend.description, "inputs": track.keys.generation_inputs}
+            return self.cache.put("raw", track.keys.generation, {"audio.f32": path}, info)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _render(self, track: LoadedTrack, raw: CacheEntry) -> CacheEntry:
+        """Resample and encode cached raw audio into a render cache entry."""
+        import numpy as np
+
+        from .audio import resample
+        from .encode import EncodeSettings, encode
+
+        info = raw.info
+        data = np.fromfile(raw.files["audio.f32"], dtype="<f4").reshape(info["channels"], info["samples"])
+        spec = track.spec
+        pcm = resample(data, int(info["sample_rate"]), spec.sample_rate)
+        settings = EncodeSettings(formats=spec.formats, sample_rate=spec.sample_rate,
+                                  ogg_quality=spec.ogg_quality, mp3_quality=spec.mp3_quality)
+        staging = self.cache.staging_dir()
+        try:
+            outputs = encode(pcm, settings, staging, "audio")
+            facts = {"sample_rate": spec.sample_rate, "channels": int(pcm.shape[0]),
+                     "samples": int(pcm.shape[1]), "duration": round(pcm.shape[1] / spec.sample_rate, 6)}
+            files = {f"audio.{fmt}": path for fmt, path in outputs.items()}
+            return self.cache.put("render", track.keys.render, files, facts)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _publish(self, track: LoadedTrack, rendered: CacheEntry) -> None:
+        targets = output_paths(self.config, track.spec)
+        published = publish_entry(rendered, targets)
+        files = {}
+        for fmt, info in published.items():
+            self.state.record(info["target"], info["sha256"])
+            files[fmt] = {"path": rel(self.config, info["target"]), "sha256": info["sha256"],
+                          "bytes": info["bytes"]}
+        old = self.index["tracks"].get(track.spec.name)
+        self.index["tracks"][track.spec.name] = index_entry(self.config, track, files, rendered.info)
+        self._write_index()
+        if old:
+            keep = {f["path"] for f in files.values()}
+            stale = [self.config.root / f["path"] for f in old.get("files", {}).values() if f["path"] not in keep]
+            remove_owned(stale, self.config.assets_dir)
+        self.state.remember_track(track.spec.name, {"generation_inputs": track.keys.generation_inputs,
+                                                    "render_inputs": track.keys.render_inputs})
+
+    def _remove(self, name: str, entry: dict[str, Any], reason: str) -> None:
+        paths = [self.config.root / f["path"] for f in entry.get("files", {}).values()]
+        del self.index["tracks"][name]
+        self._write_index()
+        remove_owned(paths, self.config.assets_dir)
+        for path in paths:
+            self.state.forget(path)
+        self.state.forget_track(name)
+        self._finish(TrackResult(name, entry.get("spec", ""), "remove", [reason]))
+
+    def _write_index(self) -> None:
+        write_index(self.config.index_path, self.index)
+
+    def _result(self, tp: TrackPlan, start: float, error: str | None = None) -> TrackResult:
+        entry = self.index["tracks"].get(tp.name, {})
+        files = {fmt: f["path"] for fmt, f in entry.get("files", {}).items()} if error is None else {}
+        return TrackResult(tp.name, rel(self.config, tp.track.spec.path), tp.action, list(tp.reasons),
+                           ok=error is None, error=error, files=files, seconds=time.monotonic() - start)
+
+    def _finish(self, result: TrackResult) -> None:
+        self.results.append(result)
+        self.reporter.finished(result)

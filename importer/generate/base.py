@@ -1,0 +1,69 @@
+"""The backend seam: what the build asks of a music generator, and nothing more.
+
+The build hands a backend a list of requests that share one model and gets raw audio
+back (float32, shape ``(channels, samples)`` at the backend's native rate). Everything
+about a particular library (transformers today, audiocraft perhaps later) stays behind
+this interface. This module imports nothing heavy so that planning code can name these
+types without paying for torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: MusicGen was trained on 30 s excerpts: longer tracks are generated window by window.
+DEFAULT_WINDOW_SECONDS = 30.0
+#: audiocraft's ``extend_stride``: each new window advances 18 s of a 30 s window, so
+#: the model hears the last 12 s of what it made before. Kept as a fraction of the window.
+DEFAULT_STRIDE_FRACTION = 0.6
+
+#: Called as ``progress(track_name, steps_done, steps_total)`` after each decoding step.
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One track to generate: everything that decides its audio, already validated."""
+
+    name: str
+    prompt: str
+    duration: float
+    seed: int
+    temperature: float
+    top_k: int
+    top_p: float
+    guidance_scale: float
+    window: float = DEFAULT_WINDOW_SECONDS
+    window_stride: float = DEFAULT_WINDOW_SECONDS * DEFAULT_STRIDE_FRACTION
+
+
+class Backend(Protocol):
+    """A loaded generator. Load once, call ``generate`` many times, ``close`` to free it."""
+
+    #: Native output rate of the raw audio (32 kHz for MusicGen).
+    sample_rate: int
+    #: 1 for mono models, 2 for stereo ones.
+    channels: int
+    #: Short description for logs: model, device, dtype.
+    description: str
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], progress: ProgressFn | None = None
+    ) -> list["np.ndarray | Exception"]:
+        """Audio for each request, in order; a failed request gets its exception instead."""
+        ...
+
+    def close(self) -> None:
+        """Release the model (and GPU memory)."""
+        ...
+
+
+def load_backend(model: str, revision: str | None, device: str, max_batch: int = 8) -> Backend:
+    """Load the MusicGen backend for a hub id or a local directory (same code path)."""
+    from .musicgen import MusicGenBackend
+
+    return MusicGenBackend(model, revision=revision, device=device, max_batch=max_batch)

@@ -1,0 +1,328 @@
+"""MusicGen through transformers' ``MusicgenForConditionalGeneration``.
+
+Why a decode loop of our own instead of ``model.generate()``: ``generate`` samples the
+whole batch from one global RNG (a track would change with its batch), offers no per-step
+progress, and returns audio instead of the codes needed to continue a window. The loop
+below is the same computation (T5 once, classifier-free guidance as a doubled batch, the
+delay pattern, a KV cache), checked token for token against ``generate()`` in greedy mode
+by the tests.
+
+Long tracks are generated in windows as audiocraft's ``extend_stride`` does: each window
+after the first is prompted with the last ``window - stride`` seconds of codes made so far
+and adds ``stride`` seconds; the codes of all windows are decoded by EnCodec once, so the
+track is one piece.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import GenerationError, ModelError
+from .base import GenerationRequest, ProgressFn
+from .sampling import guided_logits, sample_row
+
+log = logging.getLogger(__name__)
+
+#: Prompts are padded to a multiple of this many tokens and only prompts of the same
+#: padded length share a batch, so a row's arithmetic never depends on its neighbours.
+TEXT_BUCKET = 32
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Frame counts of one window: ``prompt`` frames carried over, ``new`` frames made."""
+
+    prompt: int
+    new: int
+
+
+def plan_windows(total_frames: int, window_frames: int, stride_frames: int) -> list[WindowPlan]:
+    """Split ``total_frames`` into windows of at most ``window_frames`` (audiocraft's scheme)."""
+    if total_frames <= window_frames:
+        return [WindowPlan(0, total_frames)]
+    overlap = window_frames - stride_frames
+    windows = [WindowPlan(0, window_frames)]
+    made = window_frames
+    while made < total_frames:
+        new = min(stride_frames, total_frames - made)
+        windows.append(WindowPlan(overlap, new))
+        made += new
+    return windows
+
+
+def _quiet_transformers() -> None:
+    """transformers' own progress bars and advice would drown our output."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device = 'cuda' was asked for, but torch sees no CUDA GPU (use 'auto' or 'cpu')")
+    return torch.device(device)
+
+
+def _load_error(source: str, exc: Exception) -> ModelError:
+    if os.path.isdir(source):
+        return ModelError(f"{source} is not a loadable MusicGen model directory: {exc}")
+    text = str(exc)
+    offline_hints = ("connect", "offline", "resolve", "Connection", "huggingface.co", "not a valid model identifier")
+    if any(hint in text for hint in offline_hints):
+        return ModelError(
+            f"cannot download model '{source}': it is not in the Hugging Face cache and the hub cannot be "
+            "reached. Use a local model directory instead (--model DIR, or `model = \"path/to/dir\"`); "
+            "`trackspec model tiny DIR` makes a small offline test model."
+        )
+    return ModelError(f"cannot load model '{source}': {text}")
+
+
+class MusicGenBackend:
+    """A MusicGen model loaded once and kept for every batch of this process."""
+
+    def __init__(self, source: str, revision: str | None, device: str, max_batch: int = 8):
+        _quiet_transformers()
+        from transformers import AutoConfig, AutoTokenizer, MusicgenForConditionalGeneration
+
+        self.device = resolve_device(device)
+        self.max_batch = max(1, max_batch)
+        kwargs: dict = {}
+        if not os.path.isdir(source):
+            kwargs = {"revision": revision} if revision else {}
+            try:  # the Hugging Face cache first: no network round trips when it is there
+                AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
+                kwargs["local_files_only"] = True
+            except (OSError, ValueError):
+                pass
+        try:
+            config = AutoConfig.from_pretrained(source, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise _load_error(source, exc) from exc
+        if getattr(config, "model_type", None) != "musicgen":
+            raise ModelError(
+                f"'{source}' is a '{getattr(config, 'model_type', '?')}' model, not MusicGen "
+                "(model_type 'musicgen' is needed)"
+            )
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            model = MusicgenForConditionalGeneration.from_pretrained(source, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise _load_error(source, exc) from exc
+        model.eval()
+        self.model = model.to(self.device)
+        # fp16 halves the weight traffic of the decoder, which bounds decoding speed on a GPU.
+        # T5 and EnCodec stay in fp32: they run once per track and T5 is unstable in fp16.
+        self.decoder_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.model.decoder.to(self.decoder_dtype)
+        if getattr(self.model, "enc_to_dec_proj", None) is not None:
+            self.model.enc_to_dec_proj.to(self.decoder_dtype)
+
+        audio_config = model.config.audio_encoder
+        self.sample_rate = int(audio_config.sampling_rate)
+        self.hop = int(np.prod(audio_config.upsampling_ratios))
+        self.frame_rate = self.sample_rate / self.hop
+        self.num_codebooks = int(model.decoder.config.num_codebooks)
+        self.channels = int(model.decoder.config.audio_channels)
+        self.pad_token = int(model.generation_config.pad_token_id
+                             if model.generation_config.pad_token_id is not None
+                             else model.decoder.config.pad_token_id)
+        self.start_token = int(model.generation_config.decoder_start_token_id
+                               if model.generation_config.decoder_start_token_id is not None
+                               else model.decoder.config.bos_token_id)
+        self.max_positions = int(model.decoder.config.max_position_embeddings)
+        limit = int(getattr(self.tokenizer, "model_max_length", 0) or 0)
+        self.max_text_tokens = limit if 0 < limit < 100_000 else 512  # T5's own limit when unset
+        dtype_name = str(self.decoder_dtype).replace("torch.", "")
+        self.description = f"{source} on {self.device.type} ({dtype_name})"
+
+    # ----------------------------------------------------------------- public API
+    def generate(
+        self, requests: Sequence[GenerationRequest], progress: ProgressFn | None = None
+    ) -> list[np.ndarray | Exception]:
+        results: list[np.ndarray | Exception | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, request in enumerate(requests):
+            try:
+                groups.setdefault(self._batch_signature(request), []).append(i)
+            except GenerationError as exc:
+                results[i] = exc
+        for indices in groups.values():
+            for start in range(0, len(indices), self.max_batch):
+                chunk = indices[start:start + self.max_batch]
+                for i, audio in zip(chunk, self._generate_with_oom_retry([requests[i] for i in chunk], progress)):
+                    results[i] = audio
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # --------------------------------------------------------------- batching
+    def _frames(self, request: GenerationRequest) -> tuple[int, int, int]:
+        """(total frames, window frames, stride frames) of a request."""
+        samples = round(request.duration * self.sample_rate)
+        total = math.ceil(samples / self.hop)
+        window = max(1, round(request.window * self.frame_rate))
+        stride = max(1, round(request.window_stride * self.frame_rate))
+        if window + self.num_codebooks + 1 > self.max_positions:
+            raise GenerationError(
+                f"{request.name}: window of {request.window:g} s is longer than this model can attend to "
+                f"({(self.max_positions - self.num_codebooks - 1) / self.frame_rate:.1f} s)"
+            )
+        if total > window and stride >= window:
+            raise GenerationError(f"{request.name}: window_stride must be shorter than the window")
+        return total, window, stride
+
+    def _text_length(self, request: GenerationRequest) -> int:
+        length = len(self.tokenizer(request.prompt)["input_ids"])
+        if length > self.max_text_tokens:
+            raise GenerationError(
+                f"{request.name}: the prompt is {length} tokens; the text encoder takes at most "
+                f"{self.max_text_tokens}. Shorten the prompt."
+            )
+        return length
+
+    def _batch_signature(self, request: GenerationRequest) -> tuple:
+        """Requests with equal signatures have equal shapes at every step and can share a batch."""
+        bucket = math.ceil(self._text_length(request) / TEXT_BUCKET) * TEXT_BUCKET
+        return (*self._frames(request), bucket)
+
+    def _generate_with_oom_retry(
+        self, batch: list[GenerationRequest], progress: ProgressFn | None
+    ) -> list[np.ndarray | Exception]:
+        try:
+            return list(self._generate_batch(batch, progress))
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                return [GenerationError(f"{batch[0].name}: out of GPU memory even at batch size 1")]
+            half = len(batch) // 2
+            log.warning("CUDA out of memory at batch %d; retrying as batches of %d and %d",
+                        len(batch), half, len(batch) - half)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            return (self._generate_with_oom_retry(batch[:half], progress)
+                    + self._generate_with_oom_retry(batch[half:], progress))
+
+    # -------------------------------------------------------------- the model
+    @torch.inference_mode()
+    def _encode_text(self, prompts: list[str], padded_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """T5 states for the doubled CFG batch: conditional rows, then all-zero rows."""
+        tokens = self.tokenizer(prompts, padding="max_length", max_length=padded_length, return_tensors="pt")
+        input_ids = tokens["input_ids"].to(self.device)
+        mask = tokens["attention_mask"].to(self.device)
+        states = self.model.text_encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        proj = getattr(self.model, "enc_to_dec_proj", None)
+        if proj is not None:
+            states = proj(states.to(self.decoder_dtype))
+        states = (states * mask[..., None]).to(self.decoder_dtype)
+        states = torch.cat([states, torch.zeros_like(states)], dim=0)
+        mask = torch.cat([mask, torch.zeros_like(mask)], dim=0)
+        return states, mask
+
+    @torch.inference_mode()
+    def _generate_batch(self, batch: list[GenerationRequest], progress: ProgressFn | None) -> list[np.ndarray]:
+        total, window, stride = self._frames(batch[0])
+        bucket = math.ceil(max(self._text_length(r) for r in batch) / TEXT_BUCKET) * TEXT_BUCKET
+        windows = plan_windows(total, window, stride)
+        k = self.num_codebooks
+        steps_total = sum(w.new + k - 1 for w in windows)
+        steps_done = 0
+
+        def step_done() -> None:
+            nonlocal steps_done
+            steps_done += 1
+            if progress is not None:
+                for request in batch:
+                    progress(request.name, steps_done, steps_total)
+
+        states, mask = self._encode_text([r.prompt for r in batch], bucket)
+        generators = [torch.Generator(device=self.device).manual_seed(r.seed) for r in batch]
+        guidance = torch.tensor([r.guidance_scale for r in batch], device=self.device, dtype=torch.float32)
+        codes = torch.empty((len(batch), k, 0), dtype=torch.long, device=self.device)
+        for plan in windows:
+            prompt = codes[:, :, codes.shape[-1] - plan.prompt:] if plan.prompt else codes[:, :, :0]
+            new = self._decode_window(batch, prompt, plan.new, states, mask, generators, guidance, step_done)
+            codes = torch.cat([codes, new], dim=-1)
+        audio = self._codes_to_audio(codes)
+        samples = round(batch[0].duration * self.sample_rate)
+        return [np.ascontiguousarray(audio[i, :, :samples]) for i in range(len(batch))]
+
+    def _delay_layout(self, prompt: torch.Tensor, new_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The delayed token grid of one window and which cells are free to sample.
+
+        Position 0 holds the start token; codebook ``c``'s frame ``f`` sits at position
+        ``1 + f + c``; cells outside a codebook's span hold the pad token. Prompt frames
+        are written in place and are therefore never resampled.
+        """
+        batch, k, prompt_frames = prompt.shape
+        length = 1 + prompt_frames + new_frames + k - 1
+        grid = torch.full((batch, k, length), self.pad_token, dtype=torch.long, device=self.device)
+        free = torch.zeros((k, length), dtype=torch.bool, device=self.device)
+        for c in range(k):
+            grid[:, c, 1 + c:1 + c + prompt_frames] = prompt[:, c]
+            free[c, 1 + c + prompt_frames:1 + c + prompt_frames + new_frames] = True
+        grid[:, :, 0] = self.start_token
+        return grid, free
+
+    def _decode_window(self, batch, prompt, new_frames, states, mask, generators, guidance, step_done) -> torch.Tensor:
+        """Generate ``new_frames`` frames after ``prompt`` (B, K, P); return them (B, K, new)."""
+        k = self.num_codebooks
+        grid, free = self._delay_layout(prompt, new_frames)
+        start = 1 + prompt.shape[-1]
+        decoder = self.model.decoder
+        inputs = grid[:, :, :start]
+        cache = None
+        for position in range(start, grid.shape[-1]):
+            doubled = torch.cat([inputs, inputs], dim=0).reshape(-1, inputs.shape[-1])
+            out = decoder(
+                input_ids=doubled,
+                encoder_hidden_states=states,
+                encoder_attention_mask=mask,
+                cache=cache,
+                use_cache=True,
+            )
+            cache = out.cache
+            logits = out.logits[:, -1, :].reshape(2 * len(batch), k, -1)
+            logits = guided_logits(logits, guidance)
+            column = torch.stack([
+                sample_row(logits[i], generators[i], r.temperature, r.top_k, r.top_p)
+                for i, r in enumerate(batch)
+            ])
+            grid[:, :, position] = torch.where(free[:, position], column, grid[:, :, position])
+            inputs = grid[:, :, position:position + 1]
+            step_done()
+        frames = torch.stack(
+            [grid[:, c, start + c:start + c + new_frames] for c in range(k)], dim=1
+        )
+        return frames
+
+    def _codes_to_audio(self, codes: torch.Tensor) -> np.ndarray:
+        """EnCodec decode (fp32) of (B, K, T) codes to float32 (B, channels, samples).
+
+        One row at a time: EnCodec's convolutions and LSTM give last-bit differences
+        between batch sizes, and a track must not change with its batch. Decoding is a
+        small fraction of the time spent on the tokens.
+        """
+        encodec = self.model.audio_encoder
+        rows = []
+        for row in codes:
+            if self.channels == 1:
+                audio = encodec.decode(row[None, None], audio_scales=[None]).audio_values
+            else:
+                left = encodec.decode(row[None, None, 0::2], audio_scales=[None]).audio_values
+                right = encodec.decode(row[None, None, 1::2], audio_scales=[None]).audio_values
+                audio = torch.cat([left, right], dim=1)
+            rows.append(audio[0].float().cpu().numpy())
+        return np.stack(rows)

@@ -1,0 +1,138 @@
+"""Build and save a tiny, randomly initialised MusicGen.
+
+It makes noise, not music. It exists so that tests and offline demos exercise the real
+loading and generation code (``from_pretrained`` on a directory, the T5 text encoder, the
+decoder, EnCodec) on a machine with no network and no GPU. The layout on disk is the one
+``facebook/musicgen-*`` uses, so the product loads it exactly like a hub model.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+TINY_SAMPLE_RATE = 32_000
+#: Character-level tokens: a long prompt needs more of them than T5's 512 word pieces.
+TINY_MAX_TEXT_TOKENS = 4096
+
+
+def _build_tokenizer():
+    """A small Unigram tokenizer (letters, digits, punctuation) built with ``tokenizers``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = string.ascii_lowercase + string.digits
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [("\u2581" + c, -3.0) for c in alphabet]
+    pieces += [(c, -4.0) for c in alphabet + string.punctuation]
+    tok = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=TINY_MAX_TEXT_TOKENS,
+    )
+
+
+def build_tiny_model(seed: int = 0, audio_channels: int = 1):
+    """Return ``(model, tokenizer)``: a MusicGen with the real architecture at toy sizes.
+
+    The EnCodec part keeps the real 32 kHz rate and 640-sample hop (50 frames per second)
+    and four 2048-entry codebooks, so durations, frame counts and the delay pattern are the
+    same as musicgen-small/medium. Its codebooks start at zero in transformers, which
+    would decode every code to the same vector, so they are filled with random values.
+    """
+    import torch
+    from transformers import (
+        EncodecConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        T5Config,
+    )
+
+    torch.manual_seed(seed)
+    tokenizer = _build_tokenizer()
+    text_config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    audio_config = EncodecConfig(
+        sampling_rate=TINY_SAMPLE_RATE,
+        audio_channels=1,
+        target_bandwidths=[2.2],
+        upsampling_ratios=[8, 5, 4, 4],
+        codebook_size=2048,
+        hidden_size=16,
+        num_filters=4,
+        num_residual_layers=1,
+        num_lstm_layers=1,
+        use_causal_conv=False,
+        use_conv_shortcut=False,
+        normalize=False,
+    )
+    decoder_config = MusicgenDecoderConfig(
+        vocab_size=2048,
+        max_position_embeddings=2048,
+        num_hidden_layers=2,
+        ffn_dim=64,
+        num_attention_heads=4,
+        hidden_size=32,
+        num_codebooks=4 * audio_channels,
+        audio_channels=audio_channels,
+        pad_token_id=2048,
+        bos_token_id=2048,
+        dropout=0.0,
+    )
+    config = MusicgenConfig(
+        text_encoder=text_config.to_dict(),
+        audio_encoder=audio_config.to_dict(),
+        decoder=decoder_config.to_dict(),
+    )
+    model = MusicgenForConditionalGeneration(config)
+    with torch.no_grad():
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_(0.0, 1.0)
+            layer.codebook.embed_avg.copy_(layer.codebook.embed)
+            layer.codebook.cluster_size.fill_(1.0)
+            layer.codebook.inited.fill_(True)
+    gen = model.generation_config
+    gen.decoder_start_token_id = 2048
+    gen.pad_token_id = 2048
+    gen.bos_token_id = 2048
+    gen.max_length = 1500
+    gen.do_sample = True
+    gen.guidance_scale = 3.0
+    model.eval()
+    return model, tokenizer
+
+
+def save_tiny_model(directory: Path, seed: int = 0, audio_channels: int = 1) -> Path:
+    """Build the tiny model and save it with ``save_pretrained`` (safetensors + tokenizer)."""
+    from transformers import EncodecFeatureExtractor, MusicgenProcessor
+
+    from .musicgen import _quiet_transformers
+
+    _quiet_transformers()
+    model, tokenizer = build_tiny_model(seed=seed, audio_channels=audio_channels)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    feature_extractor = EncodecFeatureExtractor(feature_size=1, sampling_rate=TINY_SAMPLE_RATE)
+    MusicgenProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(directory)
+    return directory

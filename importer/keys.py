@@ -1,0 +1,97 @@
+"""Canonical digests: the only place that knows what is in a key.
+
+* The **generation key** covers what decides the raw audio: prompt, duration, seed, the
+  model's identity, sampling settings, the windowing actually used, the backend and a
+  generation-format version.
+* The **render key** covers the generation key plus what turns raw audio into files:
+  resampler, sample rate, formats and their qualities, and an encoder version.
+
+Inputs are normalised before hashing (numbers as floats or ints by field, formats as a
+sorted list), so key order, whitespace, comments and ``60`` vs ``60.0`` change nothing,
+and ``description`` and ``[meta]`` are never included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .model_ref import ModelRef
+from .spec import TrackSpec
+
+BACKEND = "transformers-musicgen"
+#: Bump when the generation code changes what a key produces.
+GENERATION_FORMAT_VERSION = 1
+#: Bump when resampling or encoding changes what a render key produces.
+ENCODER_VERSION = 1
+RESAMPLER = "soxr-hq"
+
+
+@dataclass(frozen=True)
+class TrackKeys:
+    """The keys of one track and the inputs they were made from (for "what changed")."""
+
+    seed: int
+    generation: str
+    render: str
+    generation_inputs: dict[str, Any]
+    render_inputs: dict[str, Any]
+
+
+def digest(inputs: dict[str, Any]) -> str:
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _generation_inputs(spec: TrackSpec, model: ModelRef) -> dict[str, Any]:
+    inputs: dict[str, Any] = {
+        "backend": BACKEND,
+        "format": GENERATION_FORMAT_VERSION,
+        "model": dict(model.identity),
+        "prompt": spec.prompt,
+        "duration": float(spec.duration),
+        "temperature": float(spec.temperature),
+        "top_k": int(spec.top_k),
+        "top_p": float(spec.top_p),
+        "guidance_scale": float(spec.guidance_scale),
+    }
+    if spec.duration > spec.window:  # windowing only shapes tracks longer than one window
+        inputs["window"] = float(spec.window)
+        inputs["window_stride"] = float(spec.window_stride)
+    return inputs
+
+
+def track_keys(spec: TrackSpec, model: ModelRef) -> TrackKeys:
+    gen_inputs = _generation_inputs(spec, model)
+    # No seed in the spec: derive one from everything else, so the same spec gives the same music.
+    seed = spec.seed if spec.seed is not None else int(digest(gen_inputs)[:8], 16)
+    gen_inputs["seed"] = int(seed)
+    generation = digest(gen_inputs)
+    render_inputs: dict[str, Any] = {
+        "generation": generation,
+        "encoder": ENCODER_VERSION,
+        "resampler": RESAMPLER,
+        "sample_rate": int(spec.sample_rate),
+        "formats": sorted(spec.formats),
+    }
+    if "ogg" in spec.formats:
+        render_inputs["ogg_quality"] = float(spec.ogg_quality)
+    if "mp3" in spec.formats:
+        render_inputs["mp3_quality"] = int(spec.mp3_quality)
+    return TrackKeys(
+        seed=int(seed),
+        generation=generation,
+        render=digest(render_inputs),
+        generation_inputs=gen_inputs,
+        render_inputs=render_inputs,
+    )
+
+
+def changed_fields(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """Names of the inputs that differ (``model`` when any part of the model identity does)."""
+    if not old:
+        return []
+    names = sorted(set(old) | set(new))
+    return [n for n in names if old.get(n) != new.get(n) and n not in ("generation",)]

@@ -1,0 +1,63 @@
+"""What a spec's ``model`` string refers to, and the identity that enters the keys.
+
+A hub id (``facebook/musicgen-medium``) is identified by id and revision. A local
+directory is identified by a digest of its files, not its path, so the same weights at
+another path or on another machine give the same keys. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .state import State
+
+_SKIP_DIRS = {".git", ".cache", "__pycache__"}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: ``source`` is what ``from_pretrained`` receives."""
+
+    source: str
+    revision: str | None
+    identity: dict[str, str]
+    is_local: bool
+
+
+def looks_like_path(model: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else that looks like a path is one."""
+    return model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
+
+
+def resolve_model(model: str, revision: str, base: Path, state: State) -> ModelRef:
+    """Resolve ``model`` against ``base`` (the repo root or the working directory).
+
+    An existing directory is local (as transformers decides); a path-like string that
+    does not exist is an error; anything else is a hub id.
+    """
+    candidate = Path(model).expanduser()
+    if not candidate.is_absolute():
+        candidate = base / candidate
+    if candidate.is_dir():
+        directory = candidate.resolve()
+        return ModelRef(str(directory), None, {"local_sha256": directory_digest(directory, state)}, True)
+    if looks_like_path(model):
+        raise FileNotFoundError(f"model directory {candidate} does not exist")
+    return ModelRef(model, revision, {"hub": model, "revision": revision}, False)
+
+
+def directory_digest(directory: Path, state: State) -> str:
+    """sha256 over (relative path, file sha256) of every file, in sorted order."""
+    entries: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        for name in filenames:
+            path = Path(dirpath) / name
+            entries.append((path.relative_to(directory).as_posix(), path))
+    outer = hashlib.sha256()
+    for rel, path in sorted(entries):
+        outer.update(f"{rel}\0{state.digest(path)}\n".encode())
+    return outer.hexdigest()

@@ -1,0 +1,212 @@
+"""Decide, per track, what a build must do and why. Pure and fast: no audio, no torch.
+
+Inputs are the parsed specs with their keys, the asset index, the cache (presence only)
+and the stat state (digests of outputs without reading unchanged files). Every action
+carries human reasons ("prompt changed", "output modified", ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .cache import LocalCache
+from .config import ProjectConfig
+from .errors import TrackspecError
+from .keys import TrackKeys, changed_fields, track_keys
+from .model_ref import ModelRef, resolve_model
+from .spec import TrackSpec, discover_specs, parse_spec
+from .state import State
+
+Action = Literal["fresh", "index", "restore", "encode", "generate"]
+
+
+@dataclass
+class LoadedTrack:
+    """A spec that parsed, with its resolved model and keys."""
+
+    spec: TrackSpec
+    model: ModelRef
+    keys: TrackKeys
+
+
+@dataclass
+class SpecFailure:
+    """A spec that cannot be built; its last good asset and index entry are kept."""
+
+    path: Path
+    message: str
+
+
+@dataclass
+class TrackPlan:
+    track: LoadedTrack
+    action: Action
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.track.spec.name
+
+
+@dataclass
+class Removal:
+    name: str
+    entry: dict[str, Any]
+    reason: str
+
+
+@dataclass
+class Plan:
+    tracks: list[TrackPlan]
+    failures: list[SpecFailure]
+    removals: list[Removal]
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.failures or self.removals or any(t.action != "fresh" for t in self.tracks))
+
+
+def rel(config: ProjectConfig, path: Path) -> str:
+    """A path relative to the repo root, with forward slashes (as the index stores it)."""
+    try:
+        return path.resolve().relative_to(config.root).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def output_paths(config: ProjectConfig, spec: TrackSpec) -> dict[str, Path]:
+    return {fmt: config.assets_dir / spec.genre / f"{spec.name}.{fmt}" for fmt in spec.formats}
+
+
+def load_tracks(config: ProjectConfig, state: State, model_override: str | None = None,
+                override_base: Path | None = None) -> tuple[list[LoadedTrack], list[SpecFailure]]:
+    """Parse every spec, resolve its model and compute keys; one bad spec never stops the rest."""
+    loaded: list[LoadedTrack] = []
+    failures: list[SpecFailure] = []
+    models: dict[tuple[str, str, Path], ModelRef | Exception] = {}
+    skip = [config.assets_dir, config.state_dir, config.cache_dir]
+    for path in discover_specs(config.root, config.spec_dirs, skip):
+        try:
+            spec = parse_spec(path, config.spec_defaults, config.max_duration)
+        except TrackspecError as exc:
+            failures.append(SpecFailure(path, str(exc)))
+            continue
+        model_name = model_override or spec.model
+        base = override_base if model_override and override_base else config.root
+        cache_key = (model_name, spec.revision, base)
+        if cache_key not in models:
+            try:
+                models[cache_key] = resolve_model(model_name, spec.revision, base, state)
+            except OSError as exc:
+                models[cache_key] = exc
+        model = models[cache_key]
+        if isinstance(model, Exception):
+            where = "--model/TRACKSPEC_MODEL" if model_override else f"{path}: generation.model"
+            failures.append(SpecFailure(path, f"{where}: {model}"))
+            continue
+        loaded.append(LoadedTrack(spec, model, track_keys(spec, model)))
+    return _without_duplicates(loaded, failures, config)
+
+
+def _without_duplicates(loaded: list[LoadedTrack], failures: list[SpecFailure],
+                        config: ProjectConfig) -> tuple[list[LoadedTrack], list[SpecFailure]]:
+    """Two specs claiming one name: both fail, each error naming both files."""
+    by_name: dict[str, list[LoadedTrack]] = {}
+    for track in loaded:
+        by_name.setdefault(track.spec.name, []).append(track)
+    kept = []
+    for name, tracks in by_name.items():
+        if len(tracks) == 1:
+            kept.append(tracks[0])
+            continue
+        files = " and ".join(rel(config, t.spec.path) for t in tracks)
+        for track in tracks:
+            failures.append(SpecFailure(track.spec.path,
+                                        f"{track.spec.path}:1:1: name: track name '{name}' is claimed by "
+                                        f"{files}; give each spec its own name"))
+    return kept, failures
+
+
+def plan_build(config: ProjectConfig, loaded: list[LoadedTrack], failures: list[SpecFailure],
+               index: dict[str, Any], cache: LocalCache, state: State) -> Plan:
+    tracks = [_plan_track(config, track, index["tracks"].get(track.spec.name), cache, state)
+              for track in loaded]
+    claimed = {t.spec.name for t in loaded}
+    failing_specs = {rel(config, f.path) for f in failures}
+    removals = []
+    for name, entry in sorted(index["tracks"].items()):
+        if name in claimed or entry.get("spec") in failing_specs:
+            continue
+        spec_path = config.root / entry.get("spec", "")
+        reason = "spec renamed the track" if spec_path.is_file() else "spec deleted"
+        removals.append(Removal(name, entry, reason))
+    return Plan(tracks, failures, removals)
+
+
+def _plan_track(config: ProjectConfig, track: LoadedTrack, entry: dict[str, Any] | None,
+                cache: LocalCache, state: State) -> TrackPlan:
+    reasons = _stale_reasons(config, track, entry, state)
+    if reasons is None:
+        assert entry is not None
+        if entry != index_entry(config, track, entry["files"], entry):
+            return TrackPlan(track, "index", ["index entry changed (meta, spec path or model name)"])
+        return TrackPlan(track, "fresh")
+    if cache.has("render", track.keys.render):
+        action: Action = "restore"
+    elif cache.has("raw", track.keys.generation):
+        action = "encode"
+    else:
+        action = "generate"
+    return TrackPlan(track, action, reasons)
+
+
+def _stale_reasons(config: ProjectConfig, track: LoadedTrack, entry: dict[str, Any] | None,
+                   state: State) -> list[str] | None:
+    """Why the published files are not this track's current render; ``None`` if they are."""
+    if entry is None:
+        return ["new"]
+    if any(k not in entry for k in AUDIO_FACTS):
+        return ["index entry incomplete"]
+    keys = track.keys
+    if entry.get("keys", {}).get("render") != keys.render:
+        previous = state.tracks.get(track.spec.name, {})
+        if entry.get("keys", {}).get("generation") != keys.generation:
+            changed = changed_fields(previous.get("generation_inputs"), keys.generation_inputs)
+            if track.spec.seed is None and len(changed) > 1:
+                changed = [c for c in changed if c != "seed"]  # the derived seed follows the rest
+        else:
+            changed = changed_fields(previous.get("render_inputs"), keys.render_inputs)
+        return [f"{c} changed" for c in changed] or ["settings changed"]
+    expected = {fmt: rel(config, p) for fmt, p in output_paths(config, track.spec).items()}
+    files = entry.get("files", {})
+    if {fmt: f.get("path") for fmt, f in files.items()} != expected:
+        return ["output path changed (genre or assets folder)"]
+    reasons = []
+    for fmt, info in sorted(files.items()):
+        digest = state.digest(config.root / info["path"])
+        if digest is None:
+            reasons.append(f"output missing ({fmt})")
+        elif digest != info.get("sha256"):
+            reasons.append(f"output modified ({fmt})")
+    return reasons or None
+
+
+AUDIO_FACTS = ("sample_rate", "channels", "samples", "duration")
+
+
+def index_entry(config: ProjectConfig, track: LoadedTrack, files: dict[str, Any],
+                audio_facts: dict[str, Any]) -> dict[str, Any]:
+    """The index entry of a track: spec facts, its ``files`` and the audio facts of those files."""
+    model = track.model
+    return {
+        "spec": rel(config, track.spec.path),
+        "genre": track.spec.genre,
+        "files": files,
+        "model": rel(config, Path(model.source)) if model.is_local else model.source,
+        "seed": track.keys.seed,
+        "keys": {"generation": track.keys.generation, "render": track.keys.render},
+        "meta": track.spec.meta,
+        **{k: audio_facts[k] for k in AUDIO_FACTS},
+    }

@@ -1,0 +1,78 @@
+"""Put verified files into the assets folder, and take owned files out of it.
+
+Every published file is copied from a verified cache entry to a temp name beside its
+target, its sha256 checked against the entry's manifest, then renamed into place. The
+engine therefore sees the old file or the new one, never a partial one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .cache import CacheEntry
+from .errors import CacheCorrupt
+from .fsutil import fsync_dir, temp_path_for
+
+log = logging.getLogger(__name__)
+_CHUNK = 1 << 20
+
+
+def copy_verified(source: Path, target: Path, expected_sha256: str) -> int:
+    """Copy ``source`` to ``target`` atomically, checking the copy's sha256; return its size."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(target)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(source, "rb") as src, open(tmp, "wb") as dst:
+            while chunk := src.read(_CHUNK):
+                digest.update(chunk)
+                dst.write(chunk)
+                size += len(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        if digest.hexdigest() != expected_sha256:
+            raise CacheCorrupt(f"{source}: content changed while publishing (sha256 mismatch)")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+    return size
+
+
+def publish_entry(entry: CacheEntry, targets: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Publish ``audio.<fmt>`` of a render entry to each ``targets[fmt]``; return file facts."""
+    published = {}
+    for fmt, target in targets.items():
+        name = f"audio.{fmt}"
+        size = copy_verified(entry.files[name], target, entry.digests[name])
+        published[fmt] = {"sha256": entry.digests[name], "bytes": size, "target": target}
+    return published
+
+
+def remove_owned(paths: list[Path], assets_dir: Path) -> list[Path]:
+    """Delete files the index owned, but never anything outside the assets folder."""
+    removed = []
+    assets = assets_dir.resolve()
+    for path in paths:
+        resolved = path.resolve()
+        if assets not in resolved.parents:
+            log.warning("not deleting %s: it is outside the assets folder %s", path, assets)
+            continue
+        try:
+            resolved.unlink()
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+        parent = resolved.parent
+        if parent != assets:
+            try:
+                parent.rmdir()  # an emptied genre folder goes too
+            except OSError:
+                pass
+    return removed

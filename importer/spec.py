@@ -1,0 +1,163 @@
+"""Parse and validate ``.trackspec`` files into ``TrackSpec`` values.
+
+A spec is layered: built-in defaults, then the project's ``[defaults]``, then the file.
+Every problem is reported with the file, line, column and field; unknown keys get a
+"did you mean". Parsing never touches audio or models.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import Location, SpecError
+from .fields import FREE_TABLES, TABLES, TOP_FIELDS, Field, FieldProblem, suggestion
+from .generate.base import DEFAULT_STRIDE_FRACTION
+from .tomlsource import TomlDocument, read_toml
+
+SPEC_SUFFIX = ".trackspec"
+
+
+@dataclass(frozen=True)
+class TrackSpec:
+    """One validated track. ``seed`` is ``None`` until keys derive it."""
+
+    path: Path
+    name: str
+    genre: str
+    description: str
+    prompt: str
+    duration: float
+    seed: int | None
+    model: str
+    revision: str
+    temperature: float
+    top_k: int
+    top_p: float
+    guidance_scale: float
+    window: float
+    window_stride: float
+    formats: tuple[str, ...]
+    sample_rate: int
+    ogg_quality: float
+    mp3_quality: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def builtin_defaults() -> dict[str, Any]:
+    """The nested defaults of every field, shaped like a spec file."""
+    values: dict[str, Any] = {k: f.default for k, f in TOP_FIELDS.items() if f.default is not None}
+    for table_name, fields in TABLES.items():
+        values[table_name] = {k: f.default for k, f in fields.items() if f.default is not None}
+    values["meta"] = {}
+    return values
+
+
+def check_table(doc: TomlDocument, data: dict, fields: dict[str, Field], prefix: tuple[str, ...],
+                error: type, tables: dict[str, dict[str, Field]] | None = None,
+                free_tables: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Validate one TOML table against ``fields`` (and nested ``tables``); return clean values."""
+    tables = tables or {}
+    allowed = list(fields) + list(tables) + list(free_tables)
+    clean: dict[str, Any] = {}
+    for key, value in data.items():
+        path = (*prefix, key)
+        dotted = ".".join(path)
+        if key in fields:
+            try:
+                clean[key] = fields[key].check(value)
+            except FieldProblem as exc:
+                raise error(doc.locate(*path), str(exc), dotted) from None
+        elif key in tables or key in free_tables:
+            if not isinstance(value, dict):
+                raise error(doc.locate(*path), f"must be a table ([{dotted}])", dotted)
+            clean[key] = dict(value) if key in free_tables else check_table(
+                doc, value, tables[key], path, error)
+        else:
+            raise error(doc.locate(*path), f"unknown key{suggestion(key, allowed)}", dotted)
+    return clean
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Nested merge: tables merge key by key, everything else is replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_spec(path: Path, defaults: dict[str, Any], max_duration: float) -> TrackSpec:
+    """Read and validate one spec; ``defaults`` are built-in + project defaults, merged."""
+    doc = read_toml(path, SpecError)
+    own = check_table(doc, doc.data, TOP_FIELDS, (), SpecError, TABLES, FREE_TABLES)
+    values = merge(defaults, own)
+
+    if "prompt" not in values:
+        raise SpecError(Location(path, 1, 1), "missing required field (the text MusicGen should follow)", "prompt")
+    if "name" not in own:
+        stem = path.name[: -len(SPEC_SUFFIX)] if path.name.endswith(SPEC_SUFFIX) else path.stem
+        try:
+            values["name"] = TOP_FIELDS["name"].check(stem)
+        except FieldProblem as exc:
+            raise SpecError(Location(path, 1, 1), f"the file name gives no valid track name: {exc}; "
+                            "set `name = \"...\"` in the spec", "name") from None
+    if values["duration"] > max_duration:
+        raise SpecError(doc.locate("duration"), f"{values['duration']:g} s is out of range; allowed: "
+                        f"(0, {max_duration:g}] (raise max_duration in trackspec.toml)", "duration")
+
+    gen, out = values["generation"], values["output"]
+    stride = gen.get("window_stride")
+    if stride is None:
+        stride = round(gen["window"] * DEFAULT_STRIDE_FRACTION, 6)
+    elif stride >= gen["window"]:
+        raise SpecError(doc.locate("generation", "window_stride"),
+                        f"{stride:g} s must be shorter than the window ({gen['window']:g} s)",
+                        "generation.window_stride")
+    return TrackSpec(
+        path=path,
+        name=values["name"],
+        genre=values["genre"],
+        description=values.get("description", ""),
+        prompt=" ".join(values["prompt"].split()),  # layout of a multi-line prompt is not content
+        duration=float(values["duration"]),
+        seed=values.get("seed"),
+        model=gen["model"],
+        revision=gen["revision"],
+        temperature=gen["temperature"],
+        top_k=gen["top_k"],
+        top_p=gen["top_p"],
+        guidance_scale=gen["guidance_scale"],
+        window=gen["window"],
+        window_stride=float(stride),
+        formats=tuple(out["formats"]),
+        sample_rate=out["sample_rate"],
+        ogg_quality=float(out["ogg_quality"]),
+        mp3_quality=int(out["mp3_quality"]),
+        meta=values.get("meta", {}),
+    )
+
+
+def discover_specs(root: Path, spec_dirs: list[Path], skip: list[Path]) -> Iterator[Path]:
+    """Every ``*.trackspec`` under ``spec_dirs`` (sorted; hidden folders and ``skip`` pruned)."""
+    skip_resolved = {p.resolve() for p in skip}
+    seen: set[Path] = set()
+    for top in spec_dirs:
+        if not top.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            here = Path(dirpath)
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if not d.startswith(".") and (here / d).resolve() not in skip_resolved
+            )
+            for name in sorted(filenames):
+                if name.endswith(SPEC_SUFFIX) and not name.startswith("."):
+                    path = here / name
+                    if path not in seen:
+                        seen.add(path)
+                        yield path
