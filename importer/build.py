@@ -94,6 +94,8 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) 
     if options.check:
         state = State(config.state_dir / "state.json")
         plan = _make_plan(config, options, state)
+        if config.state_dir.is_dir():  # refresh the stat cache, as `git status` does; create nothing
+            state.save()
         return BuildReport(_check_results(config, plan), config.index_path, checked_only=True)
     lock = repo_lock(config, reporter, options.wait_for_lock)
     try:
@@ -217,9 +219,11 @@ class Executor:
                 self.reporter.started(tp)
             try:
                 backend = load_backend(source, revision, self.config.device, self.config.batch_size)
-            except TrackspecError as exc:
+            except Exception as exc:  # a broken model fails its tracks, not the build
+                message = str(exc) if isinstance(exc, TrackspecError) else \
+                    f"cannot load model '{source}': {type(exc).__name__}: {exc}"
                 for tp in (tp for batch in batches for tp in batch):
-                    self._finish(self._result(tp, start, error=str(exc)))
+                    self._finish(self._result(tp, start, error=message))
                 continue
             self.reporter.note(f"model loaded: {backend.description} ({time.monotonic() - start:.1f} s)")
             try:
@@ -231,7 +235,10 @@ class Executor:
                         top_k=tp.track.spec.top_k, top_p=tp.track.spec.top_p,
                         guidance_scale=tp.track.spec.guidance_scale, window=tp.track.spec.window,
                         window_stride=tp.track.spec.window_stride) for tp in batch]
-                    audios = backend.generate(requests, progress=self.reporter.progress)
+                    try:
+                        audios = backend.generate(requests, progress=self.reporter.progress)
+                    except Exception as exc:  # the batch fails; each of its tracks says why
+                        audios = [exc] * len(batch)
                     for tp, audio in zip(batch, audios):
                         tp.action = "generate"
                         self._attempt(tp, batch_start,

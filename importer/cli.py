@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -77,8 +78,12 @@ def format_result(result) -> str:
         label = result.name or result.spec
         return f"FAILED    {label}\n          {result.error}"
     why = f"  ({'; '.join(result.reasons)})" if result.reasons else ""
-    took = f"  {result.seconds:.1f}s" if result.seconds >= 0.05 and result.action != "fresh" else ""
-    return f"{result.action:<9} {result.name}{why}{took}"
+    if result.action in ("fresh", "remove", "index") or not result.files:
+        return f"{result.action:<9} {result.name}{why}"
+    paths = sorted(result.files.values())
+    stem = paths[0].rsplit(".", 1)[0]
+    where = f"{stem}.{{{','.join(p.rsplit('.', 1)[1] for p in paths)}}}" if len(paths) > 1 else paths[0]
+    return f"{result.action:<9} {result.name}{why}  {result.seconds:.1f}s -> {where}"
 
 
 def summary(report, root: Path) -> str:
@@ -159,7 +164,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             "check": args.check,
             "root": str(config.root),
             "index": str(config.index_path),
-            "tracks": [r.__dict__ for r in report.results],
+            "tracks": [dataclasses.asdict(r) for r in report.results],
         }
         print(json.dumps(doc, indent=2, sort_keys=True))
     elif args.check:

@@ -80,5 +80,8 @@ class State:
         if not self._dirty:
             return
         data = {"version": STATE_VERSION, "files": self.files, "tracks": self.tracks}
+        ignore = self.path.parent / ".gitignore"
+        if not ignore.exists():  # per-machine state never belongs in the game's repository
+            atomic_write_bytes(ignore, b"# trackspec's per-machine state and lock\n*\n")
         atomic_write_bytes(self.path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
         self._dirty = False
