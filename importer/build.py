@@ -18,10 +18,11 @@ from typing import Any, Protocol
 
 from .cache import CacheEntry, LocalCache
 from .config import ProjectConfig
-from .errors import LockBusy, TrackspecError
+from .errors import CacheCorrupt, LockBusy, TrackspecError
 from .fsutil import atomic_write_bytes, sweep_temp_files
 from .index import load_index, write_index
-from .plan import LoadedTrack, Plan, TrackPlan, index_entry, load_tracks, output_paths, plan_build, rel
+from .plan import (AUDIO_FACTS, LoadedTrack, Plan, TrackPlan, index_entry, load_tracks, output_paths,
+                   plan_build, rel)
 from .publish import publish_entry, remove_owned
 from .state import State
 
@@ -99,16 +100,29 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) 
         return BuildReport(_check_results(config, plan), config.index_path, checked_only=True)
     lock = repo_lock(config, reporter, options.wait_for_lock)
     try:
-        sweep_temp_files(config.assets_dir)
-        sweep_temp_files(config.index_path.parent, recursive=False)
         state = State(config.state_dir / "state.json")
         try:
             plan = _make_plan(config, options, state)
+            _sweep_leftovers(config, plan)
             return Executor(config, plan, state, reporter).run()
         finally:
             state.save()
     finally:
         lock.release()
+
+
+def _sweep_leftovers(config: ProjectConfig, plan: Plan) -> None:
+    """Remove what killed processes left: temp files where outputs go, staging in the cache.
+
+    Only the folders this build writes to are looked at (not the whole assets tree), and
+    only under the repo lock, where no other build of this repo is writing.
+    """
+    folders = {config.index_path.parent}
+    folders |= {config.assets_dir / t.track.spec.genre for t in plan.tracks}
+    folders |= {(config.root / f["path"]).parent for r in plan.removals for f in r.entry.get("files", {}).values()}
+    for folder in folders:
+        sweep_temp_files(folder, recursive=False)
+    LocalCache(config.cache_dir).sweep_abandoned()
 
 
 def _make_plan(config: ProjectConfig, options: BuildOptions, state: State) -> Plan:
@@ -141,8 +155,6 @@ class Executor:
         for failure in self.plan.failures:
             self._finish(TrackResult(None, rel(self.config, failure.path), "failed", ok=False,
                                      error=failure.message))
-        for removal in self.plan.removals:
-            self._remove(removal.name, removal.entry, removal.reason)
         by_action: dict[str, list[TrackPlan]] = {}
         for tp in self.plan.tracks:
             by_action.setdefault(tp.action, []).append(tp)
@@ -156,6 +168,9 @@ class Executor:
                 pending_generation.append(tp)
         if pending_generation:
             self._generate_all(pending_generation)
+        # Last, so a renamed track could still restore from the files its old name published.
+        for removal in self.plan.removals:
+            self._remove(removal.name, removal.entry, removal.reason)
         self._write_index()
         return BuildReport(self.results, self.config.index_path)
 
@@ -187,6 +202,8 @@ class Executor:
 
     def _restore_or_encode(self, tp: TrackPlan) -> bool:
         rendered = self.cache.get("render", tp.track.keys.render)
+        if rendered is None and tp.donor is not None:
+            rendered = self._adopt_published(tp.track, tp.donor)
         if rendered is not None:
             tp.action = "restore"
         else:
@@ -268,6 +285,28 @@ class Executor:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _adopt_published(self, track: LoadedTrack, donor: dict[str, Any]) -> CacheEntry | None:
+        """Make a render cache entry from published files that are exactly this render."""
+        staging = self.cache.staging_dir()
+        try:
+            files, digests = {}, {}
+            for fmt, info in donor["files"].items():
+                name = f"audio.{fmt}"
+                shutil.copyfile(self.config.root / info["path"], staging / name)
+                files[name], digests[name] = staging / name, info["sha256"]
+            facts = {k: donor[k] for k in AUDIO_FACTS}
+            entry = self.cache.put("render", track.keys.render, files,
+                                   {**facts, "inputs": track.keys.render_inputs}, digests)
+        except OSError as exc:
+            log.warning("could not reuse the published files of %s: %s", track.spec.name, exc)
+            return None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if any(entry.digests[name] != digests[name] for name in digests):  # changed while copying
+            self.cache.remove("render", track.keys.render)
+            return None
+        return entry
+
     def _render(self, track: LoadedTrack, raw: CacheEntry) -> CacheEntry:
         """Resample and encode cached raw audio into a render cache entry."""
         import numpy as np
@@ -276,7 +315,11 @@ class Executor:
         from .encode import EncodeSettings, encode
 
         info = raw.info
-        data = np.fromfile(raw.files["audio.f32"], dtype="<f4").reshape(info["channels"], info["samples"])
+        data = np.fromfile(raw.files["audio.f32"], dtype="<f4")
+        if data.size != info["channels"] * info["samples"]:
+            raise CacheCorrupt(f"raw audio {raw.key[:12]} holds {data.size} values, its manifest "
+                               f"says {info['channels']} x {info['samples']}")
+        data = data.reshape(info["channels"], info["samples"])
         spec = track.spec
         pcm = resample(data, int(info["sample_rate"]), spec.sample_rate)
         settings = EncodeSettings(formats=spec.formats, sample_rate=spec.sample_rate,
@@ -287,7 +330,8 @@ class Executor:
             facts = {"sample_rate": spec.sample_rate, "channels": int(pcm.shape[0]),
                      "samples": int(pcm.shape[1]), "duration": round(pcm.shape[1] / spec.sample_rate, 6)}
             files = {f"audio.{fmt}": path for fmt, path in outputs.items()}
-            return self.cache.put("render", track.keys.render, files, facts)
+            return self.cache.put("render", track.keys.render, files,
+                                  {**facts, "inputs": track.keys.render_inputs})
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -300,24 +344,28 @@ class Executor:
             files[fmt] = {"path": rel(self.config, info["target"]), "sha256": info["sha256"],
                           "bytes": info["bytes"]}
         old = self.index["tracks"].get(track.spec.name)
+        if old:  # files the new render no longer has (format dropped, genre changed)
+            keep = {f["path"] for f in files.values()}
+            self._delete_owned({k: f for k, f in old.get("files", {}).items() if f["path"] not in keep})
         self.index["tracks"][track.spec.name] = index_entry(self.config, track, files, rendered.info)
         self._write_index()
-        if old:
-            keep = {f["path"] for f in files.values()}
-            stale = [self.config.root / f["path"] for f in old.get("files", {}).values() if f["path"] not in keep]
-            remove_owned(stale, self.config.assets_dir)
         self.state.remember_track(track.spec.name, {"generation_inputs": track.keys.generation_inputs,
                                                     "render_inputs": track.keys.render_inputs})
 
     def _remove(self, name: str, entry: dict[str, Any], reason: str) -> None:
-        paths = [self.config.root / f["path"] for f in entry.get("files", {}).values()]
+        # Files first, then the index: a crash in between leaves an entry that the next build
+        # removes again, never files that nothing owns.
+        self._delete_owned(entry.get("files", {}))
         del self.index["tracks"][name]
         self._write_index()
-        remove_owned(paths, self.config.assets_dir)
-        for path in paths:
-            self.state.forget(path)
         self.state.forget_track(name)
         self._finish(TrackResult(name, entry.get("spec", ""), "remove", [reason]))
+
+    def _delete_owned(self, files: dict[str, dict[str, Any]]) -> None:
+        owned = [(self.config.root / f["path"], f.get("sha256", "")) for f in files.values()]
+        remove_owned(owned, self.config.root, self.config.assets_dir, self.state.digest)
+        for path, _ in owned:
+            self.state.forget(path)
 
     def _write_index(self) -> None:
         write_index(self.config.index_path, self.index)

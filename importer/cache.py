@@ -14,6 +14,7 @@ miss (``CacheCorrupt`` is logged, the caller rebuilds). Nothing corrupt is ever 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -44,6 +45,22 @@ class CacheEntry:
     info: dict[str, Any]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of what a manifest vouches for, so a damaged ``info`` is caught like a damaged file."""
+    body = {k: manifest.get(k) for k in ("kind", "key", "files", "info")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 class LocalCache:
     """A cache directory; safe for several processes (entries appear by atomic rename)."""
 
@@ -57,6 +74,14 @@ class LocalCache:
         """Cheap presence test for planning (verification happens on ``get``)."""
         return (self.entry_dir(kind, key) / MANIFEST).is_file()
 
+    def peek_info(self, kind: Kind, key: str) -> dict[str, Any]:
+        """An entry's ``info`` without verifying its files (for explanations only; ``{}`` if absent)."""
+        try:
+            info = json.loads((self.entry_dir(kind, key) / MANIFEST).read_text("utf-8")).get("info")
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
     def get(self, kind: Kind, key: str) -> CacheEntry | None:
         """The verified entry, or ``None`` (a corrupt entry is removed and logged)."""
         directory = self.entry_dir(kind, key)
@@ -67,6 +92,8 @@ class LocalCache:
             manifest = json.loads((directory / MANIFEST).read_text("utf-8"))
             if manifest.get("key") != key or manifest.get("kind") != kind:
                 problem = "manifest names another entry"
+            elif manifest.get("digest") != _manifest_digest(manifest):
+                problem = "manifest content does not match its digest"
             files, digests = {}, {}
             for name, meta in (manifest.get("files") or {}).items():
                 path = directory / name
@@ -111,6 +138,7 @@ class LocalCache:
                 manifest_files[name] = {"sha256": digest, "bytes": target.stat().st_size}
             manifest = {"kind": kind, "key": key, "files": manifest_files, "info": info,
                         "created": time.time()}
+            manifest["digest"] = _manifest_digest(manifest)
             with open(staging / MANIFEST, "w", encoding="utf-8") as fh:
                 json.dump(manifest, fh, sort_keys=True, indent=1)
                 fh.flush()
@@ -142,6 +170,16 @@ class LocalCache:
         except FileNotFoundError:
             return
         shutil.rmtree(trash, ignore_errors=True)
+
+    def sweep_abandoned(self) -> None:
+        """Delete staging folders of processes that are gone (a killed build's half entries)."""
+        tmp = self.root / "tmp"
+        if not tmp.is_dir():
+            return
+        for folder in tmp.iterdir():
+            pid_text = folder.name.split("-", 1)[0]
+            if folder.name.startswith("trash-") or (pid_text.isdigit() and not _alive(int(pid_text))):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def staging_dir(self) -> Path:
         """A fresh private folder in the cache for building an entry."""

@@ -7,6 +7,7 @@ caller attaches file and line to any problem.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import math
 import re
@@ -104,9 +105,17 @@ def sample_rate(value: Any) -> int:
     return int(rate)
 
 
-def table(value: Any) -> dict:
-    if not isinstance(value, dict):
-        raise FieldProblem(f"must be a table, got {_describe(value)}")
+def json_value(value: Any) -> Any:
+    """A free ``[meta]`` value as the JSON index can hold it: dates and times become ISO
+    strings; NaN and infinities are refused (JSON has no such numbers)."""
+    if isinstance(value, dict):
+        return {k: json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_value(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FieldProblem(f"{value!r} cannot be stored in the JSON index; use a finite number or a string")
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date too
+        return value.isoformat()
     return value
 
 

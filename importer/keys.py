@@ -27,6 +27,7 @@ GENERATION_FORMAT_VERSION = 1
 #: Bump when resampling or encoding changes what a render key produces.
 ENCODER_VERSION = 1
 RESAMPLER = "soxr-hq"
+WINDOW_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,9 @@ def _generation_inputs(spec: TrackSpec, model: ModelRef) -> dict[str, Any]:
         "top_p": float(spec.top_p),
         "guidance_scale": float(spec.guidance_scale),
     }
-    if spec.duration > spec.window:  # windowing only shapes tracks longer than one window
+    # Windowing only shapes tracks longer than one window. The backend decides in whole
+    # frames (1/50 s), so tracks within a margin of the window count as windowed too.
+    if spec.duration + WINDOW_MARGIN > spec.window:
         inputs["window"] = float(spec.window)
         inputs["window_stride"] = float(spec.window_stride)
     return inputs
@@ -90,8 +93,13 @@ def track_keys(spec: TrackSpec, model: ModelRef) -> TrackKeys:
 
 
 def changed_fields(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
-    """Names of the inputs that differ (``model`` when any part of the model identity does)."""
+    """Names of the inputs that differ (``model`` when any part of the model identity does).
+
+    An input on one side only (the window settings of a track that grew past one window,
+    the quality of a format just added) follows from another change and is named only
+    when nothing else changed.
+    """
     if not old:
         return []
-    names = sorted(set(old) | set(new))
-    return [n for n in names if old.get(n) != new.get(n) and n not in ("generation",)]
+    both = [n for n in sorted(set(old) & set(new)) if old[n] != new[n] and n != "generation"]
+    return both or [n for n in sorted(set(old) ^ set(new))]

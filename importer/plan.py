@@ -13,11 +13,12 @@ from typing import Any, Literal
 
 from .cache import LocalCache
 from .config import ProjectConfig
-from .errors import TrackspecError
+from .errors import Location, SpecError, TrackspecError
 from .keys import TrackKeys, changed_fields, track_keys
 from .model_ref import ModelRef, resolve_model
 from .spec import TrackSpec, discover_specs, parse_spec
 from .state import State
+from .tomlsource import read_toml
 
 Action = Literal["fresh", "index", "restore", "encode", "generate"]
 
@@ -44,6 +45,9 @@ class TrackPlan:
     track: LoadedTrack
     action: Action
     reasons: list[str] = field(default_factory=list)
+    #: An index entry whose published files already are this render (a renamed track, a
+    #: genre change): restored from those files when the cache no longer has the render.
+    donor: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -123,16 +127,17 @@ def _without_duplicates(loaded: list[LoadedTrack], failures: list[SpecFailure],
             continue
         files = " and ".join(rel(config, t.spec.path) for t in tracks)
         for track in tracks:
-            failures.append(SpecFailure(track.spec.path,
-                                        f"{track.spec.path}:1:1: name: track name '{name}' is claimed by "
-                                        f"{files}; give each spec its own name"))
+            where = read_toml(track.spec.path, SpecError).locate("name")
+            if not where.line:  # the name comes from the file name
+                where = Location(track.spec.path, 1, 1)
+            failures.append(SpecFailure(track.spec.path, str(SpecError(
+                where, f"track name '{name}' is claimed by {files}; give each spec its own name", "name"))))
     return kept, failures
 
 
 def plan_build(config: ProjectConfig, loaded: list[LoadedTrack], failures: list[SpecFailure],
                index: dict[str, Any], cache: LocalCache, state: State) -> Plan:
-    tracks = [_plan_track(config, track, index["tracks"].get(track.spec.name), cache, state)
-              for track in loaded]
+    tracks = [_plan_track(config, track, index["tracks"], cache, state) for track in loaded]
     claimed = {t.spec.name for t in loaded}
     failing_specs = {rel(config, f.path) for f in failures}
     removals = []
@@ -145,25 +150,47 @@ def plan_build(config: ProjectConfig, loaded: list[LoadedTrack], failures: list[
     return Plan(tracks, failures, removals)
 
 
-def _plan_track(config: ProjectConfig, track: LoadedTrack, entry: dict[str, Any] | None,
+def _plan_track(config: ProjectConfig, track: LoadedTrack, entries: dict[str, dict[str, Any]],
                 cache: LocalCache, state: State) -> TrackPlan:
-    reasons = _stale_reasons(config, track, entry, state)
+    entry = entries.get(track.spec.name)
+    reasons = _stale_reasons(config, track, entry, state, cache)
     if reasons is None:
         assert entry is not None
         if entry != index_entry(config, track, entry["files"], entry):
             return TrackPlan(track, "index", ["index entry changed (meta, spec path or model name)"])
         return TrackPlan(track, "fresh")
     if cache.has("render", track.keys.render):
-        action: Action = "restore"
-    elif cache.has("raw", track.keys.generation):
-        action = "encode"
-    else:
-        action = "generate"
-    return TrackPlan(track, action, reasons)
+        return TrackPlan(track, "restore", reasons)
+    donor = _published_render(config, track.keys.render, entries, state)
+    if donor is not None:
+        return TrackPlan(track, "restore", reasons, donor)
+    if cache.has("raw", track.keys.generation):
+        return TrackPlan(track, "encode", reasons)
+    return TrackPlan(track, "generate", reasons)
+
+
+def _published_render(config: ProjectConfig, render_key: str, entries: dict[str, dict[str, Any]],
+                      state: State) -> dict[str, Any] | None:
+    """An index entry of this render whose files are all on disk unchanged, if any."""
+    for entry in entries.values():
+        if entry.get("keys", {}).get("render") == render_key and all(k in entry for k in AUDIO_FACTS) \
+                and all(state.digest(config.root / f["path"]) == f["sha256"] for f in entry["files"].values()):
+            return entry
+    return None
+
+
+def _previous_inputs(name: str, entry: dict[str, Any], kind: str, state: State,
+                     cache: LocalCache) -> dict[str, Any] | None:
+    """Key inputs of the last build of a track: from the state, else from its cache entry."""
+    remembered = state.tracks.get(name, {}).get(f"{kind}_inputs")
+    if remembered:
+        return remembered
+    cache_kind = "raw" if kind == "generation" else "render"
+    return cache.peek_info(cache_kind, entry.get("keys", {}).get(kind, "")).get("inputs")
 
 
 def _stale_reasons(config: ProjectConfig, track: LoadedTrack, entry: dict[str, Any] | None,
-                   state: State) -> list[str] | None:
+                   state: State, cache: LocalCache) -> list[str] | None:
     """Why the published files are not this track's current render; ``None`` if they are."""
     if entry is None:
         return ["new"]
@@ -171,13 +198,14 @@ def _stale_reasons(config: ProjectConfig, track: LoadedTrack, entry: dict[str, A
         return ["index entry incomplete"]
     keys = track.keys
     if entry.get("keys", {}).get("render") != keys.render:
-        previous = state.tracks.get(track.spec.name, {})
+        name = track.spec.name
         if entry.get("keys", {}).get("generation") != keys.generation:
-            changed = changed_fields(previous.get("generation_inputs"), keys.generation_inputs)
+            previous = _previous_inputs(name, entry, "generation", state, cache)
+            changed = changed_fields(previous, keys.generation_inputs)
             if track.spec.seed is None and len(changed) > 1:
                 changed = [c for c in changed if c != "seed"]  # the derived seed follows the rest
         else:
-            changed = changed_fields(previous.get("render_inputs"), keys.render_inputs)
+            changed = changed_fields(_previous_inputs(name, entry, "render", state, cache), keys.render_inputs)
         return [f"{c} changed" for c in changed] or ["settings changed"]
     expected = {fmt: rel(config, p) for fmt, p in output_paths(config, track.spec).items()}
     files = entry.get("files", {})

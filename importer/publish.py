@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .cache import CacheEntry
 from .errors import CacheCorrupt
@@ -55,22 +55,34 @@ def publish_entry(entry: CacheEntry, targets: dict[str, Path]) -> dict[str, dict
     return published
 
 
-def remove_owned(paths: list[Path], assets_dir: Path) -> list[Path]:
-    """Delete files the index owned, but never anything outside the assets folder."""
+def remove_owned(files: list[tuple[Path, str]], root: Path, assets_dir: Path,
+                 digest_of: Callable[[Path], str | None]) -> list[Path]:
+    """Delete files the index owned: ``(path, sha256 the index recorded)`` pairs.
+
+    Never outside the repo. Inside the assets folder an owned path is removed whatever it
+    holds (a symlink put there is removed itself, not what it points to). Elsewhere in the
+    repo (the assets folder was moved in trackspec.toml) only a file still byte-identical
+    to what was published is removed: anything else is somebody's work.
+    """
     removed = []
-    assets = assets_dir.resolve()
-    for path in paths:
-        resolved = path.resolve()
-        if assets not in resolved.parents:
-            log.warning("not deleting %s: it is outside the assets folder %s", path, assets)
+    root, assets = root.resolve(), assets_dir.resolve()
+    for path, sha256 in files:
+        parent = path.parent.resolve()
+        target = parent / path.name
+        if parent != root and root not in parent.parents:
+            log.warning("not deleting %s: it is outside the game repo %s", path, root)
+            continue
+        in_assets = parent == assets or assets in parent.parents
+        if not target.is_symlink() and not in_assets and digest_of(target) != sha256:
+            if target.exists():
+                log.warning("not deleting %s: changed since trackspec wrote it", path)
             continue
         try:
-            resolved.unlink()
+            target.unlink()
             removed.append(path)
         except FileNotFoundError:
             pass
-        parent = resolved.parent
-        if parent != assets:
+        if in_assets and parent != assets:
             try:
                 parent.rmdir()  # an emptied genre folder goes too
             except OSError:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import Location, SpecError
-from .fields import FREE_TABLES, TABLES, TOP_FIELDS, Field, FieldProblem, suggestion
+from .fields import FREE_TABLES, TABLES, TOP_FIELDS, Field, FieldProblem, json_value, suggestion
 from .generate.base import DEFAULT_STRIDE_FRACTION
 from .tomlsource import TomlDocument, read_toml
 
@@ -73,8 +73,15 @@ def check_table(doc: TomlDocument, data: dict, fields: dict[str, Field], prefix:
         elif key in tables or key in free_tables:
             if not isinstance(value, dict):
                 raise error(doc.locate(*path), f"must be a table ([{dotted}])", dotted)
-            clean[key] = dict(value) if key in free_tables else check_table(
-                doc, value, tables[key], path, error)
+            if key in tables:
+                clean[key] = check_table(doc, value, tables[key], path, error)
+                continue
+            clean[key] = {}
+            for sub, sub_value in value.items():
+                try:
+                    clean[key][sub] = json_value(sub_value)
+                except FieldProblem as exc:
+                    raise error(doc.locate(*path, sub), str(exc), f"{dotted}.{sub}") from None
         else:
             raise error(doc.locate(*path), f"unknown key{suggestion(key, allowed)}", dotted)
     return clean

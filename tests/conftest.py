@@ -40,16 +40,25 @@ class CliResult:
         return json.loads(self.stdout)
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A tiny random MusicGen, saved by the real CLI (`trackspec model tiny DIR`)."""
-    directory = tmp_path_factory.mktemp("models") / "tiny"
+def _save_tiny(directory: Path, *flags: str) -> Path:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "importer", "model", "tiny", str(directory)],
+    proc = subprocess.run([sys.executable, "-m", "importer", "model", "tiny", str(directory), *flags],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "noise, not music" in proc.stdout
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random MusicGen, saved by the real CLI (`trackspec model tiny DIR`)."""
+    return _save_tiny(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_stereo_model(tmp_path_factory) -> Path:
+    """The stereo variant (8 interleaved codebooks), also saved by the CLI."""
+    return _save_tiny(tmp_path_factory.mktemp("models") / "tiny-stereo", "--stereo")
 
 
 @dataclass

@@ -258,6 +258,7 @@ def test_same_audio_alone_and_batched_through_the_build(game_repo, tiny_model, t
     batched = game_repo.run("build", "--json", "--model", str(tiny_model), check_rc=0)
     assert actions(batched)["calm"][0] == actions(batched)["other"][0] == "generate"
     assert "generating calm" in batched.stderr  # progress lines in a non-interactive log
+    assert batched.stderr.count("model loaded") == 1
     raw_batched = {json.loads(m.read_text())["info"]["seed"]: json.loads(m.read_text())["files"]["audio.f32"]["sha256"]
                    for m in (game_repo.cache / "v1/raw").glob("*/*/manifest.json")}
     (game_repo.root / "track_specs/other.trackspec").unlink()
@@ -313,3 +314,43 @@ def test_usage_errors_exit_2(game_repo, tmp_path):
     (game_repo.root / "trackspec.toml").write_text('specs = ["track_specs"]\nassets = 3\n')
     result = game_repo.run("build", check_rc=2)
     assert "trackspec.toml:2:1: assets: must be a string" in result.stderr
+
+
+def test_renamed_track_is_restored_from_its_published_files_without_the_cache(built):
+    """Renaming a spec's track costs a copy, not a generation, even with the cache wiped."""
+    repo, _ = built
+    old = repo.index()["tracks"]["calm"]
+    import shutil
+    shutil.rmtree(repo.cache)
+    spec = repo.root / "track_specs/calm.trackspec"
+    spec.write_text(spec.read_text().replace('name = "calm"', 'name = "calm_renamed"'))
+    result = repo.run("build", "--json", check_rc=0)
+    assert actions(result)["calm_renamed"] == ("restore", ["new"])
+    assert actions(result)["calm"] == ("remove", ["spec renamed the track"])
+    assert "torch" not in result.imported
+    index = assert_index_matches_disk(repo)
+    assert sorted(index["tracks"]) == ["calm_renamed", "drone"]
+    assert index["tracks"]["calm_renamed"]["files"]["ogg"]["sha256"] == old["files"]["ogg"]["sha256"]
+    assert not (repo.root / "assets/music/synthwave/calm.ogg").exists()
+
+
+def test_reasons_survive_a_lost_state_file(built):
+    """The per-machine state is optional: the cache remembers what a key was made from."""
+    repo, _ = built
+    (repo.root / ".trackspec/state.json").unlink()
+    spec = repo.root / "track_specs/calm.trackspec"
+    spec.write_text(spec.read_text().replace("seed = 11", "seed = 12").replace('formats = ["ogg", "mp3"]',
+                                                                               'formats = ["ogg", "mp3"]\nmp3_quality = 2'))
+    result = repo.run("build", "--json", check_rc=0)
+    assert actions(result)["calm"] == ("generate", ["seed changed"])
+
+
+def test_moving_the_assets_folder_moves_the_files(built):
+    repo, _ = built
+    (repo.root / "trackspec.toml").write_text('specs = ["track_specs"]\nassets = "game/audio"\n'
+                                              'index = "assets/music/index.json"\n')
+    result = repo.run("build", "--json", check_rc=0)
+    assert {a for a, _ in actions(result).values()} == {"restore"}
+    index = assert_index_matches_disk(repo)
+    assert index["tracks"]["calm"]["files"]["ogg"]["path"] == "game/audio/synthwave/calm.ogg"
+    assert sorted(p.name for p in (repo.root / "assets/music").rglob("*") if p.is_file()) == ["index.json"]

@@ -59,8 +59,14 @@ def _corrupt_other_entry(entry_dir: Path) -> None:
     (entry_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
+def _corrupt_info(entry_dir: Path) -> None:
+    manifest = json.loads((entry_dir / "manifest.json").read_text())
+    manifest["info"]["samples"] = 8
+    (entry_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
 @pytest.mark.parametrize("corrupt", [_corrupt_truncate, _corrupt_flip, _corrupt_empty, _corrupt_manifest_missing,
-                                     _corrupt_manifest_garbage, _corrupt_other_entry])
+                                     _corrupt_manifest_garbage, _corrupt_other_entry, _corrupt_info])
 def test_corrupt_entries_are_detected_and_removed(tmp_path, corrupt, caplog):
     cache = LocalCache(tmp_path / "cache")
     entry = put_entry(cache, tmp_path)
@@ -78,3 +84,13 @@ def test_second_writer_keeps_the_first_valid_entry(tmp_path):
     second = put_entry(cache, tmp_path, b"second")
     assert second.files["audio.f32"].read_bytes() == b"first"
     assert first.directory == second.directory
+
+
+def test_staging_left_by_a_dead_process_is_swept(tmp_path):
+    cache = LocalCache(tmp_path / "cache")
+    mine = cache.staging_dir()
+    dead = cache.root / "tmp" / "999999999-abcdef"  # no such pid
+    dead.mkdir()
+    (dead / "audio.f32").write_bytes(b"half")
+    cache.sweep_abandoned()
+    assert mine.is_dir() and not dead.exists()

@@ -24,6 +24,18 @@ def backend(tiny_model):
     loaded.close()
 
 
+@pytest.fixture(scope="module")
+def stereo_backend(tiny_stereo_model):
+    loaded = load_backend(str(tiny_stereo_model), None, "cpu")
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture
+def request_fixture(request):
+    return request
+
+
 def test_tiny_model_loads_through_from_pretrained(tiny_model, backend):
     assert (tiny_model / "config.json").is_file() and (tiny_model / "model.safetensors").is_file()
     assert backend.sample_rate == 32000 and backend.channels == 1
@@ -54,15 +66,50 @@ def test_a_track_sounds_the_same_alone_and_batched(backend):
     assert np.array_equal(reordered[0], batched[2])
 
 
-def test_greedy_decode_loop_matches_transformers_generate(backend):
-    """Our loop is the same computation as model.generate() (argmax mode, CFG on)."""
+@pytest.mark.parametrize("stereo", [False, True], ids=["mono", "stereo"])
+def test_greedy_decode_loop_matches_transformers_generate(request_fixture, stereo):
+    """Our loop is the same computation as model.generate() (argmax mode, CFG on), for
+    mono and for stereo models (whose left/right codebook pairs share one delay)."""
+    backend = request_fixture.getfixturevalue("stereo_backend" if stereo else "backend")
     prompt = "synthwave calm d minor"
     tokens = backend.tokenizer([prompt], padding="max_length", max_length=32, return_tensors="pt")
     with torch.inference_mode():
         reference = backend.model.generate(**tokens, do_sample=False, guidance_scale=3.0,
                                            max_new_tokens=50 + 3)
     ours = backend.generate([request(prompt=prompt, duration=1.0, temperature=0.0)])[0]
+    assert ours.shape == (2 if stereo else 1, 32000)
     assert np.array_equal(reference[0].numpy()[:, :32000], ours)
+
+
+def test_stereo_model_generates_two_channels(stereo_backend):
+    audio = stereo_backend.generate([request(duration=1.5, seed=2, window=1.0, window_stride=0.6)])[0]
+    assert audio.shape == (2, 48000) and not np.array_equal(audio[0], audio[1])
+
+
+def test_stale_tracks_of_one_length_share_one_batch(backend, monkeypatch):
+    calls = []
+    real = backend._generate_batch
+    monkeypatch.setattr(backend, "_generate_batch", lambda batch, progress: calls.append(len(batch)) or real(batch, progress))
+    backend.generate([request("a", seed=1), request("b", "other prompt", seed=2), request("c", seed=3),
+                      request("d", seed=4, duration=2.0)])
+    assert sorted(calls) == [1, 3]
+
+
+def test_out_of_memory_retries_with_half_batches(backend, monkeypatch, caplog):
+    """Fault injection: a batch of more than one track runs out of memory (no GPU here)."""
+    tracks = [request(str(i), seed=i) for i in range(3)]
+    expected = backend.generate(tracks)
+    real = backend._generate_batch
+
+    def tight_memory(batch, progress):
+        if len(batch) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real(batch, progress)
+
+    monkeypatch.setattr(backend, "_generate_batch", tight_memory)
+    results = backend.generate(tracks)
+    assert all(np.array_equal(a, b) for a, b in zip(results, expected))
+    assert "out of memory at batch 3; retrying as batches of 1 and 2" in caplog.text
 
 
 def test_continuing_from_codes_reproduces_a_one_shot_run(backend):

@@ -168,3 +168,21 @@ def test_local_model_enters_the_key_by_content_not_path(tmp_path):
 def test_missing_model_directory_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         resolve_model("./models/none", "main", tmp_path, State(tmp_path / "s.json"))
+
+
+def test_window_settings_count_at_the_frame_boundary(tmp_path):
+    """10.005 s is 501 frames: windowed by a 10.01 s (500-frame) window, so the stride matters."""
+    spec = BASE.replace("duration = 60", "duration = 10.005").replace("top_p = 0.0", "top_p = 0.0\nwindow = 10.01")
+    base = keys_of(tmp_path, spec, "a.trackspec")
+    other = keys_of(tmp_path, spec.replace("window = 10.01", "window = 10.01\nwindow_stride = 5.0"), "b.trackspec")
+    assert other.generation != base.generation
+
+
+def test_changed_fields_names_the_cause_not_its_consequences():
+    from importer.keys import changed_fields
+
+    old = {"duration": 20.0, "prompt": "x"}
+    assert changed_fields(old, {"duration": 40.0, "prompt": "x", "window": 30.0, "window_stride": 18.0}) == ["duration"]
+    assert changed_fields({"formats": ["ogg"], "ogg_quality": 6.0},
+                          {"formats": ["mp3", "ogg"], "ogg_quality": 6.0, "mp3_quality": 4}) == ["formats"]
+    assert changed_fields({"a": 1}, {"a": 1, "window": 3.0}) == ["window"]

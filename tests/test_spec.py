@@ -194,9 +194,17 @@ def test_config_errors_have_locations(tmp_path):
     assert "assets: " in str(info.value) and "outside the game repo" in str(info.value)
 
 
+def test_meta_must_fit_in_json(tmp_path):
+    spec = parse(write(tmp_path, GOOD + 'released = 2024-01-31\nat = 12:30:00\n'))
+    assert spec.meta == {"bpm": 90, "released": "2024-01-31", "at": "12:30:00"}
+    path = write(tmp_path, GOOD.replace("bpm = 90", "bpm = nan"))
+    err = error_of(path)
+    assert str(err).startswith(f"{path}:13:1: meta.bpm: nan cannot be stored in the JSON index")
+
+
 def test_duplicate_names_fail_both_and_name_both_files(tmp_path):
     root = _repo(tmp_path, 'specs = ["track_specs"]\n')
-    write(root / "track_specs", 'name = "same"\nprompt = "x"\n', "a.trackspec")
+    write(root / "track_specs", '# first\nname = "same"\nprompt = "x"\n', "a.trackspec")
     write(root / "track_specs", 'name = "same"\nprompt = "y"\n', "b.trackspec")
     write(root / "track_specs", 'prompt = "z"\n', "c.trackspec")
     loaded, failures = load_tracks(load_config(root), State(tmp_path / "s.json"), "facebook/musicgen-small")
@@ -204,4 +212,5 @@ def test_duplicate_names_fail_both_and_name_both_files(tmp_path):
     assert len(failures) == 2
     for failure in failures:
         assert "track name 'same' is claimed by track_specs/a.trackspec and track_specs/b.trackspec" in failure.message
-        assert failure.message.startswith(f"{failure.path}:1:1: name:")
+        line = 2 if failure.path.name == "a.trackspec" else 1
+        assert failure.message.startswith(f"{failure.path}:{line}:1: name:")

@@ -134,6 +134,10 @@ class MusicGenBackend:
         self.frame_rate = self.sample_rate / self.hop
         self.num_codebooks = int(model.decoder.config.num_codebooks)
         self.channels = int(model.decoder.config.audio_channels)
+        # The delay pattern shifts codebook c by c steps; stereo models interleave left/right
+        # codebooks, and each pair shares one delay (as transformers' build_delay_pattern_mask).
+        self.delays = [c // self.channels for c in range(self.num_codebooks)]
+        self.max_delay = self.delays[-1]
         self.pad_token = int(model.generation_config.pad_token_id
                              if model.generation_config.pad_token_id is not None
                              else model.decoder.config.pad_token_id)
@@ -176,10 +180,10 @@ class MusicGenBackend:
         total = math.ceil(samples / self.hop)
         window = max(1, round(request.window * self.frame_rate))
         stride = max(1, round(request.window_stride * self.frame_rate))
-        if window + self.num_codebooks + 1 > self.max_positions:
+        if window + self.max_delay + 1 > self.max_positions:
             raise GenerationError(
                 f"{request.name}: window of {request.window:g} s is longer than this model can attend to "
-                f"({(self.max_positions - self.num_codebooks - 1) / self.frame_rate:.1f} s)"
+                f"({(self.max_positions - self.max_delay - 1) / self.frame_rate:.1f} s)"
             )
         if total > window and stride >= window:
             raise GenerationError(f"{request.name}: window_stride must be shorter than the window")
@@ -205,15 +209,17 @@ class MusicGenBackend:
         try:
             return list(self._generate_batch(batch, progress))
         except torch.OutOfMemoryError:
-            if len(batch) == 1:
-                return [GenerationError(f"{batch[0].name}: out of GPU memory even at batch size 1")]
-            half = len(batch) // 2
-            log.warning("CUDA out of memory at batch %d; retrying as batches of %d and %d",
-                        len(batch), half, len(batch) - half)
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            return (self._generate_with_oom_retry(batch[:half], progress)
-                    + self._generate_with_oom_retry(batch[half:], progress))
+            pass  # retried below: outside the handler, the failed batch's tensors can be freed
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(batch) == 1:
+            return [GenerationError(f"{batch[0].name}: out of GPU memory even at batch size 1; "
+                                    "use a smaller model or a shorter window")]
+        half = len(batch) // 2
+        log.warning("CUDA out of memory at batch %d; retrying as batches of %d and %d",
+                    len(batch), half, len(batch) - half)
+        return (self._generate_with_oom_retry(batch[:half], progress)
+                + self._generate_with_oom_retry(batch[half:], progress))
 
     # -------------------------------------------------------------- the model
     @torch.inference_mode()
@@ -237,7 +243,7 @@ class MusicGenBackend:
         bucket = math.ceil(max(self._text_length(r) for r in batch) / TEXT_BUCKET) * TEXT_BUCKET
         windows = plan_windows(total, window, stride)
         k = self.num_codebooks
-        steps_total = sum(w.new + k - 1 for w in windows)
+        steps_total = sum(w.new + self.max_delay for w in windows)
         steps_done = 0
 
         def step_done() -> None:
@@ -263,16 +269,16 @@ class MusicGenBackend:
         """The delayed token grid of one window and which cells are free to sample.
 
         Position 0 holds the start token; codebook ``c``'s frame ``f`` sits at position
-        ``1 + f + c``; cells outside a codebook's span hold the pad token. Prompt frames
-        are written in place and are therefore never resampled.
+        ``1 + f + delay[c]``; cells outside a codebook's span hold the pad token. Prompt
+        frames are written in place and are therefore never resampled.
         """
         batch, k, prompt_frames = prompt.shape
-        length = 1 + prompt_frames + new_frames + k - 1
+        length = 1 + prompt_frames + new_frames + self.max_delay
         grid = torch.full((batch, k, length), self.pad_token, dtype=torch.long, device=self.device)
         free = torch.zeros((k, length), dtype=torch.bool, device=self.device)
-        for c in range(k):
-            grid[:, c, 1 + c:1 + c + prompt_frames] = prompt[:, c]
-            free[c, 1 + c + prompt_frames:1 + c + prompt_frames + new_frames] = True
+        for c, d in enumerate(self.delays):
+            grid[:, c, 1 + d:1 + d + prompt_frames] = prompt[:, c]
+            free[c, 1 + d + prompt_frames:1 + d + prompt_frames + new_frames] = True
         grid[:, :, 0] = self.start_token
         return grid, free
 
@@ -304,7 +310,7 @@ class MusicGenBackend:
             inputs = grid[:, :, position:position + 1]
             step_done()
         frames = torch.stack(
-            [grid[:, c, start + c:start + c + new_frames] for c in range(k)], dim=1
+            [grid[:, c, start + d:start + d + new_frames] for c, d in enumerate(self.delays)], dim=1
         )
         return frames
 
