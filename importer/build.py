@@ -148,7 +148,7 @@ class Executor:
         self.state = state
         self.reporter = reporter
         self.cache = LocalCache(config.cache_dir)
-        self.index = load_index(config.index_path)
+        self.index = plan.index
         self.results: list[TrackResult] = []
 
     def run(self) -> BuildReport:

@@ -38,8 +38,7 @@ import numpy as np
 
 from importer import fsutil
 from importer.errors import EncodeError
-
-SUPPORTED_FORMATS = ("ogg", "mp3", "wav", "flac")
+from importer.fields import SUPPORTED_FORMATS  # one list for the spec parser and the encoder
 
 _STDERR_LINES = 15
 _STDERR_HEAD = 5

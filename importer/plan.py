@@ -66,10 +66,8 @@ class Plan:
     tracks: list[TrackPlan]
     failures: list[SpecFailure]
     removals: list[Removal]
-
-    @property
-    def stale(self) -> bool:
-        return bool(self.failures or self.removals or any(t.action != "fresh" for t in self.tracks))
+    #: The asset index the plan was made against (the executor updates it in place).
+    index: dict[str, Any] = field(default_factory=dict)
 
 
 def rel(config: ProjectConfig, path: Path) -> str:
@@ -147,7 +145,7 @@ def plan_build(config: ProjectConfig, loaded: list[LoadedTrack], failures: list[
         spec_path = config.root / entry.get("spec", "")
         reason = "spec renamed the track" if spec_path.is_file() else "spec deleted"
         removals.append(Removal(name, entry, reason))
-    return Plan(tracks, failures, removals)
+    return Plan(tracks, failures, removals, index)
 
 
 def _plan_track(config: ProjectConfig, track: LoadedTrack, entries: dict[str, dict[str, Any]],
