@@ -1,10 +1,12 @@
 """Execute a plan: restore, encode, generate, publish. Owns the repository lock.
 
-Order of work: removals and index-only changes, then cache restores, then re-encodes
-from cached raw audio, then generation (one model load per model, batches of tracks
-that share model and length). Each finished track is published and the index rewritten
-at once, so the engine sees progress and a crash loses only the track in flight. Audio
-libraries and torch are imported only when a track needs them.
+Order of work: index-only changes, cache restores and re-encodes from cached raw audio
+(the quick phase), removals, then generation (one model load per model, batches of
+tracks that share model and length). The index is rewritten at most every
+``index_flush_seconds`` while work goes on and once at the end, so the engine sees
+progress, a crash loses only what was in flight, and a thousand restores do not mean a
+thousand index rewrites. Audio libraries and torch are imported only when a track needs
+them. ``watch`` runs the quick phase itself and hands generation to its worker.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .cache import CacheEntry, LocalCache
 from .config import ProjectConfig
 from .errors import CacheCorrupt, LockBusy, TrackspecError
 from .fsutil import atomic_write_bytes, sweep_temp_files
+from .generate.base import GenerationRequest
 from .index import load_index, write_index
 from .plan import (AUDIO_FACTS, LoadedTrack, Plan, TrackPlan, index_entry, load_tracks, output_paths,
                    plan_build, rel)
@@ -41,6 +44,8 @@ class TrackResult:
     error: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: The track's generation and render keys (what the published files are, when ok).
+    keys: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -63,6 +68,7 @@ class Reporter(Protocol):
     def started(self, plan: TrackPlan) -> None: ...
     def progress(self, name: str, done: int, total: int) -> None: ...
     def finished(self, result: TrackResult) -> None: ...
+    def index_written(self, path: Path, tracks: int) -> None: ...
 
 
 @dataclass
@@ -71,6 +77,8 @@ class BuildOptions:
     override_base: Path | None = None
     check: bool = False
     wait_for_lock: bool = True
+    #: Rewrite the index at most this often while tracks finish (and always at the end).
+    index_flush_seconds: float = 0.5
 
 
 def repo_lock(config: ProjectConfig, reporter: Reporter, wait: bool):
@@ -94,7 +102,7 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) 
     """Plan and (unless ``options.check``) execute the build of every track."""
     if options.check:
         state = State(config.state_dir / "state.json")
-        plan = _make_plan(config, options, state)
+        plan = make_plan(config, options, state)
         if config.state_dir.is_dir():  # refresh the stat cache, as `git status` does; create nothing
             state.save()
         return BuildReport(_check_results(config, plan), config.index_path, checked_only=True)
@@ -102,16 +110,16 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) 
     try:
         state = State(config.state_dir / "state.json")
         try:
-            plan = _make_plan(config, options, state)
-            _sweep_leftovers(config, plan)
-            return Executor(config, plan, state, reporter).run()
+            plan = make_plan(config, options, state)
+            sweep_leftovers(config, plan)
+            return Executor(config, plan, state, reporter, options.index_flush_seconds).run()
         finally:
             state.save()
     finally:
         lock.release()
 
 
-def _sweep_leftovers(config: ProjectConfig, plan: Plan) -> None:
+def sweep_leftovers(config: ProjectConfig, plan: Plan) -> None:
     """Remove what killed processes left: temp files where outputs go, staging in the cache.
 
     Only the folders this build writes to are looked at (not the whole assets tree), and
@@ -122,10 +130,12 @@ def _sweep_leftovers(config: ProjectConfig, plan: Plan) -> None:
     folders |= {(config.root / f["path"]).parent for r in plan.removals for f in r.entry.get("files", {}).values()}
     for folder in folders:
         sweep_temp_files(folder, recursive=False)
+    sweep_temp_files(config.staging_dir, recursive=False)
     LocalCache(config.cache_dir).sweep_abandoned()
 
 
-def _make_plan(config: ProjectConfig, options: BuildOptions, state: State) -> Plan:
+def make_plan(config: ProjectConfig, options: BuildOptions, state: State) -> Plan:
+    """Load every spec and plan it against the index, the cache and the state."""
     loaded, failures = load_tracks(config, state, options.model_override, options.override_base)
     index = load_index(config.index_path)
     return plan_build(config, loaded, failures, index, LocalCache(config.cache_dir), state)
@@ -142,7 +152,8 @@ def _check_results(config: ProjectConfig, plan: Plan) -> list[TrackResult]:
 class Executor:
     """Carries out one plan under the lock."""
 
-    def __init__(self, config: ProjectConfig, plan: Plan, state: State, reporter: Reporter):
+    def __init__(self, config: ProjectConfig, plan: Plan, state: State, reporter: Reporter,
+                 index_flush_seconds: float | None = 0.5):
         self.config = config
         self.plan = plan
         self.state = state
@@ -150,8 +161,18 @@ class Executor:
         self.cache = LocalCache(config.cache_dir)
         self.index = plan.index
         self.results: list[TrackResult] = []
+        self.flush_seconds = index_flush_seconds
+        self._index_dirty = False
+        self._last_flush = float("-inf")
 
     def run(self) -> BuildReport:
+        pending = self.run_quick()
+        if pending:
+            self._generate_all(pending)
+        return self.finish()
+
+    def run_quick(self) -> list[TrackPlan]:
+        """Everything but generation; return the tracks that need it."""
         for failure in self.plan.failures:
             self._finish(TrackResult(None, rel(self.config, failure.path), "failed", ok=False,
                                      error=failure.message))
@@ -166,12 +187,14 @@ class Executor:
         for tp in by_action.get("restore", []) + by_action.get("encode", []):
             if not self._run_one(tp, self._restore_or_encode):
                 pending_generation.append(tp)
-        if pending_generation:
-            self._generate_all(pending_generation)
-        # Last, so a renamed track could still restore from the files its old name published.
+        # After restores, so a renamed track could still restore from its old name's files.
         for removal in self.plan.removals:
             self._remove(removal.name, removal.entry, removal.reason)
-        self._write_index()
+        self.flush_index()
+        return pending_generation
+
+    def finish(self) -> BuildReport:
+        self.flush_index()
         return BuildReport(self.results, self.config.index_path)
 
     # ------------------------------------------------------------------ steps
@@ -198,7 +221,7 @@ class Executor:
     def _update_index_only(self, tp: TrackPlan) -> None:
         entry = self.index["tracks"][tp.name]
         self.index["tracks"][tp.name] = index_entry(self.config, tp.track, entry["files"], entry)
-        self._write_index()
+        self._index_changed()
 
     def _restore_or_encode(self, tp: TrackPlan) -> bool:
         rendered = self.cache.get("render", tp.track.keys.render)
@@ -218,27 +241,16 @@ class Executor:
         return True
 
     def _generate_all(self, plans: list[TrackPlan]) -> None:
-        from .generate.base import GenerationRequest, load_backend
+        from .generate.base import load_backend
 
-        groups: dict[tuple, list[TrackPlan]] = {}
-        for tp in plans:
-            spec, model = tp.track.spec, tp.track.model
-            key = (model.source, model.revision, spec.duration, spec.window, spec.window_stride)
-            groups.setdefault(key, []).append(tp)
-        by_model: dict[tuple, list[list[TrackPlan]]] = {}
-        for key, group in groups.items():
-            size = self.config.batch_size
-            by_model.setdefault(key[:2], []).extend(group[i:i + size] for i in range(0, len(group), size))
-
-        for (source, revision), batches in by_model.items():
+        for (source, revision), batches in generation_batches(plans, self.config.batch_size).items():
             start = time.monotonic()
             for tp in (tp for batch in batches for tp in batch):
                 self.reporter.started(tp)
             try:
                 backend = load_backend(source, revision, self.config.device, self.config.batch_size)
             except Exception as exc:  # a broken model fails its tracks, not the build
-                message = str(exc) if isinstance(exc, TrackspecError) else \
-                    f"cannot load model '{source}': {type(exc).__name__}: {exc}"
+                message = model_load_error(source, exc)
                 for tp in (tp for batch in batches for tp in batch):
                     self._finish(self._result(tp, start, error=message))
                 continue
@@ -246,14 +258,9 @@ class Executor:
             try:
                 for batch in batches:
                     batch_start = time.monotonic()
-                    requests = [GenerationRequest(
-                        name=tp.name, prompt=tp.track.spec.prompt, duration=tp.track.spec.duration,
-                        seed=tp.track.keys.seed, temperature=tp.track.spec.temperature,
-                        top_k=tp.track.spec.top_k, top_p=tp.track.spec.top_p,
-                        guidance_scale=tp.track.spec.guidance_scale, window=tp.track.spec.window,
-                        window_stride=tp.track.spec.window_stride) for tp in batch]
                     try:
-                        audios = backend.generate(requests, progress=self.reporter.progress)
+                        audios = backend.generate([generation_request(tp) for tp in batch],
+                                                  progress=self.reporter.progress)
                     except Exception as exc:  # the batch fails; each of its tracks says why
                         audios = [exc] * len(batch)
                     for tp, audio in zip(batch, audios):
@@ -266,25 +273,10 @@ class Executor:
     def _publish_generated(self, tp: TrackPlan, audio: Any, backend: Any) -> None:
         if isinstance(audio, Exception):
             raise audio
-        raw = self._store_raw(tp.track, audio, backend)
+        raw = store_raw(self.cache, tp.track, audio, backend)
         self._publish(tp.track, self._render(tp.track, raw))
 
     # ------------------------------------------------------------- mechanics
-    def _store_raw(self, track: LoadedTrack, audio: Any, backend: Any) -> CacheEntry:
-        import numpy as np
-
-        samples = np.ascontiguousarray(audio, dtype="<f4")
-        staging = self.cache.staging_dir()
-        try:
-            path = staging / "audio.f32"
-            atomic_write_bytes(path, samples.tobytes())
-            info = {"sample_rate": backend.sample_rate, "channels": int(samples.shape[0]),
-                    "samples": int(samples.shape[1]), "seed": track.keys.seed,
-                    "model": backend.description, "inputs": track.keys.generation_inputs}
-            return self.cache.put("raw", track.keys.generation, {"audio.f32": path}, info)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
     def _adopt_published(self, track: LoadedTrack, donor: dict[str, Any]) -> CacheEntry | None:
         """Make a render cache entry from published files that are exactly this render."""
         staging = self.cache.staging_dir()
@@ -334,7 +326,7 @@ class Executor:
 
     def _publish(self, track: LoadedTrack, rendered: CacheEntry) -> None:
         targets = output_paths(self.config, track.spec)
-        published = publish_entry(rendered, targets)
+        published = publish_entry(rendered, targets, self.config.staging_dir)
         files = {}
         for fmt, info in published.items():
             self.state.record(info["target"], info["sha256"])
@@ -345,7 +337,7 @@ class Executor:
             keep = {f["path"] for f in files.values()}
             self._delete_owned({k: f for k, f in old.get("files", {}).items() if f["path"] not in keep})
         self.index["tracks"][track.spec.name] = index_entry(self.config, track, files, rendered.info)
-        self._write_index()
+        self._index_changed()
         self.state.remember_track(track.spec.name, {"generation_inputs": track.keys.generation_inputs,
                                                     "render_inputs": track.keys.render_inputs})
 
@@ -354,7 +346,7 @@ class Executor:
         # removes again, never files that nothing owns.
         self._delete_owned(entry.get("files", {}))
         del self.index["tracks"][name]
-        self._write_index()
+        self._index_changed()
         self.state.forget_track(name)
         self._finish(TrackResult(name, entry.get("spec", ""), "remove", [reason]))
 
@@ -364,15 +356,78 @@ class Executor:
         for path, _ in owned:
             self.state.forget(path)
 
-    def _write_index(self) -> None:
-        write_index(self.config.index_path, self.index)
+    def _index_changed(self) -> None:
+        self._index_dirty = True
+        if self.flush_seconds is not None and time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush_index()
+
+    def flush_index(self) -> None:
+        """Write the index if it changed since the last write."""
+        if not self._index_dirty:
+            return
+        self._index_dirty = False
+        self._last_flush = time.monotonic()
+        if write_index(self.config.index_path, self.index, self.config.staging_dir):
+            self.reporter.index_written(self.config.index_path, len(self.index["tracks"]))
 
     def _result(self, tp: TrackPlan, start: float, error: str | None = None) -> TrackResult:
         entry = self.index["tracks"].get(tp.name, {})
         files = {fmt: f["path"] for fmt, f in entry.get("files", {}).items()} if error is None else {}
+        keys = {"generation": tp.track.keys.generation, "render": tp.track.keys.render}
         return TrackResult(tp.name, rel(self.config, tp.track.spec.path), tp.action, list(tp.reasons),
-                           ok=error is None, error=error, files=files, seconds=time.monotonic() - start)
+                           ok=error is None, error=error, files=files, seconds=time.monotonic() - start,
+                           keys=keys)
 
     def _finish(self, result: TrackResult) -> None:
         self.results.append(result)
         self.reporter.finished(result)
+
+
+# ---------------------------------------------------------------- generation helpers
+# Shared by the build's executor and the watch daemon's generation worker.
+
+def generation_batches(plans: list[TrackPlan], batch_size: int) -> dict[tuple, list[list[TrackPlan]]]:
+    """Batches of tracks that can be generated together, grouped by (model source, revision).
+
+    Tracks share a batch only when they share model, duration and window settings.
+    """
+    groups: dict[tuple, list[TrackPlan]] = {}
+    for tp in plans:
+        spec, model = tp.track.spec, tp.track.model
+        key = (model.source, model.revision, spec.duration, spec.window, spec.window_stride)
+        groups.setdefault(key, []).append(tp)
+    by_model: dict[tuple, list[list[TrackPlan]]] = {}
+    for key, group in groups.items():
+        by_model.setdefault(key[:2], []).extend(group[i:i + batch_size] for i in range(0, len(group), batch_size))
+    return by_model
+
+
+def generation_request(tp: TrackPlan) -> GenerationRequest:
+    spec = tp.track.spec
+    return GenerationRequest(name=tp.name, prompt=spec.prompt, duration=spec.duration, seed=tp.track.keys.seed,
+                             temperature=spec.temperature, top_k=spec.top_k, top_p=spec.top_p,
+                             guidance_scale=spec.guidance_scale, window=spec.window,
+                             window_stride=spec.window_stride)
+
+
+def model_load_error(source: str, exc: Exception) -> str:
+    if isinstance(exc, TrackspecError):
+        return str(exc)
+    return f"cannot load model '{source}': {type(exc).__name__}: {exc}"
+
+
+def store_raw(cache: LocalCache, track: LoadedTrack, audio: Any, backend: Any) -> CacheEntry:
+    """Put generated audio in the cache under the track's generation key."""
+    import numpy as np
+
+    samples = np.ascontiguousarray(audio, dtype="<f4")
+    staging = cache.staging_dir()
+    try:
+        path = staging / "audio.f32"
+        atomic_write_bytes(path, samples.tobytes())
+        info = {"sample_rate": backend.sample_rate, "channels": int(samples.shape[0]),
+                "samples": int(samples.shape[1]), "seed": track.keys.seed,
+                "model": backend.description, "inputs": track.keys.generation_inputs}
+        return cache.put("raw", track.keys.generation, {"audio.f32": path}, info)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

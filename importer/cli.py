@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
+from .console import TextReporter, summary
 from .errors import ConfigError, IndexCorrupt, LockBusy, ProjectNotFound, TrackspecError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
@@ -45,61 +46,21 @@ Outputs land in <assets>/<genre>/<name>.<ext>.
 {EXIT_CODES}"""
 
 
-class TextReporter:
-    """Prints one line per track to stdout; notes and progress to stderr."""
+WATCH_EPILOG = f"""what it prints:
+  one line per finished job (same words as build: restore, encode, generate, index,
+  remove, FAILED), a line when the generation queue changes, progress while generating.
+  An invalid spec prints its error once with file:line; its last good asset stays.
 
-    def __init__(self, quiet: bool = False, json_mode: bool = False):
-        from .progress import ProgressDisplay
+--json prints one object per line, each with "event" and "time":
+  watching {{root, observer}}      queue {{generating, queued}}
+  progress {{name, done, total}}   generated {{name, key, seconds, ok, error}}
+  finished {{a track result, as build --json}}   index_written {{path, tracks}}
+  note {{message}}   error {{message}}   stopped {{reason}}
 
-        self.quiet = quiet
-        self.json_mode = json_mode
-        self.display = ProgressDisplay(enabled=not quiet)
+locks: a `trackspec build` started while the daemon works waits for it (or exits 3
+with --no-wait); a second daemon on the same repo exits 3.
 
-    def note(self, message: str) -> None:
-        if not self.quiet:
-            print(message, file=sys.stderr, flush=True)
-
-    def started(self, plan) -> None:
-        pass
-
-    def progress(self, name: str, done: int, total: int) -> None:
-        self.display.update(name, done, total)
-
-    def finished(self, result) -> None:
-        if result.name:
-            self.display.close(result.name)
-        if self.json_mode or (self.quiet and result.ok):
-            return
-        print(format_result(result), flush=True)
-
-
-def format_result(result) -> str:
-    if not result.ok:
-        label = result.name or result.spec
-        return f"FAILED    {label}\n          {result.error}"
-    why = f"  ({'; '.join(result.reasons)})" if result.reasons else ""
-    if result.action in ("fresh", "remove", "index") or not result.files:
-        return f"{result.action:<9} {result.name}{why}"
-    paths = sorted(result.files.values())
-    stem = paths[0].rsplit(".", 1)[0]
-    where = f"{stem}.{{{','.join(p.rsplit('.', 1)[1] for p in paths)}}}" if len(paths) > 1 else paths[0]
-    return f"{result.action:<9} {result.name}{why}  {result.seconds:.1f}s -> {where}"
-
-
-def summary(report, root: Path) -> str:
-    counts: dict[str, int] = {}
-    for r in report.results:
-        key = r.action if r.ok else "failed"
-        counts[key] = counts.get(key, 0) + 1
-    order = ["generate", "encode", "restore", "index", "remove", "fresh", "failed"]
-    words = {"fresh": "up to date", "index": "index-only", "remove": "removed", "generate": "generated",
-             "encode": "re-encoded", "restore": "restored", "failed": "failed"}
-    parts = [f"{counts[k]} {words[k]}" for k in order if counts.get(k)]
-    try:
-        index = report.index_path.relative_to(root)
-    except ValueError:
-        index = report.index_path
-    return f"{', '.join(parts) or 'no tracks'}; index: {index}"
+{EXIT_CODES}"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,6 +89,28 @@ def _parser() -> argparse.ArgumentParser:
                        help="exit 3 instead of waiting when another trackspec process holds the lock")
     build.add_argument("-q", "--quiet", action="store_true", help="print only failures and the summary")
     build.add_argument("-v", "--verbose", action="store_true", help="log details (cache decisions, tracebacks)")
+
+    watch = sub.add_parser("watch", help="the development daemon: rebuild tracks as their specs are saved",
+                           description="Build once, then watch the repo: each saved .trackspec (or "
+                                       "trackspec.toml) is re-planned from its content and brought up to "
+                                       "date. Cache hits, re-encodes and index-only changes are served at "
+                                       "once; generations run one after another on a model that stays "
+                                       "loaded. Ctrl-C or SIGTERM stops after the current step (exit 0); a "
+                                       "second Ctrl-C stops at once. Nothing half-written is ever left in "
+                                       "the assets folder.",
+                           epilog=WATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    watch.add_argument("--root", type=Path, help="game repo root (default: nearest folder with trackspec.toml)")
+    watch.add_argument("--model", metavar="ID_OR_DIR",
+                       help="use this model for every spec (hub id or local directory). Env: TRACKSPEC_MODEL")
+    watch.add_argument("--debounce", type=float, default=100.0, metavar="MS",
+                       help="quiet time after a save before building, in ms (default 100)")
+    watch.add_argument("--unload-after", type=float, default=300.0, metavar="SECONDS",
+                       help="unload the model after this long without generating (default 300)")
+    watch.add_argument("--poll", type=float, metavar="SECONDS",
+                       help="poll for changes every SECONDS instead of using inotify (network shares)")
+    watch.add_argument("--json", action="store_true", help="print events as JSON Lines on stdout")
+    watch.add_argument("-q", "--quiet", action="store_true", help="print only finished jobs' failures")
+    watch.add_argument("-v", "--verbose", action="store_true", help="log details (cache decisions, tracebacks)")
 
     init = sub.add_parser("init", help="write a commented trackspec.toml (refuses to overwrite)",
                           description="Make a folder a trackspec game repo by writing a commented "
@@ -179,6 +162,22 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from .config import MODEL_ENV, find_root
+    from .watch.daemon import Daemon, WatchOptions
+    from .watch.output import JsonWatchReporter, TextWatchReporter
+
+    if args.debounce < 0 or args.unload_after < 0 or (args.poll is not None and args.poll <= 0):
+        print("trackspec: --debounce and --unload-after must be >= 0, --poll > 0", file=sys.stderr)
+        return EXIT_USAGE
+    root = args.root.resolve() if args.root else find_root(Path.cwd())
+    options = WatchOptions(model_override=args.model or os.environ.get(MODEL_ENV) or None,
+                           override_base=Path.cwd(), debounce=args.debounce / 1000.0,
+                           unload_after=args.unload_after, poll=args.poll)
+    reporter = JsonWatchReporter() if args.json else TextWatchReporter(quiet=args.quiet)
+    return Daemon(root, options, reporter).run()
+
+
 def _cmd_init(args: argparse.Namespace) -> int:
     from .scaffold import write_project_config
 
@@ -200,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
                         format="trackspec: %(levelname)s: %(message)s", stream=sys.stderr)
-    commands = {"build": _cmd_build, "init": _cmd_init, "model": _cmd_model_tiny}
+    commands = {"build": _cmd_build, "watch": _cmd_watch, "init": _cmd_init, "model": _cmd_model_tiny}
     if args.command not in commands:
         parser.print_help()
         return EXIT_USAGE

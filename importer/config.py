@@ -64,6 +64,11 @@ class ProjectConfig:
     spec_defaults: dict[str, Any] = field(default_factory=dict)
     digest: str = ""
 
+    @property
+    def staging_dir(self) -> Path:
+        """Where files bound for the assets folder are written before their rename."""
+        return self.state_dir / "tmp"
+
 
 def find_root(start: Path) -> Path:
     """The nearest folder at or above ``start`` holding ``trackspec.toml``."""

@@ -1,15 +1,19 @@
 """Small filesystem helpers: atomic writes, temp names, hashing.
 
-Every file the product writes goes through a temp name beside its target and
-``os.replace``, so a crash leaves either the old file or the new one, never half of one.
-Temp names carry one marker (``TEMP_MARKER``) so a later run can sweep what a killed
-process left behind.
+Every file the product writes goes through a temp name and ``os.replace``, so a crash
+leaves either the old file or the new one, never half of one. Files the engine reads (the
+assets and the index) are staged in a folder of the repo's state dir instead of beside
+their target, so even a SIGKILL leaves nothing half-written in the assets folder. Temp
+names carry one marker (``TEMP_MARKER``) so a later run can sweep what a killed process
+left behind.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import secrets
 from pathlib import Path
 
@@ -17,9 +21,31 @@ TEMP_MARKER = ".trackspec-tmp"
 _CHUNK = 1 << 20
 
 
-def temp_path_for(target: Path) -> Path:
-    """A unique hidden temp name in the target's directory (same filesystem)."""
-    return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_MARKER}")
+def temp_path_for(target: Path, staging: Path | None = None) -> Path:
+    """A unique hidden temp name for ``target``: in ``staging`` if given, else beside it."""
+    folder = staging if staging is not None else target.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_MARKER}"
+
+
+def replace_into(tmp: Path, target: Path) -> None:
+    """``os.replace(tmp, target)``; across filesystems, via a temp name beside the target."""
+    try:
+        os.replace(tmp, target)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    beside = temp_path_for(target)
+    try:
+        shutil.copyfile(tmp, beside)
+        with open(beside, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(beside, target)
+    except BaseException:
+        beside.unlink(missing_ok=True)
+        raise
+    tmp.unlink(missing_ok=True)
 
 
 def is_temp_name(name: str) -> bool:
@@ -40,16 +66,16 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(target: Path, data: bytes) -> None:
+def atomic_write_bytes(target: Path, data: bytes, staging: Path | None = None) -> None:
     """Write ``data`` to ``target`` atomically: temp file, fsync, rename, fsync dir."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(target)
+    tmp = temp_path_for(target, staging)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        replace_into(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -42,7 +42,7 @@ def dump_index(index: dict[str, Any]) -> bytes:
     return (json.dumps(index, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def write_index(path: Path, index: dict[str, Any]) -> bool:
+def write_index(path: Path, index: dict[str, Any], staging: Path | None = None) -> bool:
     """Write the index if its content changed; return whether it was written."""
     data = dump_index(index)
     try:
@@ -50,5 +50,5 @@ def write_index(path: Path, index: dict[str, Any]) -> bool:
             return False
     except OSError:
         pass
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data, staging)
     return True

@@ -1,7 +1,7 @@
 """Put verified files into the assets folder, and take owned files out of it.
 
-Every published file is copied from a verified cache entry to a temp name beside its
-target, its sha256 checked against the entry's manifest, then renamed into place. The
+Every published file is copied from a verified cache entry to a temp name in the
+staging folder (the repo's state dir), its sha256 checked against the entry's manifest, then renamed into place. The
 engine therefore sees the old file or the new one, never a partial one.
 """
 
@@ -15,16 +15,16 @@ from typing import Any, Callable
 
 from .cache import CacheEntry
 from .errors import CacheCorrupt
-from .fsutil import fsync_dir, temp_path_for
+from .fsutil import fsync_dir, replace_into, temp_path_for
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 
 
-def copy_verified(source: Path, target: Path, expected_sha256: str) -> int:
+def copy_verified(source: Path, target: Path, expected_sha256: str, staging: Path | None = None) -> int:
     """Copy ``source`` to ``target`` atomically, checking the copy's sha256; return its size."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(target)
+    tmp = temp_path_for(target, staging)
     digest = hashlib.sha256()
     size = 0
     try:
@@ -37,7 +37,7 @@ def copy_verified(source: Path, target: Path, expected_sha256: str) -> int:
             os.fsync(dst.fileno())
         if digest.hexdigest() != expected_sha256:
             raise CacheCorrupt(f"{source}: content changed while publishing (sha256 mismatch)")
-        os.replace(tmp, target)
+        replace_into(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -45,12 +45,13 @@ def copy_verified(source: Path, target: Path, expected_sha256: str) -> int:
     return size
 
 
-def publish_entry(entry: CacheEntry, targets: dict[str, Path]) -> dict[str, dict[str, Any]]:
+def publish_entry(entry: CacheEntry, targets: dict[str, Path],
+                  staging: Path | None = None) -> dict[str, dict[str, Any]]:
     """Publish ``audio.<fmt>`` of a render entry to each ``targets[fmt]``; return file facts."""
     published = {}
     for fmt, target in targets.items():
         name = f"audio.{fmt}"
-        size = copy_verified(entry.files[name], target, entry.digests[name])
+        size = copy_verified(entry.files[name], target, entry.digests[name], staging)
         published[fmt] = {"sha256": entry.digests[name], "bytes": size, "target": target}
     return published
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
-import jsonschema
 import pytest
 
-from importer.encode import decode_sample_count
+from helpers import assert_index_matches_disk
 
 SPEC_A = """\
 name = "calm"
@@ -35,27 +32,10 @@ genre = "ambient"
 formats = ["ogg", "mp3", "wav", "flac"]
 """
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "importer/index.schema.json").read_text())
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def actions(result) -> dict[str, tuple[str, list[str]]]:
     return {t["name"]: (t["action"], t["reasons"]) for t in result.json()["tracks"] if t["name"]}
 
 
-def assert_index_matches_disk(repo) -> dict:
-    index = repo.index()
-    jsonschema.validate(index, SCHEMA)
-    for name, track in index["tracks"].items():
-        for fmt, info in track["files"].items():
-            path = repo.root / info["path"]
-            assert path.is_file(), path
-            assert sha256(path) == info["sha256"] and path.stat().st_size == info["bytes"]
-            assert decode_sample_count(path, track["sample_rate"], track["channels"]) == track["samples"]
-    return index
 
 
 @pytest.fixture

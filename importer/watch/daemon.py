@@ -1,0 +1,254 @@
+"""The daemon's main loop: an initial build, then a planning cycle per settled change.
+
+A cycle is the build's own plan and quick phase (restore, re-encode, index-only,
+removal) under the repo lock, with one index write at its end; tracks that need
+generation go to the worker. When the worker has put new raw audio in the cache it
+pokes the loop, and the next cycle encodes and publishes it, but only if the spec still
+asks for exactly that audio: a spec edited meanwhile simply plans a different key.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..build import BuildOptions, Executor, Reporter, TrackResult, make_plan, sweep_leftovers
+from ..config import ProjectConfig, load_config
+from ..errors import TrackspecError
+from ..plan import Plan, TrackPlan, rel
+from ..state import State
+from .events import OverflowAlarm, Wakeups, make_handler
+from .locks import SharedRepoLock, Stopped, daemon_lock
+from .worker import GenerationWorker, Generated
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WatchOptions:
+    model_override: str | None = None
+    override_base: Path | None = None
+    #: Quiet time after the last relevant event before a cycle runs.
+    debounce: float = 0.1
+    #: Idle seconds after which the worker unloads the model (frees GPU memory).
+    unload_after: float = 300.0
+    #: Poll the file system every this many seconds instead of inotify (network shares).
+    poll: float | None = None
+
+
+class WatchReporter(Reporter, Protocol):
+    def watching(self, root: Path, observer: str) -> None: ...
+    def queue(self, generating: list[str], queued: list[str]) -> None: ...
+    def generated(self, job: Generated) -> None: ...
+    def error(self, message: str) -> None: ...
+    def stopped(self, reason: str) -> None: ...
+
+
+class Daemon:
+    def __init__(self, root: Path, options: WatchOptions, reporter: WatchReporter):
+        self.root = root
+        self.options = options
+        self.reporter = reporter
+        self.config: ProjectConfig = load_config(root)
+        self.build_options = BuildOptions(model_override=options.model_override,
+                                          override_base=options.override_base)
+        self.wakeups = Wakeups(options.debounce)
+        self._stop_reason: str | None = None  # set from signal handlers: no locks there
+        self._signals = 0
+        self.lock = SharedRepoLock(self.config.state_dir / "lock", self._waiting_for_lock, self._stopping)
+        self.worker = GenerationWorker(self.lock, reporter, self._on_generated, options.unload_after,
+                                       self._stopping)
+        self._jobs_lock = threading.Lock()
+        self._generated: dict[str, Generated] = {}  # generation key -> job awaiting publication
+        self._failed: dict[str, str] = {}  # generation key -> error; not retried until the key changes
+        self._shown_failures: dict[str, str] = {}  # spec -> error last printed (printed once)
+        self._first_cycle = True
+        self._last_queue: tuple[list[str], list[str]] = ([], [])
+
+    # ------------------------------------------------------------------ life
+    def run(self) -> int:
+        watch_lock = daemon_lock(self.config.state_dir)
+        try:
+            self._install_signal_handlers()
+            observer = self._start_observer()
+            self.worker.start()
+            try:
+                self.wakeups.poke("initial build")
+                while self.wakeups.wait(self._stopping) is not None:
+                    self._cycle()
+            finally:
+                self.worker.stop()
+                observer.stop()
+                observer.join(5)
+                worker_done = self.worker.join(30)
+            self.reporter.stopped(self._stop_reason or "stopped")
+        finally:
+            watch_lock.release()
+        if not worker_done:  # stuck in a model load: nothing of it is on disk yet
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        return 0
+
+    def _stopping(self) -> bool:
+        return self._stop_reason is not None
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            self._signals += 1
+            if self._signals > 1:
+                # Second Ctrl-C: out at once. Files bound for the assets are staged in the
+                # state dir and renamed into place, so nothing partial is left there.
+                os.write(2, b"trackspec: stopped at once\n")
+                os._exit(130)
+            self._stop_reason = f"{signal.Signals(signum).name}: finishing the current step, then exiting"
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def _start_observer(self):
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        alarm = OverflowAlarm(self._rescan)
+        logging.getLogger("watchdog").addHandler(alarm)
+        handler = make_handler(lambda: self.config, self.wakeups)
+        observer = PollingObserver(timeout=self.options.poll) if self.options.poll else Observer()
+        observer.schedule(handler, str(self.root), recursive=True)
+        try:
+            observer.start()
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EMFILE):
+                raise
+            self.reporter.error(
+                f"cannot watch {self.root} with inotify ({exc.strerror}); polling every 1 s instead. "
+                "Raise the limit with `sudo sysctl fs.inotify.max_user_watches=524288` "
+                "(and max_user_instances), or use --poll SECONDS")
+            observer = PollingObserver(timeout=1.0)
+            observer.schedule(handler, str(self.root), recursive=True)
+            observer.start()
+            self._rescan("switched to polling")
+        kind = f"polling every {self.options.poll or 1.0:g} s" if isinstance(observer, PollingObserver) \
+            else "inotify"
+        self.reporter.watching(self.root, kind)
+        return observer
+
+    def _rescan(self, why: str) -> None:
+        self.reporter.error(f"{why}; rescanning every spec")
+        self.wakeups.poke("rescan")
+
+    def _waiting_for_lock(self) -> None:
+        self.reporter.note("waiting for another trackspec process to release the repo lock ...")
+
+    # ----------------------------------------------------------------- cycle
+    def _cycle(self) -> None:
+        try:
+            config = load_config(self.root)
+        except TrackspecError as exc:
+            self._show_failure("trackspec.toml", str(exc))
+            return
+        self._shown_failures.pop("trackspec.toml", None)
+        self.config = config
+        try:
+            with self.lock.held():
+                state = State(config.state_dir / "state.json")
+                try:
+                    plan = make_plan(config, self.build_options, state)
+                    if self._first_cycle:
+                        sweep_leftovers(config, plan)
+                        self._first_cycle = False
+                    executor = Executor(config, plan, state, _CycleReporter(self, plan),
+                                        index_flush_seconds=None)
+                    pending = executor.run_quick()
+                finally:
+                    state.save()
+        except Stopped:
+            return
+        except TrackspecError as exc:  # an unreadable index: say so, keep watching
+            self._show_failure("index", str(exc))
+            return
+        self._shown_failures.pop("index", None)
+        with self._jobs_lock:
+            current = {tp.track.keys.generation for tp in plan.tracks}
+            self._generated = {k: g for k, g in self._generated.items() if k in current}
+            pending = [tp for tp in pending if tp.track.keys.generation not in self._failed]
+        self.worker.submit(config, pending)
+        queue = self.worker.snapshot()
+        if queue != self._last_queue:
+            self._last_queue = queue
+            self.reporter.queue(*queue)
+
+    def _on_generated(self, jobs: list[Generated]) -> None:
+        """From the worker thread: raw audio is in the cache (or the job failed)."""
+        with self._jobs_lock:
+            for job in jobs:
+                key = job.plan.track.keys.generation
+                if job.error:
+                    self._failed[key] = job.error
+                else:
+                    self._generated[key] = job
+        for job in jobs:
+            self.reporter.generated(job)
+            if job.error:
+                tp = job.plan
+                self.reporter.finished(TrackResult(tp.name, rel(self.config, tp.track.spec.path), "generate",
+                                                   list(tp.reasons), ok=False, error=job.error,
+                                                   seconds=job.seconds))
+        self.wakeups.poke("generation finished")
+
+    def report(self, result: TrackResult, tp: TrackPlan | None) -> None:
+        """A cycle's track result: print what changed, each failure once."""
+        if not result.ok:
+            self._show_failure(result.spec, result.error or "failed", result)
+            return
+        self._shown_failures.pop(result.spec, None)
+        job = None
+        if tp is not None:
+            with self._jobs_lock:
+                job = self._generated.pop(tp.track.keys.generation, None)
+        if job is not None:  # the worker's audio, published now: one line for the whole job
+            result.action = "generate"
+            result.reasons = list(job.plan.reasons)
+            result.seconds += job.seconds
+        elif result.action == "fresh":
+            return
+        self.reporter.finished(result)
+
+    def _show_failure(self, where: str, message: str, result: TrackResult | None = None) -> None:
+        if self._shown_failures.get(where) == message:
+            return
+        self._shown_failures[where] = message
+        if result is not None:
+            self.reporter.finished(result)
+        else:
+            self.reporter.error(message)
+
+
+class _CycleReporter:
+    """The executor's reporter during a cycle: routes track results through the daemon."""
+
+    def __init__(self, daemon: Daemon, plan: Plan):
+        self.daemon = daemon
+        self.plans = {tp.name: tp for tp in plan.tracks}
+
+    def note(self, message: str) -> None:
+        self.daemon.reporter.note(message)
+
+    def started(self, plan: TrackPlan) -> None:
+        pass
+
+    def progress(self, name: str, done: int, total: int) -> None:
+        self.daemon.reporter.progress(name, done, total)
+
+    def finished(self, result: TrackResult) -> None:
+        self.daemon.report(result, self.plans.get(result.name or ""))
+
+    def index_written(self, path: Path, tracks: int) -> None:
+        self.daemon.reporter.index_written(path, tracks)

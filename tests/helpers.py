@@ -1,0 +1,29 @@
+"""Assertions shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+
+from importer.encode import decode_sample_count
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "importer/index.schema.json").read_text())
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_index_matches_disk(repo) -> dict:
+    index = repo.index()
+    jsonschema.validate(index, SCHEMA)
+    for name, track in index["tracks"].items():
+        for fmt, info in track["files"].items():
+            path = repo.root / info["path"]
+            assert path.is_file(), path
+            assert sha256(path) == info["sha256"] and path.stat().st_size == info["bytes"]
+            assert decode_sample_count(path, track["sample_rate"], track["channels"]) == track["samples"]
+    return index
