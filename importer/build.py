@@ -24,8 +24,8 @@ from .errors import CacheCorrupt, LockBusy, TrackspecError
 from .fsutil import atomic_write_bytes, sweep_temp_files
 from .generate.base import GenerationRequest
 from .index import load_index, write_index
-from .plan import (AUDIO_FACTS, LoadedTrack, Plan, TrackPlan, index_entry, load_tracks, output_paths,
-                   plan_build, rel)
+from .plan import (AUDIO_FACTS, LoadedTrack, ParsedSpecs, Plan, TrackPlan, index_entry, load_tracks,
+                   output_paths, plan_build, rel)
 from .publish import publish_entry, remove_owned
 from .state import State
 
@@ -134,9 +134,10 @@ def sweep_leftovers(config: ProjectConfig, plan: Plan) -> None:
     LocalCache(config.cache_dir).sweep_abandoned()
 
 
-def make_plan(config: ProjectConfig, options: BuildOptions, state: State) -> Plan:
+def make_plan(config: ProjectConfig, options: BuildOptions, state: State,
+              parsed: ParsedSpecs | None = None) -> Plan:
     """Load every spec and plan it against the index, the cache and the state."""
-    loaded, failures = load_tracks(config, state, options.model_override, options.override_base)
+    loaded, failures = load_tracks(config, state, options.model_override, options.override_base, parsed)
     index = load_index(config.index_path)
     return plan_build(config, loaded, failures, index, LocalCache(config.cache_dir), state)
 

@@ -24,7 +24,6 @@ _CHUNK = 1 << 20
 def temp_path_for(target: Path, staging: Path | None = None) -> Path:
     """A unique hidden temp name for ``target``: in ``staging`` if given, else beside it."""
     folder = staging if staging is not None else target.parent
-    folder.mkdir(parents=True, exist_ok=True)
     return folder / f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_MARKER}"
 
 
@@ -69,6 +68,8 @@ def fsync_dir(directory: Path) -> None:
 def atomic_write_bytes(target: Path, data: bytes, staging: Path | None = None) -> None:
     """Write ``data`` to ``target`` atomically: temp file, fsync, rename, fsync dir."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    if staging is not None:
+        staging.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(target, staging)
     try:
         with open(tmp, "wb") as fh:

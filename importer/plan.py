@@ -71,7 +71,16 @@ class Plan:
 
 
 def rel(config: ProjectConfig, path: Path) -> str:
-    """A path relative to the repo root, with forward slashes (as the index stores it)."""
+    """A path relative to the repo root, with forward slashes (as the index stores it).
+
+    Paths the build makes are already absolute under the (resolved) root: those are
+    taken as they are, since resolving every one costs an lstat per path component.
+    """
+    if path.is_absolute() and ".." not in path.parts:
+        try:
+            return path.relative_to(config.root).as_posix()
+        except ValueError:
+            return path.as_posix()
     try:
         return path.resolve().relative_to(config.root).as_posix()
     except ValueError:
@@ -82,16 +91,64 @@ def output_paths(config: ProjectConfig, spec: TrackSpec) -> dict[str, Path]:
     return {fmt: config.assets_dir / spec.genre / f"{spec.name}.{fmt}" for fmt in spec.formats}
 
 
+class ParsedSpecs:
+    """Parsed specs kept between planning cycles (the daemon's), keyed by file stat.
+
+    A spec is parsed again when its stat or the project config changed. Like git's racy
+    index entries, a file modified in the last second is not remembered: a second write
+    within the file system's timestamp granularity could keep size and mtime.
+    """
+
+    RACY_NS = 1_000_000_000
+
+    def __init__(self) -> None:
+        self._entries: dict[Path, tuple[tuple, TrackSpec | TrackspecError]] = {}
+
+    def parse(self, path: Path, config: ProjectConfig) -> TrackSpec:
+        import time
+
+        try:
+            st = path.stat()
+            signature: tuple | None = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, config.digest)
+        except OSError:
+            signature = None
+        known = self._entries.get(path)
+        if signature is not None and known is not None and known[0] == signature:
+            result = known[1]
+        else:
+            try:
+                result = parse_spec(path, config.spec_defaults, config.max_duration)
+            except TrackspecError as exc:
+                result = exc
+            if signature is not None and time.time_ns() - signature[1] >= self.RACY_NS:
+                self._entries[path] = (signature, result)
+            else:
+                self._entries.pop(path, None)
+        if isinstance(result, TrackspecError):
+            raise result
+        return result
+
+    def keep_only(self, paths: set[Path]) -> None:
+        for path in [p for p in self._entries if p not in paths]:
+            del self._entries[path]
+
+
 def load_tracks(config: ProjectConfig, state: State, model_override: str | None = None,
-                override_base: Path | None = None) -> tuple[list[LoadedTrack], list[SpecFailure]]:
+                override_base: Path | None = None,
+                parsed: ParsedSpecs | None = None) -> tuple[list[LoadedTrack], list[SpecFailure]]:
     """Parse every spec, resolve its model and compute keys; one bad spec never stops the rest."""
     loaded: list[LoadedTrack] = []
     failures: list[SpecFailure] = []
     models: dict[tuple[str, str, Path], ModelRef | Exception] = {}
     skip = [config.assets_dir, config.state_dir, config.cache_dir]
+    seen: set[Path] = set()
     for path in discover_specs(config.root, config.spec_dirs, skip):
+        seen.add(path)
         try:
-            spec = parse_spec(path, config.spec_defaults, config.max_duration)
+            if parsed is not None:
+                spec = parsed.parse(path, config)
+            else:
+                spec = parse_spec(path, config.spec_defaults, config.max_duration)
         except TrackspecError as exc:
             failures.append(SpecFailure(path, str(exc)))
             continue
@@ -109,6 +166,8 @@ def load_tracks(config: ProjectConfig, state: State, model_override: str | None 
             failures.append(SpecFailure(path, f"{where}: {model}"))
             continue
         loaded.append(LoadedTrack(spec, model, track_keys(spec, model)))
+    if parsed is not None:
+        parsed.keep_only(seen)
     return _without_duplicates(loaded, failures, config)
 
 

@@ -24,6 +24,8 @@ _CHUNK = 1 << 20
 def copy_verified(source: Path, target: Path, expected_sha256: str, staging: Path | None = None) -> int:
     """Copy ``source`` to ``target`` atomically, checking the copy's sha256; return its size."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    if staging is not None:
+        staging.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(target, staging)
     digest = hashlib.sha256()
     size = 0

@@ -401,3 +401,17 @@ def test_polling_observer_sees_saves_too(warm_repo, daemons):
     path.write_text(SPEC.replace("bpm = 90", "bpm = 93"))
     daemon.finished("a", after=mark, action="index")
     assert daemon.stop() == 0
+
+
+def test_the_model_is_unloaded_after_the_idle_time_and_loaded_again_when_needed(warm_repo, daemons):
+    path = warm_repo.write_spec("a", SPEC)
+    daemon = daemons(warm_repo, "--unload-after", "1")
+    daemon.finished("a", action="restore")
+    for prompt in ("warm synth pad", "bright synth pad"):
+        mark = daemon.mark()
+        path.write_text(SPEC.replace("calm synth pad", prompt))
+        daemon.finished("a", after=mark, action="generate")
+        daemon.wait_for(lambda e: e["event"] == "note" and e["message"].startswith("model unloaded"), after=mark)
+    notes = [e["message"] for e in daemon.since(0, "note")]
+    assert [n.split(":")[0] for n in notes if n.startswith("model")] == ["model loaded", "model unloaded after 1 s idle"] * 2
+    assert daemon.stop() == 0

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from ..build import BuildOptions, Executor, Reporter, TrackResult, make_plan, sweep_leftovers
 from ..config import ProjectConfig, load_config
 from ..errors import TrackspecError
-from ..plan import Plan, TrackPlan, rel
+from ..plan import ParsedSpecs, Plan, TrackPlan, rel
 from ..state import State
 from .events import OverflowAlarm, Wakeups, make_handler
 from .locks import SharedRepoLock, Stopped, daemon_lock
@@ -70,6 +70,7 @@ class Daemon:
         self._failed: dict[str, str] = {}  # generation key -> error; not retried until the key changes
         self._shown_failures: dict[str, str] = {}  # spec -> error last printed (printed once)
         self._first_cycle = True
+        self._parsed = ParsedSpecs()
         self._last_queue: tuple[list[str], list[str]] = ([], [])
 
     # ------------------------------------------------------------------ life
@@ -82,7 +83,12 @@ class Daemon:
             try:
                 self.wakeups.poke("initial build")
                 while self.wakeups.wait(self._stopping) is not None:
-                    self._cycle()
+                    try:
+                        self._cycle()
+                    except Exception as exc:  # a daemon outlives its bugs; the next save retries
+                        log.debug("cycle failed", exc_info=True)
+                        self.reporter.error(f"internal error: {type(exc).__name__}: {exc} (run with -v for "
+                                            "the traceback)")
             finally:
                 self.worker.stop()
                 observer.stop()
@@ -160,7 +166,7 @@ class Daemon:
             with self.lock.held():
                 state = State(config.state_dir / "state.json")
                 try:
-                    plan = make_plan(config, self.build_options, state)
+                    plan = make_plan(config, self.build_options, state, self._parsed)
                     if self._first_cycle:
                         sweep_leftovers(config, plan)
                         self._first_cycle = False
