@@ -1,0 +1,48 @@
+"""What the subcommands share: exit codes, the repo-root option, help formatting."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+
+EXIT_CODES = """exit codes:
+  0  ok: every track is built and up to date (or the command did what it says)
+  1  a track or spec failed (the others were still built), --check found stale tracks,
+     or doctor found something missing
+  2  usage error (bad arguments, no or invalid trackspec.toml, unreadable index)
+  3  the repository is locked by another trackspec process (--no-wait), or a second
+     daemon was started on the same repo"""
+
+ROOT_HELP = "game repo root (default: nearest folder with trackspec.toml)"
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str, help: str, description: str,
+               epilog: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand parser whose epilog keeps its line breaks (the description is wrapped)."""
+    if "\n" not in description:
+        description = textwrap.fill(description, 88)
+    return sub.add_parser(name, help=help, description=description, epilog=epilog,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, help=ROOT_HELP)
+
+
+def project_root(args: argparse.Namespace) -> Path:
+    """``--root`` if given, else the nearest folder at or above the cwd with trackspec.toml."""
+    from ..config import find_root
+
+    return args.root.resolve() if getattr(args, "root", None) else find_root(Path.cwd())
+
+
+def model_override(args: argparse.Namespace) -> str | None:
+    """``--model``, else ``TRACKSPEC_MODEL``, else none."""
+    import os
+
+    from ..config import MODEL_ENV
+
+    return getattr(args, "model", None) or os.environ.get(MODEL_ENV) or None
