@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from .cache import CacheEntry, LocalCache
 from .config import ProjectConfig
-from .errors import CacheCorrupt, LockBusy, TrackspecError
+from .errors import CacheCorrupt, GenerationError, LockBusy, TrackspecError
 from .fsutil import atomic_write_bytes, sweep_temp_files
 from .generate.base import GenerationRequest
 from .index import load_index, write_index
@@ -101,10 +101,7 @@ def repo_lock(config: ProjectConfig, reporter: Reporter, wait: bool):
 def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) -> BuildReport:
     """Plan and (unless ``options.check``) execute the build of every track."""
     if options.check:
-        state = State(config.state_dir / "state.json")
-        plan = make_plan(config, options, state)
-        if config.state_dir.is_dir():  # refresh the stat cache, as `git status` does; create nothing
-            state.save()
+        plan = inspect_plan(config, options)
         return BuildReport(_check_results(config, plan), config.index_path, checked_only=True)
     lock = repo_lock(config, reporter, options.wait_for_lock)
     try:
@@ -117,6 +114,19 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) 
             state.save()
     finally:
         lock.release()
+
+
+def inspect_plan(config: ProjectConfig, options: BuildOptions) -> Plan:
+    """The plan a build would execute, made without the lock and without writing anything.
+
+    Only the stat cache is refreshed, and only where it already exists (as `git status`
+    refreshes its index): `--check`, `plan` and `status` create no file in a repo.
+    """
+    state = State(config.state_dir / "state.json")
+    plan = make_plan(config, options, state)
+    if config.state_dir.is_dir():
+        state.save()
+    return plan
 
 
 def sweep_leftovers(config: ProjectConfig, plan: Plan) -> None:
@@ -242,6 +252,17 @@ class Executor:
         return True
 
     def _generate_all(self, plans: list[TrackPlan]) -> None:
+        leaders, followers = split_by_generation_key(plans)
+        self._generate_leaders(leaders)
+        for tp in followers:  # the same audio as a track generated above: restore or encode it
+            tp.action = "generate"
+            self._run_one(tp, self._follow)
+
+    def _follow(self, tp: TrackPlan) -> None:
+        if not self._restore_or_encode(tp):
+            raise GenerationError("its audio is identical to another track's, whose generation failed")
+
+    def _generate_leaders(self, plans: list[TrackPlan]) -> None:
         from .generate.base import load_backend
 
         for (source, revision), batches in generation_batches(plans, self.config.batch_size).items():
@@ -386,6 +407,18 @@ class Executor:
 
 # ---------------------------------------------------------------- generation helpers
 # Shared by the build's executor and the watch daemon's generation worker.
+
+def split_by_generation_key(plans: list[TrackPlan]) -> tuple[list[TrackPlan], list[TrackPlan]]:
+    """(one track per generation key, the others): identical audio is generated once."""
+    leaders: dict[str, TrackPlan] = {}
+    followers = []
+    for tp in plans:
+        if tp.track.keys.generation in leaders:
+            followers.append(tp)
+        else:
+            leaders[tp.track.keys.generation] = tp
+    return list(leaders.values()), followers
+
 
 def generation_batches(plans: list[TrackPlan], batch_size: int) -> dict[tuple, list[list[TrackPlan]]]:
     """Batches of tracks that can be generated together, grouped by (model source, revision).

@@ -10,6 +10,11 @@ An entry is built in ``tmp`` (files fsynced, manifest last) and renamed into pla
 step, so a reader sees a whole entry or none. The manifest lists each file's sha256 and
 size; every read verifies them, and an entry that fails is removed and reported as a
 miss (``CacheCorrupt`` is logged, the caller rebuilds). Nothing corrupt is ever handed on.
+
+``get`` refreshes the manifest's mtime: that is an entry's "last used" time, which
+``gc`` evicts by (least recently used first). Maintenance (``entries``, ``verify``,
+``gc``, ``clear``) only ever removes whole entries, by renaming them into ``tmp`` first,
+and never touches the staging folders of live processes.
 """
 
 from __future__ import annotations
@@ -43,6 +48,33 @@ class CacheEntry:
     files: dict[str, Path]
     digests: dict[str, str]
     info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EntryStat:
+    """An entry as found on disk, unverified (for listing and eviction): cheap to gather."""
+
+    kind: Kind
+    key: str
+    directory: Path
+    files: tuple[str, ...]
+    bytes: int
+    last_used: float
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The encoded formats a render entry holds (its files are ``audio.<fmt>``)."""
+        if self.kind != "render":
+            return ()
+        return tuple(sorted({name.rsplit(".", 1)[-1] for name in self.files if "." in name}))
+
+
+@dataclass(frozen=True)
+class Removed:
+    """An entry that a maintenance command took out, and why."""
+
+    entry: EntryStat
+    reason: str
 
 
 def _alive(pid: int) -> bool:
@@ -83,10 +115,38 @@ class LocalCache:
         return info if isinstance(info, dict) else {}
 
     def get(self, kind: Kind, key: str) -> CacheEntry | None:
-        """The verified entry, or ``None`` (a corrupt entry is removed and logged)."""
+        """The verified entry, or ``None`` (a corrupt entry is removed and logged).
+
+        A hit refreshes the entry's last-used time, so ``gc`` keeps what builds use.
+        """
+        entry, problem = self._inspect(kind, key)
+        if problem:
+            self._discard(kind, key, problem)
+            return None
+        if entry is not None:
+            self._touch(entry.directory)
+        return entry
+
+    def verify(self, kind: Kind, key: str) -> str | None:
+        """Re-hash one entry like ``get`` does, without marking it used.
+
+        Returns the problem of a corrupt entry (which is then removed), else ``None``.
+        """
+        _, problem = self._inspect(kind, key)
+        if problem:
+            self._discard(kind, key, problem)
+        return problem
+
+    def _discard(self, kind: Kind, key: str, problem: str) -> None:
+        log.warning("cache: %s entry %s is corrupt (%s); removed, will rebuild", kind, key[:12], problem)
+        self.remove(kind, key)
+
+    def _inspect(self, kind: Kind, key: str) -> tuple[CacheEntry | None, str | None]:
+        """Check an entry against its manifest: ``(entry, None)``, ``(None, problem)`` or
+        ``(None, None)`` when absent (also when another process removed it meanwhile)."""
         directory = self.entry_dir(kind, key)
         if not directory.exists():
-            return None
+            return None, None
         problem = None
         try:
             manifest = json.loads((directory / MANIFEST).read_text("utf-8"))
@@ -113,11 +173,8 @@ class LocalCache:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             problem = f"unreadable manifest ({exc})"
         if problem:
-            log.warning("cache: %s entry %s is corrupt (%s); removed, will rebuild", kind, key[:12], problem)
-            self.remove(kind, key)
-            return None
-        self._touch(directory)
-        return CacheEntry(key, directory, files, digests, manifest.get("info", {}))
+            return None, (problem if directory.exists() else None)
+        return CacheEntry(key, directory, files, digests, manifest.get("info", {})), None
 
     def put(self, kind: Kind, key: str, files: dict[str, Path], info: dict[str, Any],
             digests: dict[str, str] | None = None) -> CacheEntry:
@@ -160,16 +217,64 @@ class LocalCache:
             raise OSError(f"cache entry {key[:12]} could not be written under {self.root}")
         return entry
 
-    def remove(self, kind: Kind, key: str) -> None:
-        """Take an entry out of sight atomically (rename into tmp), then delete it."""
+    def remove(self, kind: Kind, key: str) -> bool:
+        """Take an entry out of sight atomically (rename into tmp), then delete it.
+
+        Returns whether this call removed it (``False``: it was already gone).
+        """
         directory = self.entry_dir(kind, key)
         trash = self.root / "tmp" / f"trash-{secrets.token_hex(6)}"
         trash.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(directory, trash)
         except FileNotFoundError:
-            return
+            return False
         shutil.rmtree(trash, ignore_errors=True)
+        return True
+
+    # ------------------------------------------------------------ maintenance
+    def entries(self) -> list[EntryStat]:
+        """Every entry on disk, most recently used first (stat only; nothing is verified)."""
+        found = []
+        kinds: tuple[Kind, ...] = ("raw", "render")
+        for kind in kinds:
+            top = self.root / kind
+            for shard in _subdirs(top):
+                for directory in _subdirs(shard):
+                    if directory.name[:2] == shard.name:
+                        stat = _entry_stat(kind, directory)
+                        if stat is not None:
+                            found.append(stat)
+        found.sort(key=lambda e: (-e.last_used, e.kind, e.key))
+        return found
+
+    def verify_all(self) -> list[Removed]:
+        """Re-hash every entry (as ``get`` would); corrupt ones are removed and returned."""
+        corrupt = []
+        for entry in self.entries():
+            problem = self.verify(entry.kind, entry.key)
+            if problem:
+                corrupt.append(Removed(entry, problem))
+        return corrupt
+
+    def gc(self, max_bytes: int) -> list[Removed]:
+        """Evict least-recently-used whole entries until the entries total at most ``max_bytes``."""
+        self.sweep_abandoned()
+        entries = self.entries()
+        total = sum(e.bytes for e in entries)
+        evicted = []
+        for entry in reversed(entries):  # least recently used first
+            if total <= max_bytes:
+                break
+            if self.remove(entry.kind, entry.key):
+                evicted.append(Removed(entry, "least recently used"))
+            total -= entry.bytes
+        return evicted
+
+    def clear(self) -> list[Removed]:
+        """Remove every entry (and what dead processes left in ``tmp``); live staging stays."""
+        self.sweep_abandoned()
+        return [Removed(e, "cleared") for e in self.entries() if self.remove(e.kind, e.key)]
 
     def sweep_abandoned(self) -> None:
         """Delete staging folders of processes that are gone (a killed build's half entries)."""
@@ -189,8 +294,36 @@ class LocalCache:
 
     @staticmethod
     def _touch(directory: Path) -> None:
-        """Mark use (for least-recently-used eviction later); failure is harmless."""
+        """Mark use for least-recently-used eviction (one utime; failure is harmless)."""
         try:
-            os.utime(directory)
+            os.utime(directory / MANIFEST)
         except OSError:
             pass
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    """The folders directly in ``folder`` (none if it is missing or vanishes meanwhile)."""
+    try:
+        with os.scandir(folder) as it:
+            return [Path(d.path) for d in it if d.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _entry_stat(kind: Kind, directory: Path) -> EntryStat | None:
+    """Size, files and last-used time of an entry folder (``None`` if it vanished meanwhile)."""
+    files, size = [], 0
+    try:
+        with os.scandir(directory) as it:
+            for item in it:
+                if item.is_file(follow_symlinks=False):
+                    size += item.stat(follow_symlinks=False).st_size
+                    if item.name != MANIFEST:
+                        files.append(item.name)
+        try:
+            last_used = (directory / MANIFEST).stat().st_mtime
+        except FileNotFoundError:  # a damaged entry: fall back to the folder's time
+            last_used = directory.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    return EntryStat(kind, directory.name, directory, tuple(sorted(files)), size, last_used)

@@ -17,7 +17,7 @@ from .commands.common import EXIT_CODES, EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
 from .errors import ConfigError, IndexCorrupt, LockBusy, ProjectNotFound, TrackspecError
 
 #: Subcommands in the order --help lists them.
-COMMANDS = ["build", "watch", "init", "model"]
+COMMANDS = ["build", "watch", "plan", "status", "new", "init", "doctor", "cache", "model", "hooks"]
 
 MAIN_EPILOG = f"""examples:
   trackspec init                           make this folder a game repo (writes trackspec.toml)

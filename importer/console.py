@@ -1,4 +1,4 @@
-"""What the CLI prints for builds: one line per track, a summary, progress on stderr.
+"""What the CLI prints: a line per track, a build summary, sizes in binary units.
 
 Shared by ``build`` and ``watch`` so a track's line reads the same in both.
 """
@@ -67,3 +67,12 @@ def summary(report, root: Path) -> str:
     except ValueError:
         index = report.index_path
     return f"{', '.join(parts) or 'no tracks'}; index: {index}"
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB' (binary units, as ``du -h``)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")

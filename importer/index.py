@@ -2,7 +2,7 @@
 
 Written atomically (temp file, fsync, rename) with sorted keys, so the engine never sees
 half an index and diffs stay small. Its JSON Schema ships beside this module
-(``index.schema.json``).
+(``schemas/index.schema.json``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .errors import IndexCorrupt
 from .fsutil import atomic_write_bytes
 
 SCHEMA_VERSION = 1
-SCHEMA_PATH = Path(__file__).with_name("index.schema.json")
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "index.schema.json"
 
 
 def empty_index() -> dict[str, Any]:

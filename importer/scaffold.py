@@ -1,7 +1,7 @@
-"""``trackspec init``: write a commented ``trackspec.toml`` with tomlkit.
+"""``trackspec init`` and ``trackspec new``: commented project and spec files, with tomlkit.
 
-The file documents every project setting in place, with its default, so a new user can
-read it instead of the manual. The comments come from the same field tables the parser
+The files document every setting in place, with its default, so a new user can read
+them instead of the manual. The comments come from the same field tables the parser
 validates with, so they cannot drift from the code.
 """
 
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import tomlkit
 
-from .config import CONFIG_NAME, PROJECT_FIELDS
-from .fields import GENERATION_FIELDS, OUTPUT_FIELDS
+from .config import CONFIG_NAME, PROJECT_FIELDS, ProjectConfig
+from .fields import GENERATION_FIELDS, OUTPUT_FIELDS, TOP_FIELDS
 from .fsutil import atomic_write_bytes
+from .spec import SPEC_SUFFIX
 
 
 def project_config_text() -> str:
@@ -56,4 +57,61 @@ def write_project_config(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, project_config_text().encode("utf-8"))
     (root / "track_specs").mkdir(exist_ok=True)
+    return path
+
+
+def spec_text(prompt: str, duration: float, genre: str | None) -> str:
+    """A new spec: the required fields set, every optional one shown commented out.
+
+    Optional settings stay comments so the project's ``[defaults]`` keep applying.
+    """
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("A trackspec: the source of one music track. `trackspec plan` shows what a build"))
+    doc.add(tomlkit.comment("would do with it; `trackspec build` makes the files. The name is the file name."))
+    doc.add(tomlkit.nl())
+    doc.add(tomlkit.comment("What MusicGen should make: style, mood, key, tempo, instruments."))
+    doc.add("prompt", prompt)
+    doc.add("duration", duration)
+    doc["duration"].comment(TOP_FIELDS["duration"].doc)
+    if genre is not None:
+        doc.add("genre", genre)
+        doc["genre"].comment(TOP_FIELDS["genre"].doc)
+    doc.add(tomlkit.comment("seed = 1234                  # fix the take; default: derived from this spec"))
+    doc.add(tomlkit.comment('description = "..."          # for people; part of no key'))
+    doc.add(tomlkit.nl())
+    for table, fields, keys in (("generation", GENERATION_FIELDS, ("model", "temperature", "top_k", "top_p")),
+                                ("output", OUTPUT_FIELDS, ("formats", "ogg_quality", "mp3_quality"))):
+        doc.add(tomlkit.comment(f"[{table}]   (uncomment to override the project's defaults)"))
+        for key in keys:
+            value = tomlkit.item(fields[key].default).as_string()
+            doc.add(tomlkit.comment(f"{key} = {value}".ljust(28) + f" # {fields[key].doc}"))
+        doc.add(tomlkit.nl())
+    meta = tomlkit.table()
+    meta.add(tomlkit.comment("free data copied into the asset index (part of no key), e.g."))
+    meta.add(tomlkit.comment("bpm = 90"))
+    meta.add(tomlkit.comment('key = "D minor"'))
+    meta.add(tomlkit.comment('tags = ["calm", "exploration"]'))
+    doc.add("meta", meta)
+    return tomlkit.dumps(doc)
+
+
+def write_spec(config: ProjectConfig, name: str, prompt: str, duration: float, genre: str | None,
+               folder: Path | None = None) -> Path:
+    """Write ``<folder>/<name>.trackspec`` (default: the first spec folder), checked by the parser.
+
+    Refuses to overwrite, and removes the file again if the parser rejects it, so `new`
+    never leaves a spec that `build` would fail on.
+    """
+    from .spec import parse_spec
+
+    folder = folder or config.spec_dirs[0]
+    path = folder / f"{name}{SPEC_SUFFIX}"
+    if path.exists():
+        raise FileExistsError(f"{path} already exists; edit it, or pick another name")
+    atomic_write_bytes(path, spec_text(prompt, duration, genre).encode("utf-8"))
+    try:
+        parse_spec(path, config.spec_defaults, config.max_duration)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return path

@@ -10,7 +10,7 @@ import jsonschema
 
 from importer.encode import decode_sample_count
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "importer/index.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "importer/schemas/index.schema.json").read_text())
 
 
 def sha256(path: Path) -> str:

@@ -334,3 +334,15 @@ def test_moving_the_assets_folder_moves_the_files(built):
     index = assert_index_matches_disk(repo)
     assert index["tracks"]["calm"]["files"]["ogg"]["path"] == "game/audio/synthwave/calm.ogg"
     assert sorted(p.name for p in (repo.root / "assets/music").rglob("*") if p.is_file()) == ["index.json"]
+
+
+def test_identical_audio_in_one_build_is_generated_once(game_repo, tiny_model):
+    game_repo.env["TRACKSPEC_MODEL"] = str(tiny_model)
+    for name in ("twin_a", "twin_b", "twin_c"):
+        game_repo.write_spec(name, SPEC_A.replace('name = "calm"\n', ""))
+    result = game_repo.run("build", "--json", check_rc=0)
+    assert sorted(a for a, _ in actions(result).values()) == ["generate", "restore", "restore"]
+    assert len(_entry_dirs(game_repo.cache, "raw")) == 1
+    index = assert_index_matches_disk(game_repo)
+    digests = {t["files"]["ogg"]["sha256"] for t in index["tracks"].values()}
+    assert len(digests) == 1 and sorted(index["tracks"]) == ["twin_a", "twin_b", "twin_c"]

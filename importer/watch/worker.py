@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..build import generation_batches, generation_request, model_load_error, store_raw
+from ..build import (generation_batches, generation_request, model_load_error, split_by_generation_key,
+                     store_raw)
 from ..cache import LocalCache
 from ..config import ProjectConfig
 from ..errors import TrackspecError
@@ -61,8 +62,8 @@ class GenerationWorker:
         """Make ``plans`` the queue (newest content per track); in-flight jobs are not repeated."""
         with self._cond:
             self._config = config
-            wanted = {tp.name: tp for tp in plans
-                      if self._in_flight.get(tp.name) != tp.track.keys.generation}
+            busy = set(self._in_flight.values())
+            wanted = {tp.name: tp for tp in plans if tp.track.keys.generation not in busy}
             self._pending = {name: wanted[name] for name in [*self._pending, *wanted] if name in wanted}
             self._cond.notify_all()
 
@@ -113,11 +114,13 @@ class GenerationWorker:
             if self._stopping:
                 return None
             assert self._config is not None
-            batches = generation_batches(list(self._pending.values()), self._config.batch_size)
-            batch = next(iter(batches.values()))[0]
+            leaders, _ = split_by_generation_key(list(self._pending.values()))
+            batch = next(iter(generation_batches(leaders, self._config.batch_size).values()))[0]
+            keys = {tp.track.keys.generation for tp in batch}
             for tp in batch:
-                del self._pending[tp.name]
                 self._in_flight[tp.name] = tp.track.keys.generation
+            # Tracks with the same audio wait for none: the next cycle restores them from the cache.
+            self._pending = {n: tp for n, tp in self._pending.items() if tp.track.keys.generation not in keys}
             return batch
 
     def _run(self, batch: list[TrackPlan]) -> None:

@@ -1,0 +1,63 @@
+"""``trackspec status``: a table of every track and the state of its assets."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from .common import EXIT_CODES, EXIT_FAILED, EXIT_OK, add_parser, add_root, model_override, project_root
+
+STATUS_EPILOG = f"""columns:
+  STATE     fresh, stale (the reason follows), failed (the spec's error follows) or removed
+  DURATION  seconds; MODEL the model of the published files (else the spec's)
+  FORMATS   the files; SIZE their total; BUILT when the newest was written (UTC)
+
+status writes nothing (and takes no lock). Exit 0, or 1 when a spec has an error.
+--json prints {{"root", "index", "tracks": [...]}}; its JSON Schema is
+importer/schemas/status.schema.json.
+
+{EXIT_CODES}"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    status = add_parser(sub, "status", "a table of tracks: state, duration, model, formats, sizes, last built",
+                        "List every track with the state of its assets: fresh or stale (and why), "
+                        "duration, model, formats, sizes and when it was last built.", STATUS_EPILOG)
+    add_root(status)
+    status.add_argument("--model", metavar="ID_OR_DIR", help="judge staleness as `build --model` would")
+    status.add_argument("--json", action="store_true", help="print the table as JSON")
+    status.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..build import BuildOptions, inspect_plan
+    from ..config import load_config
+    from ..console import human_bytes
+    from ..overview import status_rows
+
+    config = load_config(project_root(args))
+    plan = inspect_plan(config, BuildOptions(model_override=model_override(args), override_base=Path.cwd()))
+    rows = status_rows(config, plan)
+    if args.json:
+        print(json.dumps({"root": str(config.root), "index": str(config.index_path),
+                          "tracks": [dataclasses.asdict(r) for r in rows]}, indent=2, sort_keys=True))
+        return EXIT_FAILED if any(r.state == "failed" for r in rows) else EXIT_OK
+    table = [("TRACK", "STATE", "DURATION", "MODEL", "FORMATS", "SIZE", "BUILT")]
+    notes = []
+    for row in rows:
+        label = row.name or row.spec
+        table.append((label, row.state, f"{row.duration:g} s" if row.duration is not None else "-",
+                      row.model or "-", ",".join(row.formats) or "-",
+                      human_bytes(sum(row.bytes.values())) if row.bytes else "-", row.built or "-"))
+        if row.error:
+            notes.append(f"  {label}: {row.error}")
+        elif row.reasons and row.state != "fresh":
+            notes.append(f"  {label}: {'; '.join(row.reasons)}")
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    if notes:
+        print("\n" + "\n".join(notes))
+    return EXIT_FAILED if any(r.state == "failed" for r in rows) else EXIT_OK

@@ -1,0 +1,102 @@
+"""What `plan` and `status` show: a plan turned into rows a person (or a tool) can read.
+
+Pure: reads the plan, the index and the outputs' stat; writes nothing, imports nothing
+heavy. The words match the build's own output, plus what the plan knows about the cache
+("cache hit", "raw audio cached").
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ProjectConfig
+from .plan import Plan, TrackPlan, output_paths, rel
+
+#: What each action means, for `plan`'s legend and its JSON ``explanation``.
+ACTION_MEANING = {
+    "fresh": "up to date: nothing to do",
+    "index": "only the index entry changes",
+    "restore": "cache hit: the encoded files are copied from the cache",
+    "encode": "the raw audio is cached: resample and encode again, no generation",
+    "generate": "MusicGen must generate the audio",
+    "remove": "the spec is gone: its files and index entry will be removed",
+    "failed": "the spec cannot be built: fix the error; its last good asset stays",
+}
+
+
+@dataclass
+class PlanRow:
+    name: str | None
+    spec: str
+    action: str
+    reasons: list[str] = field(default_factory=list)
+    explanation: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class StatusRow:
+    name: str | None
+    spec: str
+    state: str  # fresh | stale | failed | removed
+    reasons: list[str] = field(default_factory=list)
+    duration: float | None = None
+    model: str | None = None
+    formats: list[str] = field(default_factory=list)
+    bytes: dict[str, int] = field(default_factory=dict)
+    built: str | None = None
+    error: str | None = None
+
+
+def plan_rows(config: ProjectConfig, plan: Plan) -> list[PlanRow]:
+    rows = [PlanRow(None, rel(config, f.path), "failed", explanation=ACTION_MEANING["failed"], error=f.message)
+            for f in plan.failures]
+    for tp in plan.tracks:
+        outputs = {fmt: rel(config, p) for fmt, p in output_paths(config, tp.track.spec).items()}
+        rows.append(PlanRow(tp.name, rel(config, tp.track.spec.path), tp.action, list(tp.reasons),
+                            ACTION_MEANING[tp.action], outputs))
+    rows += [PlanRow(r.name, r.entry.get("spec", ""), "remove", [r.reason], ACTION_MEANING["remove"])
+             for r in plan.removals]
+    return rows
+
+
+def status_rows(config: ProjectConfig, plan: Plan) -> list[StatusRow]:
+    tracks = plan.index.get("tracks", {})
+    rows = [StatusRow(None, rel(config, f.path), "failed", error=f.message) for f in plan.failures]
+    for tp in plan.tracks:
+        rows.append(_track_status(config, tp, tracks.get(tp.name)))
+    for removal in plan.removals:
+        entry = removal.entry
+        rows.append(StatusRow(removal.name, entry.get("spec", ""), "removed", [removal.reason],
+                              entry.get("duration"), entry.get("model"), sorted(entry.get("files", {})),
+                              {f: i.get("bytes", 0) for f, i in entry.get("files", {}).items()},
+                              _built(config, entry)))
+    return rows
+
+
+def _track_status(config: ProjectConfig, tp: TrackPlan, entry: dict[str, Any] | None) -> StatusRow:
+    spec = tp.track.spec
+    row = StatusRow(tp.name, rel(config, spec.path), "fresh" if tp.action == "fresh" else "stale",
+                    list(tp.reasons), spec.duration, spec.model, list(spec.formats))
+    if entry is not None:
+        row.model = entry.get("model", row.model)
+        row.bytes = {fmt: info.get("bytes", 0) for fmt, info in entry.get("files", {}).items()}
+        row.built = _built(config, entry)
+    if tp.action == "index":
+        row.reasons = row.reasons or ["index entry changed"]
+    return row
+
+
+def _built(config: ProjectConfig, entry: dict[str, Any]) -> str | None:
+    """When the newest published file of an entry was written (UTC, ISO 8601)."""
+    mtimes = []
+    for info in entry.get("files", {}).values():
+        try:
+            mtimes.append((config.root / info["path"]).stat().st_mtime)
+        except (OSError, KeyError):
+            pass
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(mtimes))) if mtimes else None
+
