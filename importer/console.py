@@ -53,6 +53,11 @@ def format_result(result) -> str:
     return f"{result.action:<9} {result.name}{why}  {result.seconds:.1f}s -> {where}"
 
 
+def format_stale(result) -> str:
+    """A stale track in `build --check` (and the git hook): its action and why."""
+    return f"stale     {result.name}  ({result.action}: {'; '.join(result.reasons)})"
+
+
 def summary(report, root: Path) -> str:
     counts: dict[str, int] = {}
     for r in report.results:

@@ -182,7 +182,7 @@ def check_staged(root: Path, model_override: str | None = None, override_base: P
     """``build --check`` on the staged state of the game repo at ``root`` (see the module doc)."""
     from .build import BuildOptions, run_build
     from .config import load_config
-    from .console import TextReporter, format_result
+    from .console import TextReporter, format_result, format_stale
     from .errors import TrackspecError
 
     root = root.resolve()
@@ -239,7 +239,7 @@ def check_staged(root: Path, model_override: str | None = None, override_base: P
             continue
         stale += 1
         if r.ok:
-            lines.append(f"stale     {r.name}  ({r.action}: {'; '.join(r.reasons)})")
+            lines.append(format_stale(r))
         else:
             lines.append(fix(format_result(r)))
     if stale:

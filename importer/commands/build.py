@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..build import BuildOptions, run_build
     from ..config import load_config
-    from ..console import TextReporter, summary
+    from ..console import TextReporter, format_stale, summary
 
     config = load_config(project_root(args))
     reporter = TextReporter(quiet=args.quiet, json_mode=args.json)
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         stale = [r for r in report.results if r.action != "fresh"]
         for r in stale:
             if r.ok:
-                print(f"stale     {r.name}  ({r.action}: {'; '.join(r.reasons)})")
+                print(format_stale(r))
         print("up to date" if not stale else f"{len(stale)} of {len(report.results)} tracks need a build",
               file=sys.stderr)
     else:

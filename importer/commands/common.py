@@ -46,3 +46,21 @@ def model_override(args: argparse.Namespace) -> str | None:
     from ..config import MODEL_ENV
 
     return getattr(args, "model", None) or os.environ.get(MODEL_ENV) or None
+
+
+def inspect(args: argparse.Namespace):
+    """(config, plan) for read-only commands: the plan `build` would execute, nothing written."""
+    from ..build import BuildOptions, inspect_plan
+    from ..config import load_config
+
+    config = load_config(project_root(args))
+    return config, inspect_plan(config, BuildOptions(model_override=model_override(args), override_base=Path.cwd()))
+
+
+def print_rows_json(config, rows: list) -> None:
+    """The shape `plan --json` and `status --json` share: root, index and one object per row."""
+    import dataclasses
+    import json
+
+    print(json.dumps({"root": str(config.root), "index": str(config.index_path),
+                      "tracks": [dataclasses.asdict(r) for r in rows]}, indent=2, sort_keys=True))

@@ -22,7 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_tiny(args: argparse.Namespace) -> int:
-    from ..generate.tiny import save_tiny_model
+    try:
+        from ..generate.tiny import save_tiny_model
+    except ModuleNotFoundError as exc:
+        from ..errors import ModelError
+
+        raise ModelError(f"making a model needs {exc.name}, which is not installed: "
+                         "pip install 'trackspec[generate]'") from exc
 
     directory = save_tiny_model(args.directory, seed=args.seed, audio_channels=2 if args.stereo else 1)
     print(f"saved a tiny random MusicGen (noise, not music) to {directory}")

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-from pathlib import Path
 
-from .common import EXIT_CODES, EXIT_FAILED, EXIT_OK, add_parser, add_root, model_override, project_root
+from .common import EXIT_CODES, EXIT_FAILED, EXIT_OK, add_parser, add_root, inspect, print_rows_json
 
 PLAN_EPILOG = f"""actions:
   fresh     up to date: nothing to do
@@ -40,16 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..build import BuildOptions, inspect_plan
-    from ..config import load_config
     from ..overview import plan_rows
 
-    config = load_config(project_root(args))
-    plan = inspect_plan(config, BuildOptions(model_override=model_override(args), override_base=Path.cwd()))
+    config, plan = inspect(args)
     rows = plan_rows(config, plan)
     if args.json:
-        print(json.dumps({"root": str(config.root), "index": str(config.index_path),
-                          "tracks": [dataclasses.asdict(r) for r in rows]}, indent=2, sort_keys=True))
+        print_rows_json(config, rows)
     else:
         for row in rows:
             if row.error:

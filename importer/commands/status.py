@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-from pathlib import Path
 
-from .common import EXIT_CODES, EXIT_FAILED, EXIT_OK, add_parser, add_root, model_override, project_root
+from .common import EXIT_CODES, EXIT_FAILED, EXIT_OK, add_parser, add_root, inspect, print_rows_json
 
 STATUS_EPILOG = f"""columns:
   STATE     fresh, stale (the reason follows), failed (the spec's error follows) or removed
@@ -32,17 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..build import BuildOptions, inspect_plan
-    from ..config import load_config
     from ..console import human_bytes
     from ..overview import status_rows
 
-    config = load_config(project_root(args))
-    plan = inspect_plan(config, BuildOptions(model_override=model_override(args), override_base=Path.cwd()))
+    config, plan = inspect(args)
     rows = status_rows(config, plan)
     if args.json:
-        print(json.dumps({"root": str(config.root), "index": str(config.index_path),
-                          "tracks": [dataclasses.asdict(r) for r in rows]}, indent=2, sort_keys=True))
+        print_rows_json(config, rows)
         return EXIT_FAILED if any(r.state == "failed" for r in rows) else EXIT_OK
     table = [("TRACK", "STATE", "DURATION", "MODEL", "FORMATS", "SIZE", "BUILT")]
     notes = []
