@@ -1,0 +1,87 @@
+"""Benchmark: the post-generation chain on 60 s of stereo audio, in process.
+
+(a) encode: 60 s of stereo 44.1 kHz float32 (tones plus a little noise) to OGG (q 6) and
+    MP3 (V4) with `importer.encode.encode`: one ffmpeg process for both formats, then a full
+    decode of each output to check its sample count (the validation the build always does).
+    (a1) times that validation alone: the two full decodes of the outputs of (a).
+(b) post chain as `build` runs it today: the same audio made at MusicGen's 32 kHz,
+    resampled to 44.1 kHz with `importer.audio.resample` (soxr HQ), then (a).
+
+Loudness normalisation and loop processing are not part of the chain yet, so they are
+not measured. Prints median (and min/max) of --runs runs, in seconds and x real time.
+
+    .venv/bin/python bench/encode.py [--runs 5] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from importer.audio import resample  # noqa: E402
+from importer.encode import EncodeSettings, decode_sample_count, encode  # noqa: E402
+
+SETTINGS = EncodeSettings(formats=("ogg", "mp3"), sample_rate=44100, ogg_quality=6, mp3_quality=4)
+
+
+def test_audio(seconds: float, rate: int) -> np.ndarray:
+    """Stereo float32 (2, n): a chord of tones per channel plus quiet noise."""
+    t = np.arange(int(seconds * rate), dtype=np.float64) / rate
+    rng = np.random.default_rng(0)
+    left = sum(0.15 * np.sin(2 * np.pi * f * t) for f in (220.0, 277.18, 329.63))
+    right = sum(0.15 * np.sin(2 * np.pi * f * t) for f in (146.83, 220.0, 293.66))
+    noise = 0.05 * rng.standard_normal((2, t.size))
+    return (np.stack([left, right]) + noise).astype(np.float32)
+
+
+def measure(runs: int, work: Callable[[], object]) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+
+    pcm44 = test_audio(args.seconds, 44100)
+    pcm32 = test_audio(args.seconds, 32000)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        out = Path(tmp_name)
+        encode(pcm44, SETTINGS, out, "warmup")  # ffmpeg binary and libraries into the page cache
+        rows = {
+            "(a) encode ogg+mp3 + verify": measure(args.runs, lambda: encode(pcm44, SETTINGS, out, "x")),
+            "(a1) of which: verify (2 decodes)": measure(
+                args.runs, lambda: [decode_sample_count(out / f"x.{f}", 44100, 2) for f in SETTINGS.formats]),
+            "(b1) resample 32k -> 44.1k": measure(args.runs, lambda: resample(pcm32, 32000, 44100)),
+            "(b) resample + encode + verify": measure(
+                args.runs, lambda: encode(resample(pcm32, 32000, 44100), SETTINGS, out, "y")),
+        }
+        sizes = {p.name: p.stat().st_size for p in sorted(out.glob("x.*"))}
+
+    print(f"post chain on {args.seconds:.0f} s of stereo audio, median of {args.runs} runs "
+          f"(outputs: {', '.join(f'{k} {v / 1024:.0f} KiB' for k, v in sizes.items())})")
+    for label, times in rows.items():
+        med = statistics.median(times)
+        print(f"  {label:<34} median {med:6.3f} s   min {min(times):6.3f}   max {max(times):6.3f}   "
+              f"{args.seconds / med:6.1f}x real time")
+    print("  loudness normalisation, loop processing: not implemented yet, not measured")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Benchmark: whole-process wall time of a no-op `trackspec build` and `trackspec build --check`.
+
+Sets up a throwaway game repo with N specs (default 1000) that all share one take (same
+prompt, seed and 1 s duration, different file names), builds it once (one generation, the
+rest restored from the cache; ~15 s for 1000 specs with the tiny model), then times fresh
+subprocesses of `python -m importer build -q` and `build --check`:
+
+* warm: the stat cache `.trackspec/state.json` is present (the everyday case);
+* cold: `.trackspec/state.json` is deleted before each run (a fresh clone or CI checkout;
+  a no-op build writes it back, so it is deleted again every time).
+
+Every run must exit 0, and one extra `--json` run per case must report every track
+"fresh". Python start-up (`python -c pass`) and `import importer.cli` are timed too, for
+reference. Prints median, min and max per case, next to the goals (warm <= 100 ms,
+cold <= 1.5 s).
+
+The subprocesses inherit the environment as it is: with PYTHONDONTWRITEBYTECODE=1 and no
+`importer/__pycache__`, every run compiles trackspec's modules from source. `--pyc` gives
+the runs a bytecode cache of their own (PYTHONPYCACHEPREFIX in the temp dir, written by a
+first untimed run), as on a usual install.
+
+    .venv/bin/python bench/noop_build.py [--specs 1000] [--runs 7] [--model models/tiny] [--pyc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+PROJECT = Path(__file__).resolve().parents[1]
+SPEC = 'prompt = "one shared take"\nduration = 1.0\nseed = 7\n'
+GOALS = {"warm": 0.100, "cold": 1.5}
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str], before: Callable[[], None] | None = None) -> float:
+    """Wall time of one subprocess run, which must exit 0."""
+    if before is not None:
+        before()
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[2:])} exited {proc.returncode}:\n{proc.stderr.decode()[-2000:]}")
+    return elapsed
+
+
+def assert_noop(cmd: list[str], cwd: Path, env: dict[str, str], specs: int) -> None:
+    """One extra run with --json: every track must be "fresh" (nothing rebuilt)."""
+    proc = subprocess.run([*cmd, "--json"], cwd=cwd, env=env, capture_output=True, text=True)
+    doc = json.loads(proc.stdout)
+    actions = {t["action"] for t in doc["tracks"]}
+    if proc.returncode != 0 or actions != {"fresh"} or len(doc["tracks"]) != specs:
+        raise SystemExit(f"{' '.join(cmd[2:])} was no no-op: exit {proc.returncode}, actions {actions}, "
+                         f"{len(doc['tracks'])} tracks")
+
+
+def line(label: str, values: list[float], goal: float | None = None) -> str:
+    ms = [v * 1000 for v in values]
+    text = (f"  {label:<28} median {statistics.median(ms):7.1f} ms   min {min(ms):7.1f}   "
+            f"max {max(ms):7.1f}   (n={len(ms)})")
+    if goal is not None:
+        verdict = "ok" if statistics.median(values) <= goal else "MISSED"
+        text += f"   goal <= {goal * 1000:.0f} ms: {verdict}"
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--specs", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per case (at least 5)")
+    parser.add_argument("--model", type=Path, help="a local model dir (default: a tiny one made here)")
+    parser.add_argument("--pyc", action="store_true", help="let the timed runs use a bytecode cache")
+    args = parser.parse_args()
+    runs = max(5, args.runs)
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        root = tmp / "game"
+        (root / "track_specs").mkdir(parents=True)
+        (root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
+        env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(tmp / "cache"), "PYTHONPATH": str(PROJECT)}
+        py = sys.executable
+        cli = [py, "-m", "importer"]
+        model = args.model.resolve() if args.model else tmp / "tiny"
+        if not args.model:
+            subprocess.run([*cli, "model", "tiny", str(model)], env=env, check=True, capture_output=True)
+        env["TRACKSPEC_MODEL"] = str(model)
+        if args.pyc:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+        for i in range(args.specs):
+            (root / "track_specs" / f"track{i:04d}.trackspec").write_text(SPEC)
+        start = time.perf_counter()
+        subprocess.run([*cli, "build", "-q"], cwd=root, env=env, check=True, capture_output=True)
+        first = time.perf_counter() - start
+
+        build = [*cli, "build", "-q"]
+        check = [*cli, "build", "--check"]
+        state = root / ".trackspec" / "state.json"
+
+        def drop_state() -> None:
+            state.unlink(missing_ok=True)
+
+        results: dict[str, list[float]] = {}
+        for label, code in (("python -c pass", "pass"), ("import importer.cli", "import importer.cli")):
+            timed([py, "-c", code], root, env)  # untimed first run (writes bytecode with --pyc)
+            results[label] = [timed([py, "-c", code], root, env) for _ in range(runs)]
+        for label, cmd in (("build", build), ("build --check", check)):
+            timed(cmd, root, env)  # settle: state.json written, page cache warm
+            assert_noop(cmd[:-1] if cmd[-1] == "-q" else cmd, root, env, args.specs)
+            results[f"{label}, warm"] = [timed(cmd, root, env) for _ in range(runs)]
+            drop_state()
+            assert_noop(cmd[:-1] if cmd[-1] == "-q" else cmd, root, env, args.specs)
+            results[f"{label}, cold"] = [timed(cmd, root, env, drop_state) for _ in range(runs)]
+            if not state.exists():
+                raise SystemExit(f"{label} did not write {state} back")
+
+    bytecode = ("own bytecode cache (--pyc)" if args.pyc else
+                "PYTHONDONTWRITEBYTECODE=1: no bytecode cache for importer/"
+                if os.environ.get("PYTHONDONTWRITEBYTECODE") else "environment's bytecode settings")
+    print(f"no-op build, {args.specs} specs (all fresh), {runs} runs per case, whole process; {bytecode} "
+          f"(first build: {first:.1f} s)")
+    for label, values in results.items():
+        goal = GOALS["warm"] if label.endswith("warm") else GOALS["cold"] if label.endswith("cold") else None
+        print(line(label, values, goal))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
