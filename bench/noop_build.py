@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-PROJECT = Path(__file__).resolve().parents[1]
+from game_repo import CLI, make_game_repo
+
 SPEC = 'prompt = "one shared take"\nduration = 1.0\nseed = 7\n'
 GOALS = {"warm": 0.100, "cold": 1.5}
 
@@ -83,16 +84,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        root = tmp / "game"
-        (root / "track_specs").mkdir(parents=True)
-        (root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
-        env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(tmp / "cache"), "PYTHONPATH": str(PROJECT)}
+        root, env = make_game_repo(tmp, args.model)
         py = sys.executable
-        cli = [py, "-m", "importer"]
-        model = args.model.resolve() if args.model else tmp / "tiny"
-        if not args.model:
-            subprocess.run([*cli, "model", "tiny", str(model)], env=env, check=True, capture_output=True)
-        env["TRACKSPEC_MODEL"] = str(model)
+        cli = CLI
         if args.pyc:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")

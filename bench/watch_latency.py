@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
+from game_repo import CLI, make_game_repo
+
 SPEC = 'prompt = "{prompt}"\nduration = 2.0\nseed = 7\n\n[meta]\nbpm = {bpm}\n'
 
 
@@ -43,15 +43,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        root = tmp / "game"
-        (root / "track_specs").mkdir(parents=True)
-        (root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
-        env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(tmp / "cache"), "PYTHONPATH": str(PROJECT)}
-        cli = [sys.executable, "-m", "importer"]
-        model = args.model.resolve() if args.model else tmp / "tiny"
-        if not args.model:
-            subprocess.run([*cli, "model", "tiny", str(model)], env=env, check=True, capture_output=True)
-        env["TRACKSPEC_MODEL"] = str(model)
+        root, env = make_game_repo(tmp, args.model)
+        cli = CLI
         spec = root / "track_specs" / "theme.trackspec"
         for prompt in ("take b", "take a"):  # both takes into the cache; "take a" published
             spec.write_text(SPEC.format(prompt=prompt, bpm=90))

@@ -7,6 +7,7 @@ carries human reasons ("prompt changed", "output modified", ...).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -105,8 +106,6 @@ class ParsedSpecs:
         self._entries: dict[Path, tuple[tuple, TrackSpec | TrackspecError]] = {}
 
     def parse(self, path: Path, config: ProjectConfig) -> TrackSpec:
-        import time
-
         try:
             st = path.stat()
             signature: tuple | None = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, config.digest)
