@@ -4,11 +4,14 @@
     MP3 (V4) with `importer.encode.encode`: one ffmpeg process for both formats, then a full
     decode of each output to check its sample count (the validation the build always does).
     (a1) times that validation alone: the two full decodes of the outputs of (a).
-(b) post chain as `build` runs it today: the same audio made at MusicGen's 32 kHz,
-    resampled to 44.1 kHz with `importer.audio.resample` (soxr HQ), then (a).
+(b) resample + encode: the same audio made at MusicGen's 32 kHz, resampled to 44.1 kHz
+    with `importer.audio.resample` (soxr HQ), then (a).
+(c) the full post chain as `build` runs it (`importer.render.render_raw` from a raw cache
+    entry): resample, DC removal, a 2 s seamless loop, loudness to -16 LUFS under -1 dBTP
+    (limited where needed), encode with tags, verify, then decode and measure loudness and
+    true peak of both files; (c1)-(c3) time its new steps alone.
 
-Loudness normalisation and loop processing are not part of the chain yet, so they are
-not measured. Prints median (and min/max) of --runs runs, in seconds and x real time.
+Prints median (and min/max) of --runs runs, in seconds and x real time.
 
     .venv/bin/python bench/encode.py [--runs 5] [--seconds 60]
 """
@@ -27,8 +30,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from importer.audio import resample  # noqa: E402
+from importer.audio import remove_dc, resample  # noqa: E402
+from importer.cache import LocalCache  # noqa: E402
 from importer.encode import EncodeSettings, decode_sample_count, encode  # noqa: E402
+from importer.loop import make_seamless  # noqa: E402
+from importer.loudness import measure_file, normalise  # noqa: E402
+from importer.render import RenderSettings, render_raw  # noqa: E402
 
 SETTINGS = EncodeSettings(formats=("ogg", "mp3"), sample_rate=44100, ogg_quality=6, mp3_quality=4)
 
@@ -71,6 +78,20 @@ def main() -> int:
             "(b) resample + encode + verify": measure(
                 args.runs, lambda: encode(resample(pcm32, 32000, 44100), SETTINGS, out, "y")),
         }
+        cache = LocalCache(out / "cache")
+        raw_file = out / "raw.f32"
+        pcm32.tofile(raw_file)
+        raw = cache.put("raw", "r" * 64, {"audio.f32": raw_file},
+                        {"sample_rate": 32000, "channels": 2, "samples": pcm32.shape[1]})
+        chain = RenderSettings(SETTINGS, loop_crossfade=2.0, loudness_target=-16.0, true_peak=-1.0)
+        runs = iter(range(10**6))
+        rows["(c) full chain: render_raw"] = measure(
+            args.runs, lambda: render_raw(cache, raw, chain, f"{next(runs):064d}", {}))
+        rows["(c1) of which: DC removal"] = measure(args.runs, lambda: remove_dc(pcm44, 44100))
+        rows["(c2) of which: loop + normalise"] = measure(
+            args.runs, lambda: normalise(make_seamless(pcm44, 44100, 2.0).audio, 44100, -16.0, -1.0))
+        rows["(c3) of which: measure 2 decoded files"] = measure(
+            args.runs, lambda: [measure_file(out / f"x.{f}", 2, 44100) for f in SETTINGS.formats])
         sizes = {p.name: p.stat().st_size for p in sorted(out.glob("x.*"))}
 
     print(f"post chain on {args.seconds:.0f} s of stereo audio, median of {args.runs} runs "
@@ -79,7 +100,6 @@ def main() -> int:
         med = statistics.median(times)
         print(f"  {label:<34} median {med:6.3f} s   min {min(times):6.3f}   max {max(times):6.3f}   "
               f"{args.seconds / med:6.1f}x real time")
-    print("  loudness normalisation, loop processing: not implemented yet, not measured")
     return 0
 
 

@@ -53,3 +53,23 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if missing > 0:
         out = np.pad(out, ((0, 0), (0, missing)))
     return np.ascontiguousarray(out[:, :expected], dtype=np.float32)
+
+
+#: Below hearing and below what any game speaker plays: removing it costs no music.
+DC_CUTOFF_HZ = 10.0
+
+
+def remove_dc(samples: np.ndarray, rate: int) -> np.ndarray:
+    """High-pass ``(channels, n)`` audio at ``DC_CUTOFF_HZ`` (2nd-order Butterworth, run
+    forwards and backwards, so no phase shift).
+
+    A DC offset or sub-sonic drift is inaudible but takes headroom: it holds the peak up
+    while adding no loudness, so normalising would need endless limiting, and it makes a
+    loop seam click. Every render removes it first.
+    """
+    import scipy.signal  # only renders pay for scipy
+
+    if samples.shape[1] < 64:  # too short to filter; the mean is all the DC there is
+        return np.ascontiguousarray(samples - samples.mean(axis=1, keepdims=True), dtype=np.float32)
+    sos = scipy.signal.butter(2, DC_CUTOFF_HZ, btype="highpass", fs=rate, output="sos")
+    return np.ascontiguousarray(scipy.signal.sosfiltfilt(sos, samples, axis=1), dtype=np.float32)

@@ -12,22 +12,25 @@ them. ``watch`` runs the quick phase itself and hands generation to its worker.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .cache import CacheEntry, LocalCache
 from .config import ProjectConfig
-from .errors import CacheCorrupt, GenerationError, LockBusy, TrackspecError
+from .errors import GenerationError, LockBusy, TrackspecError
 from .fsutil import atomic_write_bytes, sweep_temp_files
 from .generate.base import GenerationRequest
 from .index import load_index, write_index
 from .plan import (AUDIO_FACTS, LoadedTrack, ParsedSpecs, Plan, TrackPlan, index_entry, load_tracks,
                    output_paths, plan_build, rel)
 from .publish import publish_entry, remove_owned
-from .state import State
+from .render_pool import InOrder, RenderJob, RenderPool
+from .state import PARALLEL_MIN_BYTES, State
+from .tags import tags_for
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,9 @@ class BuildOptions:
     wait_for_lock: bool = True
     #: Rewrite the index at most this often while tracks finish (and always at the end).
     index_flush_seconds: float = 0.5
+    #: When the build began (before the project was read): files changed within a second
+    #: of it are not trusted by the no-op record (``fastpath``).
+    started_ns: int = field(default_factory=time.time_ns)
 
 
 def repo_lock(config: ProjectConfig, reporter: Reporter, wait: bool):
@@ -108,12 +114,35 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) 
         state = State(config.state_dir / "state.json")
         try:
             plan = make_plan(config, options, state)
+            noop = is_noop(plan)
             sweep_leftovers(config, plan)
-            return Executor(config, plan, state, reporter, options.index_flush_seconds).run()
+            report = Executor(config, plan, state, reporter, options.index_flush_seconds).run()
+            if noop and report.ok:
+                record_noop(config, options, plan)
+            return report
         finally:
             state.save()
     finally:
         lock.release()
+
+
+def is_noop(plan: Plan) -> bool:
+    """Every track fresh, nothing to remove, no spec failing: what the no-op record describes."""
+    return not plan.failures and not plan.removals and all(tp.action == "fresh" for tp in plan.tracks)
+
+
+def record_noop(config: ProjectConfig, options: BuildOptions, plan: Plan) -> None:
+    """Let the next build answer from stat calls (``fastpath``); losing the record costs one full plan."""
+    from .fastpath import write_record
+
+    try:
+        why_not = write_record(config, options, plan)
+    except OSError as exc:
+        why_not = f"cannot write it: {exc}"
+    if why_not:
+        log.debug("no-op record not written: %s", why_not)
+    else:
+        log.debug("no-op record written: the next build checks %d specs by stat alone", len(plan.tracks))
 
 
 def inspect_plan(config: ProjectConfig, options: BuildOptions) -> Plan:
@@ -149,7 +178,26 @@ def make_plan(config: ProjectConfig, options: BuildOptions, state: State,
     """Load every spec and plan it against the index, the cache and the state."""
     loaded, failures = load_tracks(config, state, options.model_override, options.override_base, parsed)
     index = load_index(config.index_path)
+    prefetch_output_digests(config, loaded, index, state)
     return plan_build(config, loaded, failures, index, LocalCache(config.cache_dir), state)
+
+
+def prefetch_output_digests(config: ProjectConfig, loaded: list[LoadedTrack], index: dict[str, Any],
+                            state: State) -> None:
+    """Hash ahead, in parallel where that pays (``State.digest_many``), the published files the
+    plan will compare: those of index entries whose render is still the track's.
+
+    Small files (by the sizes the index recorded) are left to the plan, without even the
+    extra stat pass: threads only slow their hashing down.
+    """
+    renders = {track.spec.name: track.keys.render for track in loaded}
+    files = [info for name, entry in index["tracks"].items()
+             if renders.get(name) is not None and entry.get("keys", {}).get("render") == renders[name]
+             for info in entry.get("files", {}).values() if isinstance(info.get("path"), str)]
+    recorded = sum(info["bytes"] for info in files if isinstance(info.get("bytes"), int))
+    if len(files) < 2 or recorded < PARALLEL_MIN_BYTES * len(files):
+        return
+    state.digest_many([config.root / info["path"] for info in files], workers=min(2, os.cpu_count() or 1))
 
 
 def _check_results(config: ProjectConfig, plan: Plan) -> list[TrackResult]:
@@ -161,7 +209,12 @@ def _check_results(config: ProjectConfig, plan: Plan) -> list[TrackResult]:
 
 
 class Executor:
-    """Carries out one plan under the lock."""
+    """Carries out one plan under the lock.
+
+    Renders (resample, encode, verify) run on a pool of ``config.encode_workers`` threads;
+    everything else, publication, index, state and reporter, stays on the calling thread
+    and happens in plan order, so the results do not depend on the number of workers.
+    """
 
     def __init__(self, config: ProjectConfig, plan: Plan, state: State, reporter: Reporter,
                  index_flush_seconds: float | None = 0.5):
@@ -195,9 +248,8 @@ class Executor:
         for tp in by_action.get("index", []):
             self._run_one(tp, self._update_index_only)
         pending_generation = list(by_action.get("generate", []))
-        for tp in by_action.get("restore", []) + by_action.get("encode", []):
-            if not self._run_one(tp, self._restore_or_encode):
-                pending_generation.append(tp)
+        cached = by_action.get("restore", []) + by_action.get("encode", [])
+        pending_generation += self._restore_or_encode_all(cached)
         # After restores, so a renamed track could still restore from its old name's files.
         for removal in self.plan.removals:
             self._remove(removal.name, removal.entry, removal.reason)
@@ -234,69 +286,138 @@ class Executor:
         self.index["tracks"][tp.name] = index_entry(self.config, tp.track, entry["files"], entry)
         self._index_changed()
 
-    def _restore_or_encode(self, tp: TrackPlan) -> bool:
-        rendered = self.cache.get("render", tp.track.keys.render)
-        if rendered is None and tp.donor is not None:
-            rendered = self._adopt_published(tp.track, tp.donor)
-        if rendered is not None:
-            tp.action = "restore"
-        else:
-            raw = self.cache.get("raw", tp.track.keys.generation)
+    def _restore_or_encode_all(self, plans: list[TrackPlan], follow: bool = False) -> list[TrackPlan]:
+        """Restore or re-encode ``plans``: renders run on the pool, results come in plan order.
+
+        Returns the tracks whose cache entry was lost meanwhile (they need generation after
+        all); with ``follow`` (tracks whose audio a leader just generated) a loss is a failure.
+        """
+        lost: list[TrackPlan] = []
+        renders: dict[str, RenderJob] = {}  # render key -> the job making it, for tracks sharing one
+        with self._render_pool() as pool:
+            queue = InOrder()
+            for tp in plans:
+                self.reporter.started(tp)
+                start = time.monotonic()
+                job, own, step = self._find_or_render(tp, pool, renders)
+                if follow:
+                    step = _as_follower(step)
+                busy = time.monotonic() - start
+
+                def publish(tp=tp, job=job, own=own, step=step, busy=busy) -> None:
+                    # A track's time is its own work: lookups, its render, its publication.
+                    rendering = job.seconds if job is not None and own else 0.0
+                    if not self._attempt(tp, time.monotonic() - busy - rendering, step):
+                        lost.append(tp)
+
+                queue.add(job, publish)
+                queue.run_ready()  # restores publish as they are found, as one at a time would
+            queue.run_all()
+        return lost
+
+    def _find_or_render(self, tp: TrackPlan, pool: RenderPool, renders: dict[str, RenderJob]
+                        ) -> tuple[RenderJob | None, bool, Callable[[], Any]]:
+        """The track's render from the cache (or a donor), or one started on the pool.
+
+        Returns (the job to wait for, whether that job is this track's own, the step that
+        publishes). An error here becomes the step's, so it is reported in plan order.
+        """
+        track = tp.track
+        try:
+            rendered = self.cache.get("render", track.keys.render)
+            if rendered is None and tp.donor is not None:
+                rendered = self._adopt_published(track, tp.donor)
+            if rendered is not None:
+                tp.action = "restore"
+                return None, False, lambda: self._publish(track, rendered)
+            shared = renders.get(track.keys.render)
+            if shared is not None:  # an earlier track renders exactly these files
+                return shared, False, lambda: self._publish_shared(tp, shared)
+            raw = self.cache.get("raw", track.keys.generation)
             if raw is None:
                 tp.action = "generate"
                 tp.reasons.append("cache entry lost")
-                return False
+                return None, False, lambda: False
             tp.action = "encode"
-            rendered = self._render(tp.track, raw)
-        self._publish(tp.track, rendered)
-        return True
+            job = renders[track.keys.render] = self._submit_render(pool, track, raw)
+        except Exception as exc:
+            return None, False, _raiser(exc)
+        return job, True, lambda: self._publish(track, job.result())
+
+    def _publish_shared(self, tp: TrackPlan, job: RenderJob) -> None:
+        """Publish the render an earlier track made: run one by one, this track would have
+        found it in the cache (a restore), or rendered again after its failure."""
+        tp.action = "encode" if job.failed() else "restore"
+        self._publish(tp.track, job.result())
 
     def _generate_all(self, plans: list[TrackPlan]) -> None:
         leaders, followers = split_by_generation_key(plans)
         self._generate_leaders(leaders)
         for tp in followers:  # the same audio as a track generated above: restore or encode it
             tp.action = "generate"
-            self._run_one(tp, self._follow)
-
-    def _follow(self, tp: TrackPlan) -> None:
-        if not self._restore_or_encode(tp):
-            raise GenerationError("its audio is identical to another track's, whose generation failed")
+        self._restore_or_encode_all(followers, follow=True)
 
     def _generate_leaders(self, plans: list[TrackPlan]) -> None:
+        """Generate batch after batch; each batch renders on the pool while the next generates.
+
+        Results are published in batch order as their renders finish, and all of them
+        before this returns (the followers restore from those renders).
+        """
         from .generate.base import load_backend
 
-        for (source, revision), batches in generation_batches(plans, self.config.batch_size).items():
-            start = time.monotonic()
-            for tp in (tp for batch in batches for tp in batch):
-                self.reporter.started(tp)
-            try:
-                backend = load_backend(source, revision, self.config.device, self.config.batch_size)
-            except Exception as exc:  # a broken model fails its tracks, not the build
-                message = model_load_error(source, exc)
+        with self._render_pool() as pool:
+            queue = InOrder()
+            for (source, revision), batches in generation_batches(plans, self.config.batch_size).items():
+                start = time.monotonic()
                 for tp in (tp for batch in batches for tp in batch):
-                    self._finish(self._result(tp, start, error=message))
-                continue
-            self.reporter.note(f"model loaded: {backend.description} ({time.monotonic() - start:.1f} s)")
-            try:
-                for batch in batches:
-                    batch_start = time.monotonic()
-                    try:
-                        audios = backend.generate([generation_request(tp) for tp in batch],
-                                                  progress=self.reporter.progress)
-                    except Exception as exc:  # the batch fails; each of its tracks says why
-                        audios = [exc] * len(batch)
-                    for tp, audio in zip(batch, audios):
-                        tp.action = "generate"
-                        self._attempt(tp, batch_start,
-                                      lambda tp=tp, audio=audio: self._publish_generated(tp, audio, backend))
-            finally:
-                backend.close()
+                    self.reporter.started(tp)
+                try:
+                    backend = load_backend(source, revision, self.config.device, self.config.batch_size)
+                except Exception as exc:  # a broken model fails its tracks, not the build
+                    message = model_load_error(source, exc)
+                    for tp in (tp for batch in batches for tp in batch):
+                        queue.add(None, lambda tp=tp: self._finish(self._result(tp, start, error=message)))
+                    continue
+                self.reporter.note(f"model loaded: {backend.description} ({time.monotonic() - start:.1f} s)")
+                try:
+                    for batch in batches:
+                        batch_start = time.monotonic()
+                        try:
+                            audios = backend.generate([generation_request(tp) for tp in batch],
+                                                      progress=self.reporter.progress)
+                        except Exception as exc:  # the batch fails; each of its tracks says why
+                            audios = [exc] * len(batch)
+                        for tp, audio in zip(batch, audios):
+                            tp.action = "generate"
+                            job, step = self._store_and_render(tp, audio, backend, pool)
+                            queue.add(job, lambda tp=tp, step=step, s=batch_start: self._attempt(tp, s, step))
+                        queue.run_ready()  # publish what is done; the rest renders during the next batch
+                finally:
+                    backend.close()
+            queue.run_all()
 
-    def _publish_generated(self, tp: TrackPlan, audio: Any, backend: Any) -> None:
-        if isinstance(audio, Exception):
-            raise audio
-        raw = store_raw(self.cache, tp.track, audio, backend)
-        self._publish(tp.track, self._render(tp.track, raw))
+    def _store_and_render(self, tp: TrackPlan, audio: Any, backend: Any, pool: RenderPool
+                          ) -> tuple[RenderJob | None, Callable[[], Any]]:
+        """Put generated audio in the cache and start its render; return the job and the
+        step that publishes it (or that raises the generation's or the store's error)."""
+        try:
+            if isinstance(audio, Exception):
+                raise audio
+            raw = store_raw(self.cache, tp.track, audio, backend)
+            job = self._submit_render(pool, tp.track, raw)
+        except Exception as exc:
+            return None, _raiser(exc)
+        return job, lambda: self._publish(tp.track, job.result())
+
+    def _render_pool(self) -> RenderPool:
+        return RenderPool(self.config.encode_workers)
+
+    def _submit_render(self, pool: RenderPool, track: LoadedTrack, raw: CacheEntry) -> RenderJob:
+        """Resample and encode cached raw audio into a render cache entry, on the pool."""
+        from .render import render_raw, settings_for
+
+        return pool.submit(render_raw, self.cache, raw, settings_for(track), track.keys.render,
+                           track.keys.render_inputs)
 
     # ------------------------------------------------------------- mechanics
     def _adopt_published(self, track: LoadedTrack, donor: dict[str, Any]) -> CacheEntry | None:
@@ -318,37 +439,10 @@ class Executor:
             shutil.rmtree(staging, ignore_errors=True)
         return entry  # put() verified the copies against the published digests
 
-    def _render(self, track: LoadedTrack, raw: CacheEntry) -> CacheEntry:
-        """Resample and encode cached raw audio into a render cache entry."""
-        import numpy as np
-
-        from .audio import resample
-        from .encode import EncodeSettings, encode
-
-        info = raw.info
-        data = np.fromfile(raw.files["audio.f32"], dtype="<f4")
-        if data.size != info["channels"] * info["samples"]:
-            raise CacheCorrupt(f"raw audio {raw.key[:12]} holds {data.size} values, its manifest "
-                               f"says {info['channels']} x {info['samples']}")
-        data = data.reshape(info["channels"], info["samples"])
-        spec = track.spec
-        pcm = resample(data, int(info["sample_rate"]), spec.sample_rate)
-        settings = EncodeSettings(formats=spec.formats, sample_rate=spec.sample_rate,
-                                  ogg_quality=spec.ogg_quality, mp3_quality=spec.mp3_quality)
-        staging = self.cache.staging_dir()
-        try:
-            outputs = encode(pcm, settings, staging, "audio")
-            facts = {"sample_rate": spec.sample_rate, "channels": int(pcm.shape[0]),
-                     "samples": int(pcm.shape[1]), "duration": round(pcm.shape[1] / spec.sample_rate, 6)}
-            files = {f"audio.{fmt}": path for fmt, path in outputs.items()}
-            return self.cache.put("render", track.keys.render, files,
-                                  {**facts, "inputs": track.keys.render_inputs})
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
     def _publish(self, track: LoadedTrack, rendered: CacheEntry) -> None:
         targets = output_paths(self.config, track.spec)
-        published = publish_entry(rendered, targets, self.config.staging_dir)
+        tags = tags_for(track, rendered.info.get("loop"))
+        published = publish_entry(rendered, targets, self.config.staging_dir, tags)
         files = {}
         for fmt, info in published.items():
             self.state.record(info["target"], info["sha256"])
@@ -465,3 +559,20 @@ def store_raw(cache: LocalCache, track: LoadedTrack, audio: Any, backend: Any) -
         return cache.put("raw", track.keys.generation, {"audio.f32": path}, info)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- executor helpers
+
+def _raiser(exc: Exception) -> Callable[[], None]:
+    """A step that fails as the work it stands for did (the same exception, the same text)."""
+    def step() -> None:
+        raise exc
+    return step
+
+
+def _as_follower(step: Callable[[], Any]) -> Callable[[], None]:
+    """A follower's step: its leader's audio lost from the cache is the follower's failure."""
+    def follow() -> None:
+        if step() is False:
+            raise GenerationError("its audio is identical to another track's, whose generation failed")
+    return follow

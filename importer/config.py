@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ProjectNotFound
-from .fields import FREE_TABLES, TABLES, TOP_FIELDS, Field, FieldProblem, ranged, text
+from .errors import ConfigError, Location, ProjectNotFound
+from .fields import FREE_TABLES, TABLES, TOP_FIELDS, Field, FieldProblem, boolean, ranged, text
+from .layout import CACHE_ENV, CONFIG_NAME, STATE_DIR_NAME, find_root_dir
 from .spec import builtin_defaults, check_table, merge
 from .tomlsource import TomlDocument, read_toml
 
-CONFIG_NAME = "trackspec.toml"
-CACHE_ENV = "TRACKSPEC_CACHE_DIR"
-MODEL_ENV = "TRACKSPEC_MODEL"
-STATE_DIR_NAME = ".trackspec"
+WORKERS_ENV = "TRACKSPEC_ENCODE_WORKERS"
+#: "auto" renders on this many threads at most: each drives one ffmpeg process (about
+#: one core), and beyond a few the disk and the GPU's output rate are the limit anyway.
+MAX_AUTO_WORKERS = 8
 
 
 def _paths(value: Any) -> list[str]:
@@ -36,6 +37,23 @@ def _device(value: Any) -> str:
     return value
 
 
+def _workers(value: Any) -> str | int:
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        raise FieldProblem(f"{value!r} is not a worker count; allowed: 'auto' or an integer 1..64")
+    return value
+
+
+def auto_workers() -> int:
+    """Cores this process may use (its CPU affinity where the OS has one), at most ``MAX_AUTO_WORKERS``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_AUTO_WORKERS))
+
+
 PROJECT_FIELDS: dict[str, Field] = {
     "specs": Field(_paths, ["."], "folders searched (recursively) for *.trackspec files"),
     "assets": Field(text(required=True), "assets/music", "where <genre>/<name>.<ext> files are written"),
@@ -44,6 +62,10 @@ PROJECT_FIELDS: dict[str, Field] = {
     "device": Field(_device, "auto", "auto (CUDA when present), cuda or cpu"),
     "max_duration": Field(ranged(0.0, 3600.0, lo_open=True), 300.0, "longest duration a spec may ask for"),
     "batch_size": Field(ranged(1, 256, integer=True), 8, "most tracks generated together in one batch"),
+    "encode_workers": Field(_workers, "auto", "tracks encoded at once (one ffmpeg each); auto: the cores, "
+                                              f"at most {MAX_AUTO_WORKERS}; {WORKERS_ENV} overrides"),
+    "commercial": Field(boolean, False, "a commercial game: refuse models whose licence forbids commercial use"),
+    "allow_noncommercial_models": Field(boolean, False, "with commercial = true, build with such models anyway"),
 }
 
 
@@ -61,8 +83,16 @@ class ProjectConfig:
     device: str
     max_duration: float
     batch_size: int
+    #: Tracks rendered (resampled, encoded, verified) at once, each on its own thread.
+    encode_workers: int
+    #: Licence gate: refuse non-commercial weights unless ``allow_noncommercial_models``.
+    commercial: bool = False
+    allow_noncommercial_models: bool = False
     spec_defaults: dict[str, Any] = field(default_factory=dict)
     digest: str = ""
+    #: (path as configured, joined to the root; that path resolved) for every folder and
+    #: file setting: a symlink retargeted later changes what the settings mean.
+    resolved_from: tuple[tuple[str, str], ...] = ()
 
     @property
     def staging_dir(self) -> Path:
@@ -72,10 +102,10 @@ class ProjectConfig:
 
 def find_root(start: Path) -> Path:
     """The nearest folder at or above ``start`` holding ``trackspec.toml``."""
+    found = find_root_dir(str(start))
+    if found is not None:
+        return Path(found)
     start = start.resolve()
-    for folder in (start, *start.parents):
-        if (folder / CONFIG_NAME).is_file():
-            return folder
     raise ProjectNotFound(
         f"no {CONFIG_NAME} in {start} or any folder above it; run `trackspec init` in your game "
         "repo, or pass --root"
@@ -88,15 +118,18 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("trackspec", appauthor=False))
 
 
-def _inside(root: Path, path: Path, doc: TomlDocument, key: str) -> Path:
+def _inside(root: Path, path: Path, doc: TomlDocument, key: str,
+            resolved_from: list[tuple[str, str]]) -> Path:
     resolved = path.resolve()
     if resolved != root and root not in resolved.parents:
         raise ConfigError(doc.locate(key), f"{path} is outside the game repo ({root})", key)
+    resolved_from.append((str(path), str(resolved)))
     return resolved
 
 
 def load_config(root: Path) -> ProjectConfig:
-    """Read ``root/trackspec.toml``; environment overrides apply (``TRACKSPEC_CACHE_DIR``)."""
+    """Read ``root/trackspec.toml``; environment overrides apply (``TRACKSPEC_CACHE_DIR``,
+    ``TRACKSPEC_ENCODE_WORKERS``)."""
     from .fsutil import sha256_bytes
 
     root = root.resolve()
@@ -111,8 +144,9 @@ def load_config(root: Path) -> ProjectConfig:
     settings = {k: f.default for k, f in PROJECT_FIELDS.items()}
     settings.update({k: v for k, v in values.items() if k != "defaults"})
 
-    assets = _inside(root, root / settings["assets"], doc, "assets")
-    index = _inside(root, root / settings["index"], doc, "index")
+    resolved_from: list[tuple[str, str]] = []
+    assets = _inside(root, root / settings["assets"], doc, "assets", resolved_from)
+    index = _inside(root, root / settings["index"], doc, "index", resolved_from)
     if index.suffix != ".json":
         raise ConfigError(doc.locate("index"), "the index must be a .json file", "index")
     env_cache = os.environ.get(CACHE_ENV)
@@ -122,7 +156,8 @@ def load_config(root: Path) -> ProjectConfig:
         cache = (root / Path(settings["cache"]).expanduser())
     else:
         cache = default_cache_dir()
-    spec_dirs = [_inside(root, root / d, doc, "specs") for d in settings["specs"]]
+    spec_dirs = [_inside(root, root / d, doc, "specs", resolved_from) for d in settings["specs"]]
+    resolved_from.append((str(cache), str(cache.resolve())))
     if "prompt" in spec_defaults_own:
         raise ConfigError(doc.locate("defaults", "prompt"), "a prompt belongs in each spec, not in [defaults]",
                           "defaults.prompt")
@@ -137,6 +172,21 @@ def load_config(root: Path) -> ProjectConfig:
         device=settings["device"],
         max_duration=float(settings["max_duration"]),
         batch_size=int(settings["batch_size"]),
+        encode_workers=_encode_workers(settings["encode_workers"]),
+        commercial=bool(settings["commercial"]),
+        allow_noncommercial_models=bool(settings["allow_noncommercial_models"]),
         spec_defaults=merge(builtin_defaults(), spec_defaults_own),
         digest=sha256_bytes(doc.text.encode()),
+        resolved_from=tuple(resolved_from),
     )
+
+
+def _encode_workers(configured: str | int) -> int:
+    """The worker count: ``TRACKSPEC_ENCODE_WORKERS`` if set, else the project's, "auto" resolved."""
+    env = os.environ.get(WORKERS_ENV)
+    if env:
+        try:
+            configured = _workers(int(env) if env.strip().lstrip("-").isdigit() else env.strip())
+        except FieldProblem as exc:
+            raise ConfigError(Location(Path(f"environment variable {WORKERS_ENV}")), str(exc)) from None
+    return auto_workers() if configured == "auto" else int(configured)

@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ffmpeg
 import imageio_ffmpeg
@@ -39,6 +39,9 @@ import numpy as np
 from importer import fsutil
 from importer.errors import EncodeError
 from importer.fields import SUPPORTED_FORMATS  # one list for the spec parser and the encoder
+
+if TYPE_CHECKING:
+    from importer.tags import TrackTags
 
 _STDERR_LINES = 15
 _STDERR_HEAD = 5
@@ -99,13 +102,15 @@ def _bundled_ffmpeg() -> str:
         ) from exc
 
 
-def encode(pcm: np.ndarray, settings: EncodeSettings, out_dir: Path, stem: str) -> dict[str, Path]:
+def encode(pcm: np.ndarray, settings: EncodeSettings, out_dir: Path, stem: str,
+           tags: "TrackTags | None" = None) -> dict[str, Path]:
     """Write ``out_dir/<stem>.<fmt>`` for every format in ``settings`` from one ffmpeg run.
 
     ``pcm`` is float32 ``(channels, n)`` already at ``settings.sample_rate``; ``out_dir``
     must exist. Every target is replaced by an output that decodes to exactly ``n`` samples;
     on any error (Ctrl-C included) ffmpeg is killed, no temp file is left, and no target is
-    touched unless one of the final same-directory renames itself fails. Returns
+    touched unless one of the final same-directory renames itself fails. ``tags`` (loop
+    points, provenance) are written into the temp files before they are checked. Returns
     ``{format: path}``.
     """
     if pcm.ndim != 2 or pcm.shape[1] == 0:
@@ -140,7 +145,13 @@ def encode(pcm: np.ndarray, settings: EncodeSettings, out_dir: Path, stem: str) 
                 f"{out_dir / stem} as {'/'.join(temps)}:\n{_tail(stderr)}"
             )
         if "mp3" in temps:
-            _fix_mp3_padding(temps["mp3"], n)
+            _fix_mp3_padding(temps["mp3"], n)  # before tagging: it expects the Xing frame first
+        if tags is not None:
+            from importer.tags import TAGGABLE_FORMATS, write_tags
+
+            for fmt, temp in temps.items():
+                if fmt in TAGGABLE_FORMATS:
+                    write_tags(temp, fmt, tags)
         for fmt, temp in temps.items():
             decoded = decode_sample_count(temp, rate, channels, fmt=fmt)
             if decoded != n:

@@ -105,6 +105,24 @@ def sample_rate(value: Any) -> int:
     return int(rate)
 
 
+def choice(*allowed: Any) -> Callable:
+    """One of ``allowed`` (strings or integers; a boolean is never an integer here)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or value not in allowed:
+            listed = ", ".join(repr(a) if isinstance(a, str) else str(a) for a in allowed)
+            raise FieldProblem(f"{value!r} is not allowed; use one of {listed}")
+        return value
+
+    return check
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise FieldProblem(f"must be true or false, got {_describe(value)}")
+    return value
+
+
 def json_value(value: Any) -> Any:
     """A free ``[meta]`` value as the JSON index can hold it: dates and times become ISO
     strings; NaN and infinities are refused (JSON has no such numbers)."""
@@ -153,6 +171,14 @@ OUTPUT_FIELDS: dict[str, Field] = {
     "sample_rate": Field(sample_rate, 44100, "output sample rate in Hz"),
     "ogg_quality": Field(ranged(-1.0, 10.0), 6.0, "Vorbis VBR quality, -1 to 10"),
     "mp3_quality": Field(ranged(0, 9, integer=True), 4, "LAME VBR quality, 0 (best) to 9"),
+    "loudness_profile": Field(choice("web", "mobile", "console", "none"), "web",
+                              "integrated loudness: web -16, mobile -18, console -23 LUFS; none = as generated"),
+    "loudness": Field(ranged(-70.0, 0.0, lo_open=True), None, "explicit target in LUFS; overrides the profile"),
+    "true_peak": Field(ranged(-20.0, 0.0), -1.0, "true-peak ceiling in dBTP, held in the decoded files"),
+    "loop": Field(boolean, False, "make the track loop seamlessly and write its loop points"),
+    "loop_crossfade": Field(ranged(0.0, 60.0), None,
+                            "seconds of the tail crossfaded into the head; default: one bar at meta.bpm, else 2"),
+    "channels": Field(choice(1, 2), None, "1 or 2; default: as the model makes them (stereo models: 2)"),
 }
 
 #: Tables of a spec and their fields; ``meta`` is free-form.

@@ -23,9 +23,9 @@ from .spec import TrackSpec
 
 BACKEND = "transformers-musicgen"
 #: Bump when the generation code changes what a key produces.
-GENERATION_FORMAT_VERSION = 1
+GENERATION_FORMAT_VERSION = 2  # 2: own step decoder; CUDA batches padded to batch_size rows
 #: Bump when resampling or encoding changes what a render key produces.
-ENCODER_VERSION = 1
+ENCODER_VERSION = 2  # 2: tags, loudness and loops in the chain
 RESAMPLER = "soxr-hq"
 WINDOW_MARGIN = 0.1
 
@@ -83,6 +83,13 @@ def track_keys(spec: TrackSpec, model: ModelRef) -> TrackKeys:
         render_inputs["ogg_quality"] = float(spec.ogg_quality)
     if "mp3" in spec.formats:
         render_inputs["mp3_quality"] = int(spec.mp3_quality)
+    if spec.channels is not None:
+        render_inputs["channels"] = int(spec.channels)
+    if spec.loop_crossfade is not None:
+        render_inputs["loop_crossfade"] = float(spec.loop_crossfade)
+    render_inputs["loudness"] = spec.loudness_target
+    if spec.loudness_target is not None:
+        render_inputs["true_peak"] = float(spec.true_peak)
     return TrackKeys(
         seed=int(seed),
         generation=generation,

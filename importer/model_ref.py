@@ -49,15 +49,37 @@ def resolve_model(model: str, revision: str, base: Path, state: State) -> ModelR
     return ModelRef(model, revision, {"hub": model, "revision": revision}, False)
 
 
-def directory_digest(directory: Path, state: State) -> str:
-    """sha256 over (relative path, file sha256) of every file, in sorted order."""
+def model_files(directory: Path, walked: list[Path] | None = None) -> list[tuple[str, Path]]:
+    """(relative path, path) of every file that makes up a local model, sorted.
+
+    ``walked``, if given, receives every folder listed (or that could not be listed).
+    """
+    def unlisted(exc: OSError) -> None:
+        if walked is not None and exc.filename:
+            walked.append(Path(exc.filename))
+
     entries: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(directory):
+    for dirpath, dirnames, filenames in os.walk(directory, onerror=unlisted):
+        if walked is not None:
+            walked.append(Path(dirpath))
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
         for name in filenames:
             path = Path(dirpath) / name
             entries.append((path.relative_to(directory).as_posix(), path))
+    return sorted(entries)
+
+
+def directory_digest(directory: Path, state: State) -> str:
+    """sha256 over (relative path, file sha256) of every file, in sorted order."""
     outer = hashlib.sha256()
-    for rel, path in sorted(entries):
+    for rel, path in model_files(directory):
         outer.update(f"{rel}\0{state.digest(path)}\n".encode())
     return outer.hexdigest()
+
+
+def model_label(model: ModelRef) -> str:
+    """How files name their model: the hub id and revision, or a local model's content
+    digest (not its path, which differs between machines sharing one cache)."""
+    if model.is_local:
+        return f"local:sha256:{model.identity['local_sha256'][:16]}"
+    return f"{model.source}@{model.revision}" if model.revision else model.source

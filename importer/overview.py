@@ -49,6 +49,12 @@ class StatusRow:
     bytes: dict[str, int] = field(default_factory=dict)
     built: str | None = None
     error: str | None = None
+    license: str | None = None
+    #: Integrated loudness (LUFS) and true peak (dBTP) measured on the published files:
+    #: the quietest and the highest reading over the formats.
+    lufs: float | None = None
+    true_peak: float | None = None
+    loop: bool = False
 
 
 def plan_rows(config: ProjectConfig, plan: Plan) -> list[PlanRow]:
@@ -74,17 +80,30 @@ def status_rows(config: ProjectConfig, plan: Plan) -> list[StatusRow]:
                               entry.get("duration"), entry.get("model"), sorted(entry.get("files", {})),
                               {f: i.get("bytes", 0) for f, i in entry.get("files", {}).items()},
                               _built(config, entry)))
+        _add_audio_facts(rows[-1], entry)
     return rows
+
+
+def _add_audio_facts(row: StatusRow, entry: dict[str, Any]) -> None:
+    """Licence, loop and measured loudness of a published entry."""
+    row.license = entry.get("license", row.license)
+    row.loop = bool(entry.get("loop"))
+    measured = (entry.get("loudness") or {}).get("files", {}).values()
+    readings = [m["integrated"] for m in measured if m.get("integrated") is not None]
+    peaks = [m["true_peak"] for m in measured if m.get("true_peak") is not None]
+    row.lufs = min(readings) if readings else None
+    row.true_peak = max(peaks) if peaks else None
 
 
 def _track_status(config: ProjectConfig, tp: TrackPlan, entry: dict[str, Any] | None) -> StatusRow:
     spec = tp.track.spec
     row = StatusRow(tp.name, rel(config, spec.path), "fresh" if tp.action == "fresh" else "stale",
-                    list(tp.reasons), spec.duration, spec.model, list(spec.formats))
+                    list(tp.reasons), spec.duration, spec.model, list(spec.formats), license=tp.track.license)
     if entry is not None:
         row.model = entry.get("model", row.model)
         row.bytes = {fmt: info.get("bytes", 0) for fmt, info in entry.get("files", {}).items()}
         row.built = _built(config, entry)
+        _add_audio_facts(row, entry)
     if tp.action == "index":
         row.reasons = row.reasons or ["index entry changed"]
     return row

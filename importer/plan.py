@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from .cache import LocalCache
 from .config import ProjectConfig
 from .errors import Location, SpecError, TrackspecError
 from .keys import TrackKeys, changed_fields, track_keys
+from .licences import check_commercial, license_of
 from .model_ref import ModelRef, resolve_model
 from .spec import TrackSpec, discover_specs, parse_spec
 from .state import State
@@ -31,6 +32,8 @@ class LoadedTrack:
     spec: TrackSpec
     model: ModelRef
     keys: TrackKeys
+    #: The licence of the model's weights (``licences.license_of``).
+    license: str = "unknown"
 
 
 @dataclass
@@ -132,6 +135,12 @@ class ParsedSpecs:
             del self._entries[path]
 
 
+def spec_paths(config: ProjectConfig, walked: list[Path] | None = None) -> Iterator[Path]:
+    """The project's spec files, as every command finds them (``walked``: see ``discover_specs``)."""
+    skip = [config.assets_dir, config.state_dir, config.cache_dir]
+    return discover_specs(config.root, config.spec_dirs, skip, walked)
+
+
 def load_tracks(config: ProjectConfig, state: State, model_override: str | None = None,
                 override_base: Path | None = None,
                 parsed: ParsedSpecs | None = None) -> tuple[list[LoadedTrack], list[SpecFailure]]:
@@ -139,9 +148,9 @@ def load_tracks(config: ProjectConfig, state: State, model_override: str | None 
     loaded: list[LoadedTrack] = []
     failures: list[SpecFailure] = []
     models: dict[tuple[str, str, Path], ModelRef | Exception] = {}
-    skip = [config.assets_dir, config.state_dir, config.cache_dir]
+    licenses: dict[str, str | Exception] = {}
     seen: set[Path] = set()
-    for path in discover_specs(config.root, config.spec_dirs, skip):
+    for path in spec_paths(config):
         seen.add(path)
         try:
             if parsed is not None:
@@ -164,7 +173,21 @@ def load_tracks(config: ProjectConfig, state: State, model_override: str | None 
             where = "--model/TRACKSPEC_MODEL" if model_override else f"{path}: generation.model"
             failures.append(SpecFailure(path, f"{where}: {model}"))
             continue
-        loaded.append(LoadedTrack(spec, model, track_keys(spec, model)))
+        if model.source not in licenses:
+            try:
+                licenses[model.source] = license_of(model.source, model.revision)
+            except TrackspecError as exc:
+                licenses[model.source] = exc
+        license = licenses[model.source]
+        try:
+            if isinstance(license, Exception):
+                raise license
+            if config.commercial:
+                check_commercial(model_name, license, config.allow_noncommercial_models)
+        except TrackspecError as exc:
+            failures.append(SpecFailure(path, f"{path}: generation.model: {exc}"))
+            continue
+        loaded.append(LoadedTrack(spec, model, track_keys(spec, model), license))
     if parsed is not None:
         parsed.keep_only(seen)
     return _without_duplicates(loaded, failures, config)
@@ -277,7 +300,8 @@ def _stale_reasons(config: ProjectConfig, track: LoadedTrack, entry: dict[str, A
     return reasons or None
 
 
-AUDIO_FACTS = ("sample_rate", "channels", "samples", "duration")
+#: What the index takes from a render: the audio, its loop points and its measured loudness.
+AUDIO_FACTS = ("sample_rate", "channels", "samples", "duration", "loop", "loudness")
 
 
 def index_entry(config: ProjectConfig, track: LoadedTrack, files: dict[str, Any],
@@ -290,6 +314,7 @@ def index_entry(config: ProjectConfig, track: LoadedTrack, files: dict[str, Any]
         "files": files,
         "model": rel(config, Path(model.source)) if model.is_local else model.source,
         "seed": track.keys.seed,
+        "license": track.license,
         "keys": {"generation": track.keys.generation, "render": track.keys.render},
         "meta": track.spec.meta,
         **{k: audio_facts[k] for k in AUDIO_FACTS},

@@ -11,18 +11,27 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .cache import CacheEntry
 from .errors import CacheCorrupt
-from .fsutil import fsync_dir, replace_into, temp_path_for
+from .fsutil import fsync_dir, replace_into, sha256_file, temp_path_for
+
+if TYPE_CHECKING:
+    from .tags import TrackTags
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 
 
-def copy_verified(source: Path, target: Path, expected_sha256: str, staging: Path | None = None) -> int:
-    """Copy ``source`` to ``target`` atomically, checking the copy's sha256; return its size."""
+def copy_verified(source: Path, target: Path, expected_sha256: str, staging: Path | None = None,
+                  adjust: Callable[[Path], None] | None = None) -> tuple[int, str]:
+    """Copy ``source`` to ``target`` atomically, checking the copy's sha256; return the
+    published file's size and sha256.
+
+    ``adjust`` may rewrite the verified copy before it is renamed into place (its tags):
+    the returned facts are then those of the adjusted file.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     if staging is not None:
         staging.mkdir(parents=True, exist_ok=True)
@@ -39,22 +48,42 @@ def copy_verified(source: Path, target: Path, expected_sha256: str, staging: Pat
             os.fsync(dst.fileno())
         if digest.hexdigest() != expected_sha256:
             raise CacheCorrupt(f"{source}: content changed while publishing (sha256 mismatch)")
+        published = expected_sha256
+        if adjust is not None:
+            adjust(tmp)
+            published, size = sha256_file(tmp), tmp.stat().st_size
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         replace_into(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
-    return size
+    return size, published
 
 
-def publish_entry(entry: CacheEntry, targets: dict[str, Path],
-                  staging: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Publish ``audio.<fmt>`` of a render entry to each ``targets[fmt]``; return file facts."""
+def publish_entry(entry: CacheEntry, targets: dict[str, Path], staging: Path | None = None,
+                  tags: TrackTags | None = None) -> dict[str, dict[str, Any]]:
+    """Publish ``audio.<fmt>`` of a render entry to each ``targets[fmt]``; return file facts.
+
+    A render is shared by every track whose audio and settings are the same, but its files
+    name the track they were made for: ``tags`` (when they name another track) are written
+    into the published copies, which then differ from the cache's in their tags alone.
+    """
+    adjust = None
+    if tags is not None and entry.info.get("title") != tags.title:
+        from .tags import TAGGABLE_FORMATS, write_tags
+
+        def adjust_for(fmt: str) -> Callable[[Path], None] | None:
+            return (lambda path: write_tags(path, fmt, tags)) if fmt in TAGGABLE_FORMATS else None
+
+        adjust = adjust_for
     published = {}
     for fmt, target in targets.items():
         name = f"audio.{fmt}"
-        size = copy_verified(entry.files[name], target, entry.digests[name], staging)
-        published[fmt] = {"sha256": entry.digests[name], "bytes": size, "target": target}
+        size, digest = copy_verified(entry.files[name], target, entry.digests[name], staging,
+                                     adjust(fmt) if adjust else None)
+        published[fmt] = {"sha256": digest, "bytes": size, "target": target}
     return published
 
 

@@ -24,9 +24,11 @@ def project_config_text() -> str:
     doc.add(tomlkit.nl())
     doc.add("specs", tomlkit.array('["track_specs"]'))
     doc["specs"].comment(PROJECT_FIELDS["specs"].doc)
-    for key in ("assets", "index", "device", "max_duration", "batch_size"):
-        doc.add(key, PROJECT_FIELDS[key].default)
-        doc[key].comment(PROJECT_FIELDS[key].doc)
+    for key in ("assets", "index", "device", "max_duration", "batch_size", "encode_workers", "commercial",
+                "allow_noncommercial_models"):
+        item = tomlkit.item(PROJECT_FIELDS[key].default)
+        item.comment(PROJECT_FIELDS[key].doc)
+        doc.add(key, item)
     doc.add(tomlkit.comment(f'cache = "~/.cache/trackspec"   # {PROJECT_FIELDS["cache"].doc}; '
                             "TRACKSPEC_CACHE_DIR overrides"))
     doc.add(tomlkit.nl())
@@ -40,7 +42,7 @@ def project_config_text() -> str:
         generation[key].comment(GENERATION_FIELDS[key].doc)
     output = tomlkit.table()
     output.add("formats", tomlkit.array('["ogg", "mp3"]'))
-    for key in ("sample_rate", "ogg_quality", "mp3_quality"):
+    for key in ("sample_rate", "ogg_quality", "mp3_quality", "loudness_profile", "true_peak"):
         output.add(key, OUTPUT_FIELDS[key].default)
         output[key].comment(OUTPUT_FIELDS[key].doc)
     defaults.add("generation", generation)
@@ -80,7 +82,8 @@ def spec_text(prompt: str, duration: float, genre: str | None) -> str:
     doc.add(tomlkit.comment('description = "..."          # for people; part of no key'))
     doc.add(tomlkit.nl())
     for table, fields, keys in (("generation", GENERATION_FIELDS, ("model", "temperature", "top_k", "top_p")),
-                                ("output", OUTPUT_FIELDS, ("formats", "ogg_quality", "mp3_quality"))):
+                                ("output", OUTPUT_FIELDS, ("formats", "ogg_quality", "mp3_quality",
+                                                           "loudness_profile", "true_peak", "loop"))):
         doc.add(tomlkit.comment(f"[{table}]   (uncomment to override the project's defaults)"))
         for key in keys:
             value = tomlkit.item(fields[key].default).as_string()

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 from .errors import Location, SpecError
 from .fields import FREE_TABLES, TABLES, TOP_FIELDS, Field, FieldProblem, json_value, suggestion
 from .generate.base import DEFAULT_STRIDE_FRACTION
+from .output_settings import default_crossfade, target_for
 from .tomlsource import TomlDocument, read_toml
 
 SPEC_SUFFIX = ".trackspec"
@@ -44,6 +45,14 @@ class TrackSpec:
     ogg_quality: float
     mp3_quality: int
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Integrated loudness in LUFS the files are brought to; ``None``: as generated.
+    loudness_target: float | None = None
+    #: True-peak ceiling in dBTP, held in the decoded files.
+    true_peak: float = -1.0
+    #: Seconds of tail crossfaded into the head; ``None``: the track does not loop.
+    loop_crossfade: float | None = None
+    #: 1 or 2; ``None``: as the model makes them.
+    channels: int | None = None
 
 
 def builtin_defaults() -> dict[str, Any]:
@@ -125,6 +134,7 @@ def parse_spec(path: Path, defaults: dict[str, Any], max_duration: float) -> Tra
         raise SpecError(doc.locate("generation", "window_stride"),
                         f"{stride:g} s must be shorter than the window ({gen['window']:g} s)",
                         "generation.window_stride")
+    loop_crossfade = _loop_crossfade(doc, out, values, float(values["duration"]))
     return TrackSpec(
         path=path,
         name=values["name"],
@@ -146,18 +156,53 @@ def parse_spec(path: Path, defaults: dict[str, Any], max_duration: float) -> Tra
         ogg_quality=float(out["ogg_quality"]),
         mp3_quality=int(out["mp3_quality"]),
         meta=values.get("meta", {}),
+        loudness_target=target_for(out["loudness_profile"], out.get("loudness")),
+        true_peak=float(out["true_peak"]),
+        loop_crossfade=loop_crossfade,
+        channels=out.get("channels"),
     )
 
 
-def discover_specs(root: Path, spec_dirs: list[Path], skip: list[Path]) -> Iterator[Path]:
-    """Every ``*.trackspec`` under ``spec_dirs`` (sorted; hidden folders and ``skip`` pruned)."""
+def _loop_crossfade(doc: TomlDocument, out: dict[str, Any], values: dict[str, Any], duration: float
+                    ) -> float | None:
+    """The crossfade of a looped track: as set, else one bar at ``meta.bpm``, else 2 s."""
+    if not out["loop"]:
+        return None
+    crossfade = out.get("loop_crossfade")
+    if crossfade is None:
+        bpm = values.get("meta", {}).get("bpm")
+        try:
+            crossfade = default_crossfade(bpm)
+        except ValueError as exc:
+            raise SpecError(doc.locate("meta", "bpm"), f"{exc} (it sets the loop crossfade)", "meta.bpm") from None
+    if crossfade * 2 >= duration:
+        where = ("output", "loop_crossfade") if "loop_crossfade" in out else ("output", "loop")
+        raise SpecError(doc.locate(*where), f"the loop crossfade ({crossfade:g} s) must be shorter than half "
+                        f"the track ({duration:g} s): shorten it with loop_crossfade or lengthen the track",
+                        ".".join(where))
+    return float(crossfade)
+
+
+def discover_specs(root: Path, spec_dirs: list[Path], skip: list[Path],
+                   walked: list[Path] | None = None) -> Iterator[Path]:
+    """Every ``*.trackspec`` under ``spec_dirs`` (sorted; hidden folders and ``skip`` pruned).
+
+    ``walked``, if given, receives every folder listed (or that could not be listed):
+    their stat says whether the result can have changed (the no-op record, ``fastpath``).
+    """
+    def unlisted(exc: OSError) -> None:
+        if walked is not None and exc.filename:
+            walked.append(Path(exc.filename))
+
     skip_resolved = {p.resolve() for p in skip}
     seen: set[Path] = set()
     for top in spec_dirs:
         if not top.is_dir():
             continue
-        for dirpath, dirnames, filenames in os.walk(top):
+        for dirpath, dirnames, filenames in os.walk(top, onerror=unlisted):
             here = Path(dirpath)
+            if walked is not None:
+                walked.append(here)
             dirnames[:] = sorted(
                 d for d in dirnames
                 if not d.startswith(".") and (here / d).resolve() not in skip_resolved

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mutagen
+import numpy as np
 import pytest
 
 from helpers import assert_index_matches_disk
+from importer.encode import decode_pcm
 
 SPEC_A = """\
 name = "calm"
@@ -296,10 +299,28 @@ def test_usage_errors_exit_2(game_repo, tmp_path):
     assert "trackspec.toml:2:1: assets: must be a string" in result.stderr
 
 
-def test_renamed_track_is_restored_from_its_published_files_without_the_cache(built):
-    """Renaming a spec's track costs a copy, not a generation, even with the cache wiped."""
+def test_moved_track_is_restored_from_its_published_files_without_the_cache(built):
+    """Moving a track to another genre folder costs a copy, not a generation, even with the
+    cache wiped: its published files are exactly the render it needs."""
     repo, _ = built
     old = repo.index()["tracks"]["calm"]
+    import shutil
+    shutil.rmtree(repo.cache)
+    spec = repo.root / "track_specs/calm.trackspec"
+    spec.write_text('genre = "exploration"\n' + spec.read_text())
+    result = repo.run("build", "--json", check_rc=0)
+    assert actions(result)["calm"][0] == "restore"
+    assert "torch" not in result.imported
+    index = assert_index_matches_disk(repo)
+    assert index["tracks"]["calm"]["files"]["ogg"]["path"] == "assets/music/exploration/calm.ogg"
+    assert index["tracks"]["calm"]["files"]["ogg"]["sha256"] == old["files"]["ogg"]["sha256"]
+    assert not (repo.root / "assets/music/synthwave/calm.ogg").exists()
+
+
+def test_renamed_track_is_restored_from_its_published_files_with_its_new_title(built):
+    """Renaming a spec's track costs a copy, not a generation, even with the cache wiped; the
+    copies are retagged, since the files name their track."""
+    repo, _ = built
     import shutil
     shutil.rmtree(repo.cache)
     spec = repo.root / "track_specs/calm.trackspec"
@@ -310,8 +331,12 @@ def test_renamed_track_is_restored_from_its_published_files_without_the_cache(bu
     assert "torch" not in result.imported
     index = assert_index_matches_disk(repo)
     assert sorted(index["tracks"]) == ["calm_renamed", "drone"]
-    assert index["tracks"]["calm_renamed"]["files"]["ogg"]["sha256"] == old["files"]["ogg"]["sha256"]
     assert not (repo.root / "assets/music/synthwave/calm.ogg").exists()
+    for fmt in ("ogg", "mp3"):
+        tags = mutagen.File(repo.root / index["tracks"]["calm_renamed"]["files"][fmt]["path"]).tags
+        title = dict(list(tags))["TITLE"] if fmt == "ogg" else str(tags["TIT2"].text[0])
+        assert title == "calm_renamed"
+    assert repo.run("build", "--json", check_rc=0).json()["tracks"][0]["action"] == "fresh"
 
 
 def test_reasons_survive_a_lost_state_file(built):
@@ -343,6 +368,11 @@ def test_identical_audio_in_one_build_is_generated_once(game_repo, tiny_model):
     result = game_repo.run("build", "--json", check_rc=0)
     assert sorted(a for a, _ in actions(result).values()) == ["generate", "restore", "restore"]
     assert len(_entry_dirs(game_repo.cache, "raw")) == 1
+    assert len(_entry_dirs(game_repo.cache, "render")) == 1
     index = assert_index_matches_disk(game_repo)
-    digests = {t["files"]["ogg"]["sha256"] for t in index["tracks"].values()}
-    assert len(digests) == 1 and sorted(index["tracks"]) == ["twin_a", "twin_b", "twin_c"]
+    assert sorted(index["tracks"]) == ["twin_a", "twin_b", "twin_c"]
+    audio = [decode_pcm(game_repo.root / t["files"]["ogg"]["path"], 44100, 1) for t in index["tracks"].values()]
+    assert all(np.array_equal(audio[0], other) for other in audio[1:])  # one take, one encode
+    titles = [dict(list(mutagen.File(game_repo.root / t["files"]["ogg"]["path"]).tags))["TITLE"]
+              for t in index["tracks"].values()]
+    assert titles == ["twin_a", "twin_b", "twin_c"]  # each copy names its own track

@@ -116,9 +116,12 @@ def test_status_lists_state_sizes_and_build_times(built):
 
     text = repo.run("status", check_rc=0).stdout
     header, *lines = text.splitlines()
-    assert header.split() == ["TRACK", "STATE", "DURATION", "MODEL", "FORMATS", "SIZE", "BUILT"]
+    assert header.split() == ["TRACK", "STATE", "DURATION", "MODEL", "FORMATS", "SIZE", "LOUDNESS", "LICENSE",
+                              "BUILT"]
     fresh_line = next(line for line in lines if line.startswith("fresh "))
     assert " fresh " in fresh_line and "1 s" in fresh_line and "ogg,mp3" in fresh_line and "KiB" in fresh_line
+    assert f"{fresh['lufs']:.1f} LUFS" in fresh_line and " CC0-1.0 " in fresh_line
+    assert abs(fresh["lufs"] - -16.0) <= 0.5 and fresh["true_peak"] <= -1.0 and fresh["license"] == "CC0-1.0"
     assert "indexed: index entry changed" in text
 
 

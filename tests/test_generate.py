@@ -8,7 +8,9 @@ import torch
 
 from importer.errors import GenerationError, ModelError
 from importer.generate.base import GenerationRequest, load_backend
+from importer.generate.decoder import StepDecoder, fuse_layers
 from importer.generate.musicgen import plan_windows
+from importer.generate.sampling import GuidedSampler
 
 
 def request(name="a", prompt="calm synthwave", seed=1, duration=1.0, **kw) -> GenerationRequest:
@@ -114,15 +116,50 @@ def test_out_of_memory_retries_with_half_batches(backend, monkeypatch, caplog):
 
 def test_continuing_from_codes_reproduces_a_one_shot_run(backend):
     """A window prompted with the first frames continues exactly as one long window would."""
-    states, mask = backend._encode_text(["calm"], 32)
-    guidance = torch.tensor([3.0])
     batch = [request(temperature=0.0)]
     empty = torch.empty((1, 4, 0), dtype=torch.long)
     with torch.inference_mode():
-        whole = backend._decode_window(batch, empty, 30, states, mask, [torch.Generator()], guidance, lambda: None)
-        rest = backend._decode_window(batch, whole[:, :, :12], 18, states, mask, [torch.Generator()],
-                                      guidance, lambda: None)
+        decoder = backend._decoder(2, 32, 1 + 30 + 3)
+        decoder.set_text(*backend._encode_text(["calm"], 32))
+        whole = backend._decode_window(decoder, GuidedSampler(batch, backend.device), empty, 30, lambda: None)
+        rest = backend._decode_window(decoder, GuidedSampler(batch, backend.device), whole[:, :, :12], 18,
+                                      lambda: None)
     assert torch.equal(rest, whole[:, :, 12:])
+
+
+def test_step_decoder_matches_the_transformers_decoder(backend):
+    """The static-cache step function computes what transformers' decoder computes:
+    a prefill of several positions, then one token at a time, text-conditioned and
+    unconditional rows (the latter with no text at all)."""
+    states, mask = backend._encode_text(["calm synthwave", "x"], 32)  # 2 prompts + 2 unconditional rows
+    tokens = torch.randint(0, 2048, (4, 4, 9), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        reference = backend.model.decoder(input_ids=tokens.reshape(-1, 9), encoder_hidden_states=states,
+                                          encoder_attention_mask=mask).logits.reshape(4, 4, 9, -1)
+        decoder = StepDecoder(backend.model.decoder, fuse_layers(backend.model.decoder), rows=4, text_len=32,
+                              max_len=300)
+        decoder.set_text(states, mask)
+        positions = torch.arange(9)
+        prefill = decoder.forward(tokens[:, :, :5], positions[:5], kv_len=256)
+        steps = [decoder.forward(tokens[:, :, t:t + 1], positions[t:t + 1], kv_len=256) for t in range(5, 9)]
+    torch.testing.assert_close(prefill, reference[:, :, 4], rtol=1e-4, atol=1e-4)
+    for t, logits in zip(range(5, 9), steps):
+        torch.testing.assert_close(logits, reference[:, :, t], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(steps[0], steps[1])  # the positions matter: the check can fail
+
+
+def test_padded_batch_gives_the_same_tracks(tiny_model):
+    """Padding a batch to a fixed number of rows (as on CUDA) changes no track."""
+    padded = load_backend(str(tiny_model), None, "cpu", max_batch=4)
+    padded.fixed_batch = True
+    try:
+        tracks = [request("a", seed=1), request("b", "other prompt", seed=2)]
+        expected = padded.generate(tracks)
+        padded.fixed_batch = False
+        plain = padded.generate(tracks)
+    finally:
+        padded.close()
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(expected, plain))
 
 
 def test_windowed_generation_is_one_piece(backend):

@@ -120,7 +120,13 @@ def test_generation_fields_change_both_keys(tmp_path, old, new):
     ('formats = ["ogg", "mp3"]', 'formats = ["ogg"]'),
     ('formats = ["ogg", "mp3"]', 'formats = ["ogg", "mp3", "wav"]'),
     ("sample_rate = 44100", "sample_rate = 48000"),
-], ids=["ogg_quality", "mp3_quality", "drop-format", "add-format", "sample_rate"])
+    ("mp3_quality = 4", 'mp3_quality = 4\nloudness_profile = "console"'),
+    ("mp3_quality = 4", "mp3_quality = 4\nloudness = -20.0"),
+    ("mp3_quality = 4", "mp3_quality = 4\ntrue_peak = -2.0"),
+    ("mp3_quality = 4", "mp3_quality = 4\nloop = true"),
+    ("mp3_quality = 4", "mp3_quality = 4\nchannels = 2"),
+], ids=["ogg_quality", "mp3_quality", "drop-format", "add-format", "sample_rate", "loudness_profile",
+        "loudness", "true_peak", "loop", "channels"])
 def test_render_fields_change_only_the_render_key(tmp_path, old, new):
     base = keys_of(tmp_path, BASE, "a.trackspec")
     changed = keys_of(tmp_path, BASE.replace(old, new), "b.trackspec")

@@ -27,7 +27,7 @@ def test_copy_verified_refuses_a_mismatch_and_keeps_the_old_file(tmp_path):
     with pytest.raises(CacheCorrupt):
         copy_verified(source, target, sha(b"something else"))
     assert target.read_bytes() == b"old" and [p.name for p in target.parent.iterdir()] == ["x.ogg"]
-    assert copy_verified(source, target, sha(b"new")) == 3 and target.read_bytes() == b"new"
+    assert copy_verified(source, target, sha(b"new")) == (3, sha(b"new")) and target.read_bytes() == b"new"
 
 
 def test_remove_owned_never_follows_a_symlink_or_leaves_the_repo(tmp_path):

@@ -1,10 +1,16 @@
-"""What the subcommands share: exit codes, the repo-root option, help formatting."""
+"""What the subcommands share: exit codes, the repo-root option, help formatting.
+
+``argparse`` and ``textwrap`` are imported where used: a no-op build that needs neither
+(see ``build.quick_args``) should not pay for them.
+"""
 
 from __future__ import annotations
 
-import argparse
-import textwrap
 from pathlib import Path
+
+TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms of a no-op build
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 
@@ -22,6 +28,9 @@ ROOT_HELP = "game repo root (default: nearest folder with trackspec.toml)"
 def add_parser(sub: argparse._SubParsersAction, name: str, help: str, description: str,
                epilog: str | None = None) -> argparse.ArgumentParser:
     """A subcommand parser whose epilog keeps its line breaks (the description is wrapped)."""
+    import argparse
+    import textwrap
+
     if "\n" not in description:
         description = textwrap.fill(description, 88)
     return sub.add_parser(name, help=help, description=description, epilog=epilog,
@@ -43,7 +52,7 @@ def model_override(args: argparse.Namespace) -> str | None:
     """``--model``, else ``TRACKSPEC_MODEL``, else none."""
     import os
 
-    from ..config import MODEL_ENV
+    from ..layout import MODEL_ENV
 
     return getattr(args, "model", None) or os.environ.get(MODEL_ENV) or None
 

@@ -10,6 +10,9 @@ STATUS_EPILOG = f"""columns:
   STATE     fresh, stale (the reason follows), failed (the spec's error follows) or removed
   DURATION  seconds; MODEL the model of the published files (else the spec's)
   FORMATS   the files; SIZE their total; BUILT when the newest was written (UTC)
+  LOUDNESS  integrated loudness measured on the published files (the quietest format);
+            "loop" when the track loops seamlessly
+  LICENSE   the licence of the model's weights (commercial = true refuses non-commercial ones)
 
 status writes nothing (and takes no lock). Exit 0, or 1 when a spec has an error.
 --json prints {{"root", "index", "tracks": [...]}}; its JSON Schema is
@@ -19,7 +22,8 @@ importer/schemas/status.schema.json.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    status = add_parser(sub, "status", "a table of tracks: state, duration, model, formats, sizes, last built",
+    status = add_parser(sub, "status", "a table of tracks: state, duration, model, formats, sizes, "
+                        "loudness, licence, last built",
                         "List every track with the state of its assets: fresh or stale (and why), "
                         "duration, model, formats, sizes and when it was last built.", STATUS_EPILOG)
     add_root(status)
@@ -37,13 +41,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_rows_json(config, rows)
         return EXIT_FAILED if any(r.state == "failed" for r in rows) else EXIT_OK
-    table = [("TRACK", "STATE", "DURATION", "MODEL", "FORMATS", "SIZE", "BUILT")]
+    table = [("TRACK", "STATE", "DURATION", "MODEL", "FORMATS", "SIZE", "LOUDNESS", "LICENSE", "BUILT")]
     notes = []
     for row in rows:
         label = row.name or row.spec
         table.append((label, row.state, f"{row.duration:g} s" if row.duration is not None else "-",
                       row.model or "-", ",".join(row.formats) or "-",
-                      human_bytes(sum(row.bytes.values())) if row.bytes else "-", row.built or "-"))
+                      human_bytes(sum(row.bytes.values())) if row.bytes else "-", _loudness(row),
+                      row.license or "-", row.built or "-"))
         if row.error:
             notes.append(f"  {label}: {row.error}")
         elif row.reasons and row.state != "fresh":
@@ -54,3 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if notes:
         print("\n" + "\n".join(notes))
     return EXIT_FAILED if any(r.state == "failed" for r in rows) else EXIT_OK
+
+
+def _loudness(row) -> str:
+    text = f"{row.lufs:.1f} LUFS" if row.lufs is not None else "-"
+    return f"{text} loop" if row.loop else text

@@ -75,4 +75,4 @@ def load_backend(model: str, revision: str | None, device: str, max_batch: int =
                              "https://pytorch.org first)") from exc
         raise
 
-    return MusicGenBackend(model, revision=revision, device=device, max_batch=max_batch)
+    return MusicGenBackend.load(model, revision=revision, device=device, max_batch=max_batch)

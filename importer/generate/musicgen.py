@@ -26,7 +26,8 @@ import torch
 
 from ..errors import GenerationError, ModelError
 from .base import GenerationRequest, ProgressFn
-from .sampling import guided_logits, sample_row
+from .decoder import GraphedSteps, LayerWeights, StepDecoder, fuse_layers, kv_length
+from .sampling import GuidedSampler
 
 log = logging.getLogger(__name__)
 
@@ -88,45 +89,70 @@ def _load_error(source: str, exc: Exception) -> ModelError:
     return ModelError(f"cannot load model '{source}': {text}")
 
 
+def load_pretrained(source: str, revision: str | None):
+    """``(model, tokenizer)`` from a hub id (Hugging Face cache first) or a local directory."""
+    _quiet_transformers()
+    from transformers import AutoConfig, AutoTokenizer, MusicgenForConditionalGeneration
+
+    kwargs: dict = {}
+    if not os.path.isdir(source):
+        kwargs = {"revision": revision} if revision else {}
+        try:  # the Hugging Face cache first: no network round trips when it is there
+            AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
+            kwargs["local_files_only"] = True
+        except (OSError, ValueError):
+            pass
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _load_error(source, exc) from exc
+    if getattr(config, "model_type", None) != "musicgen":
+        raise ModelError(
+            f"'{source}' is a '{getattr(config, 'model_type', '?')}' model, not MusicGen "
+            "(model_type 'musicgen' is needed)"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = MusicgenForConditionalGeneration.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _load_error(source, exc) from exc
+    return model, tokenizer
+
+
 class MusicGenBackend:
-    """A MusicGen model loaded once and kept for every batch of this process."""
+    """A MusicGen model loaded once and kept for every batch of this process.
 
-    def __init__(self, source: str, revision: str | None, device: str, max_batch: int = 8):
-        _quiet_transformers()
-        from transformers import AutoConfig, AutoTokenizer, MusicgenForConditionalGeneration
+    On CUDA the decoder runs in fp16 and each decoding step is replayed from a CUDA
+    graph (``cuda_graphs``). With ``fixed_batch`` (the CUDA default) every batch is padded
+    to ``max_batch`` rows, so the GPU runs the same kernels whatever the batch holds and a
+    track sounds the same alone and batched (GEMM kernels change with the row count;
+    checked on an H200, where unpadded batches did change the audio).
+    """
 
+    @classmethod
+    def load(cls, source: str, revision: str | None, device: str, max_batch: int = 8) -> "MusicGenBackend":
+        model, tokenizer = load_pretrained(source, revision)
+        return cls(model, tokenizer, device, max_batch=max_batch, name=source)
+
+    def __init__(self, model, tokenizer, device: str, max_batch: int = 8, name: str = "musicgen",
+                 cuda_graphs: bool = True, fixed_batch: bool | None = None):
         self.device = resolve_device(device)
         self.max_batch = max(1, max_batch)
-        kwargs: dict = {}
-        if not os.path.isdir(source):
-            kwargs = {"revision": revision} if revision else {}
-            try:  # the Hugging Face cache first: no network round trips when it is there
-                AutoConfig.from_pretrained(source, local_files_only=True, **kwargs)
-                kwargs["local_files_only"] = True
-            except (OSError, ValueError):
-                pass
-        try:
-            config = AutoConfig.from_pretrained(source, **kwargs)
-        except (OSError, ValueError) as exc:
-            raise _load_error(source, exc) from exc
-        if getattr(config, "model_type", None) != "musicgen":
-            raise ModelError(
-                f"'{source}' is a '{getattr(config, 'model_type', '?')}' model, not MusicGen "
-                "(model_type 'musicgen' is needed)"
-            )
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-            model = MusicgenForConditionalGeneration.from_pretrained(source, **kwargs)
-        except (OSError, ValueError) as exc:
-            raise _load_error(source, exc) from exc
+        on_gpu = self.device.type == "cuda"
+        self.cuda_graphs = cuda_graphs and on_gpu
+        self.fixed_batch = on_gpu if fixed_batch is None else fixed_batch
+        self.tokenizer = tokenizer
         model.eval()
         self.model = model.to(self.device)
         # fp16 halves the weight traffic of the decoder, which bounds decoding speed on a GPU.
         # T5 and EnCodec stay in fp32: they run once per track and T5 is unstable in fp16.
-        self.decoder_dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.decoder_dtype = torch.float16 if on_gpu else torch.float32
         self.model.decoder.to(self.decoder_dtype)
         if getattr(self.model, "enc_to_dec_proj", None) is not None:
             self.model.enc_to_dec_proj.to(self.decoder_dtype)
+        self._layers: list[LayerWeights] | None = None
+        self._step_decoder: StepDecoder | None = None
+        self._graphs: GraphedSteps | None = None
 
         audio_config = model.config.audio_encoder
         self.sample_rate = int(audio_config.sampling_rate)
@@ -148,7 +174,8 @@ class MusicGenBackend:
         limit = int(getattr(self.tokenizer, "model_max_length", 0) or 0)
         self.max_text_tokens = limit if 0 < limit < 100_000 else 512  # T5's own limit when unset
         dtype_name = str(self.decoder_dtype).replace("torch.", "")
-        self.description = f"{source} on {self.device.type} ({dtype_name})"
+        graphs = ", CUDA graphs" if self.cuda_graphs else ""
+        self.description = f"{name} on {self.device.type} ({dtype_name}{graphs})"
 
     # ----------------------------------------------------------------- public API
     def generate(
@@ -170,6 +197,7 @@ class MusicGenBackend:
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
+        self._step_decoder = self._graphs = self._layers = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -242,7 +270,6 @@ class MusicGenBackend:
         total, window, stride = self._frames(batch[0])
         bucket = math.ceil(max(self._text_length(r) for r in batch) / TEXT_BUCKET) * TEXT_BUCKET
         windows = plan_windows(total, window, stride)
-        k = self.num_codebooks
         steps_total = sum(w.new + self.max_delay for w in windows)
         steps_done = 0
 
@@ -253,17 +280,33 @@ class MusicGenBackend:
                 for request in batch:
                     progress(request.name, steps_done, steps_total)
 
-        states, mask = self._encode_text([r.prompt for r in batch], bucket)
-        generators = [torch.Generator(device=self.device).manual_seed(r.seed) for r in batch]
-        guidance = torch.tensor([r.guidance_scale for r in batch], device=self.device, dtype=torch.float32)
-        codes = torch.empty((len(batch), k, 0), dtype=torch.long, device=self.device)
+        # Padding rows repeat the first track; they are computed and thrown away.
+        rows = self.max_batch if self.fixed_batch else len(batch)
+        padded = batch + [batch[0]] * (rows - len(batch))
+        decoder = self._decoder(2 * rows, bucket, 1 + max(w.prompt + w.new for w in windows) + self.max_delay)
+        decoder.set_text(*self._encode_text([r.prompt for r in padded], bucket))
+        sampler = GuidedSampler(batch, self.device)
+        codes = torch.empty((rows, self.num_codebooks, 0), dtype=torch.long, device=self.device)
         for plan in windows:
             prompt = codes[:, :, codes.shape[-1] - plan.prompt:] if plan.prompt else codes[:, :, :0]
-            new = self._decode_window(batch, prompt, plan.new, states, mask, generators, guidance, step_done)
+            new = self._decode_window(decoder, sampler, prompt, plan.new, step_done)
             codes = torch.cat([codes, new], dim=-1)
-        audio = self._codes_to_audio(codes)
+        audio = self._codes_to_audio(codes[:len(batch)])
         samples = round(batch[0].duration * self.sample_rate)
         return [np.ascontiguousarray(audio[i, :, :samples]) for i in range(len(batch))]
+
+    def _decoder(self, rows: int, text_len: int, max_len: int) -> StepDecoder:
+        """The step decoder for these shapes; kept (with its CUDA graphs) while they repeat."""
+        if self._step_decoder is None or not self._step_decoder.fits(rows, text_len, max_len):
+            self._step_decoder = self._graphs = None
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if self._layers is None:
+                self._layers = fuse_layers(self.model.decoder)
+            self._step_decoder = StepDecoder(self.model.decoder, self._layers, rows, text_len, max_len)
+            if self.cuda_graphs:
+                self._graphs = GraphedSteps(self._step_decoder, self.num_codebooks)
+        return self._step_decoder
 
     def _delay_layout(self, prompt: torch.Tensor, new_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The delayed token grid of one window and which cells are free to sample.
@@ -282,37 +325,46 @@ class MusicGenBackend:
         grid[:, :, 0] = self.start_token
         return grid, free
 
-    def _decode_window(self, batch, prompt, new_frames, states, mask, generators, guidance, step_done) -> torch.Tensor:
-        """Generate ``new_frames`` frames after ``prompt`` (B, K, P); return them (B, K, new)."""
-        k = self.num_codebooks
+    def _decode_window(self, decoder: StepDecoder, sampler: GuidedSampler, prompt: torch.Tensor,
+                       new_frames: int, step_done) -> torch.Tensor:
+        """Generate ``new_frames`` frames after ``prompt`` (rows, K, P); return them (rows, K, new).
+
+        The prompt (start token and carried-over frames) is prefilled in one pass; each
+        later step feeds the token just sampled. Nothing here waits for the GPU.
+        """
         grid, free = self._delay_layout(prompt, new_frames)
-        start = 1 + prompt.shape[-1]
-        decoder = self.model.decoder
-        inputs = grid[:, :, :start]
-        cache = None
+        rows, start = grid.shape[0], 1 + prompt.shape[-1]
+        positions = torch.arange(grid.shape[-1], device=self.device)
+
+        def doubled(tokens: torch.Tensor) -> torch.Tensor:  # conditional rows, then unconditional
+            return torch.cat([tokens, tokens], dim=0)
+
+        logits = decoder.forward(doubled(grid[:, :, :start]), positions[:start],
+                                 kv_length(start - 1, decoder.max_len))
         for position in range(start, grid.shape[-1]):
-            doubled = torch.cat([inputs, inputs], dim=0).reshape(-1, inputs.shape[-1])
-            out = decoder(
-                input_ids=doubled,
-                encoder_hidden_states=states,
-                encoder_attention_mask=mask,
-                cache=cache,
-                use_cache=True,
-            )
-            cache = out.cache
-            logits = out.logits[:, -1, :].reshape(2 * len(batch), k, -1)
-            logits = guided_logits(logits, guidance)
-            column = torch.stack([
-                sample_row(logits[i], generators[i], r.temperature, r.top_k, r.top_p)
-                for i, r in enumerate(batch)
-            ])
+            if position > start:
+                last = position - 1
+                logits = self._step(decoder, doubled(grid[:, :, last:position]), positions, last)
+            column = sampler(logits, rows)
+            if rows > column.shape[0]:
+                column = torch.cat([column, column[:1].expand(rows - column.shape[0], -1)])
             grid[:, :, position] = torch.where(free[:, position], column, grid[:, :, position])
-            inputs = grid[:, :, position:position + 1]
             step_done()
-        frames = torch.stack(
+        return torch.stack(
             [grid[:, c, start + d:start + d + new_frames] for c, d in enumerate(self.delays)], dim=1
         )
-        return frames
+
+    def _step(self, decoder: StepDecoder, tokens: torch.Tensor, positions: torch.Tensor, last: int) -> torch.Tensor:
+        """Logits after feeding ``tokens`` at position ``last``: from a CUDA graph when we can."""
+        if self._graphs is not None:
+            try:
+                return self._graphs.step(tokens, last)
+            except torch.OutOfMemoryError:
+                raise
+            except RuntimeError as exc:  # a GPU or torch build that cannot capture: decode eagerly
+                log.warning("CUDA graph capture failed (%s); decoding without CUDA graphs", exc)
+                self._graphs, self.cuda_graphs = None, False
+        return decoder.forward(tokens, positions[last:last + 1], kv_length(last, decoder.max_len))
 
     def _codes_to_audio(self, codes: torch.Tensor) -> np.ndarray:
         """EnCodec decode (fp32) of (B, K, T) codes to float32 (B, channels, samples).

@@ -9,19 +9,41 @@ softmax and needs no host round trip.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
+
+from .base import GenerationRequest
 
 _TINY = 1e-10
 
 
-def guided_logits(logits: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
     """Classifier-free guidance: ``uncond + (cond - uncond) * scale`` per row.
 
-    ``logits`` is ``(2B, K, V)`` with the conditional rows first (as transformers lays
-    out the doubled batch); ``guidance`` is ``(B,)``. Returns float32 ``(B, K, V)``.
+    ``cond`` and ``uncond`` are ``(B, K, V)``, ``guidance`` is ``(B,)``; returns float32.
     """
-    cond, uncond = logits.float().chunk(2, dim=0)
+    cond, uncond = cond.float(), uncond.float()
     return uncond + (cond - uncond) * guidance.view(-1, 1, 1)
+
+
+class GuidedSampler:
+    """Guidance and sampling for a batch of requests, each with its own random stream."""
+
+    def __init__(self, requests: Sequence[GenerationRequest], device: torch.device):
+        self.generators = [torch.Generator(device=device).manual_seed(r.seed) for r in requests]
+        self.guidance = torch.tensor([r.guidance_scale for r in requests], device=device, dtype=torch.float32)
+        self.settings = [(r.temperature, r.top_k, r.top_p) for r in requests]
+
+    def __call__(self, logits: torch.Tensor, rows: int) -> torch.Tensor:
+        """Tokens (requests, K) from the logits (2 * rows, K, V) of a doubled, padded batch.
+
+        Conditional rows come first (as transformers lays out the doubled batch); rows
+        past the requests are padding and are not sampled.
+        """
+        n = len(self.generators)
+        guided = guided_logits(logits[:n], logits[rows:rows + n], self.guidance)
+        return sample_rows(guided, self.generators, self.settings)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -39,15 +61,34 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
     return logits
 
 
-def sample_row(
-    logits: torch.Tensor, generator: torch.Generator, temperature: float, top_k: int, top_p: float
+def sample_rows(
+    logits: torch.Tensor, generators: list[torch.Generator], settings: list[tuple[float, int, float]]
 ) -> torch.Tensor:
-    """Sample one token per codebook from ``(K, V)`` logits with the row's own generator.
+    """One token per row and codebook from ``(B, K, V)`` logits; returns ``(B, K)``.
 
-    The generator is advanced by exactly ``K * V`` uniforms on every call, also for
-    temperature 0 (greedy), so a row's stream never depends on its settings' branch.
+    Row ``b`` draws its noise from ``generators[b]`` and is sampled with ``settings[b]``
+    = (temperature, top_k, top_p). Each generator advances by exactly ``K * V`` uniforms
+    per call, also for temperature 0 (greedy), so a row's stream never depends on its
+    settings or its neighbours. Rows with equal settings are filtered together.
     """
-    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+    uniform = torch.stack([
+        torch.rand(logits.shape[1:], generator=g, device=logits.device, dtype=torch.float32) for g in generators
+    ])
+    groups: dict[tuple[float, int, float], list[int]] = {}
+    for row, setting in enumerate(settings):
+        groups.setdefault(setting, []).append(row)
+    if len(groups) == 1:
+        return _sample(logits, uniform, *settings[0])
+    tokens = torch.empty(logits.shape[:2], dtype=torch.long, device=logits.device)
+    for setting, rows in groups.items():
+        index = torch.tensor(rows, device=logits.device)
+        tokens[index] = _sample(logits[index], uniform[index], *setting)
+    return tokens
+
+
+def _sample(logits: torch.Tensor, uniform: torch.Tensor, temperature: float, top_k: int,
+            top_p: float) -> torch.Tensor:
+    """Gumbel-max over ``(..., V)``: an exact sample of the filtered, tempered softmax."""
     if temperature <= 0.0:
         return logits.argmax(dim=-1)
     scaled = filter_logits(logits / temperature, top_k, top_p)

@@ -16,7 +16,7 @@ TINY_SAMPLE_RATE = 32_000
 TINY_MAX_TEXT_TOKENS = 4096
 
 
-def _build_tokenizer():
+def build_tokenizer():
     """A small Unigram tokenizer (letters, digits, punctuation) built with ``tokenizers``."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
@@ -59,7 +59,7 @@ def build_tiny_model(seed: int = 0, audio_channels: int = 1):
     )
 
     torch.manual_seed(seed)
-    tokenizer = _build_tokenizer()
+    tokenizer = build_tokenizer()
     text_config = T5Config(
         vocab_size=len(tokenizer),
         d_model=32,
@@ -105,6 +105,16 @@ def build_tiny_model(seed: int = 0, audio_channels: int = 1):
         decoder=decoder_config.to_dict(),
     )
     model = MusicgenForConditionalGeneration(config)
+    finish_random_model(model)
+    return model, tokenizer
+
+
+def finish_random_model(model) -> None:
+    """Make a randomly initialised MusicGen usable: random EnCodec codebooks (transformers
+    starts them at zero, which decodes every code to the same vector) and the generation
+    settings a hub model ships with."""
+    import torch
+
     with torch.no_grad():
         for layer in model.audio_encoder.quantizer.layers:
             layer.codebook.embed.normal_(0.0, 1.0)
@@ -119,13 +129,13 @@ def build_tiny_model(seed: int = 0, audio_channels: int = 1):
     gen.do_sample = True
     gen.guidance_scale = 3.0
     model.eval()
-    return model, tokenizer
 
 
 def save_tiny_model(directory: Path, seed: int = 0, audio_channels: int = 1) -> Path:
     """Build the tiny model and save it with ``save_pretrained`` (safetensors + tokenizer)."""
     from transformers import EncodecFeatureExtractor, MusicgenProcessor
 
+    from ..licences import declare_license
     from .musicgen import _quiet_transformers
 
     _quiet_transformers()
@@ -135,4 +145,5 @@ def save_tiny_model(directory: Path, seed: int = 0, audio_channels: int = 1) -> 
     model.save_pretrained(directory)
     feature_extractor = EncodecFeatureExtractor(feature_size=1, sampling_rate=TINY_SAMPLE_RATE)
     MusicgenProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(directory)
+    declare_license(directory, "CC0-1.0")  # random weights made here: nobody's rights
     return directory

@@ -1,0 +1,27 @@
+"""Names and places of a game repo: ``trackspec.toml`` marks its root, ``.trackspec/`` holds state.
+
+Standard library only (``os``): the CLI and the no-op fast path (``fastpath``) need the
+root before anything else is imported, and ``config`` (which imports the TOML and field
+machinery) would cost more than the whole fast path.
+"""
+
+from __future__ import annotations
+
+import os
+
+CONFIG_NAME = "trackspec.toml"
+STATE_DIR_NAME = ".trackspec"
+CACHE_ENV = "TRACKSPEC_CACHE_DIR"
+MODEL_ENV = "TRACKSPEC_MODEL"
+
+
+def find_root_dir(start: str) -> str | None:
+    """The nearest folder at or above ``start`` (resolved) holding ``trackspec.toml``, or ``None``."""
+    folder = os.path.realpath(start)
+    while True:
+        if os.path.isfile(os.path.join(folder, CONFIG_NAME)):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent

@@ -1,0 +1,413 @@
+"""Rendering several tracks at once: the same files, index and results as one at a time.
+
+Real ffmpeg and real files throughout. ffmpeg runs behind a small wrapper
+(``TRACKSPEC_FFMPEG``) that logs when each encode starts and ends and holds it for a
+moment, so that the tests can see how many encodes ran at once and whether they ran
+while the next batch was being generated. The end-to-end tests use the CLI and the tiny
+model; the generation tests run the build in process with a fake backend, whose timing
+and failures they control.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import threading
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from conftest import PROJECT_ROOT, GameRepo
+from helpers import assert_index_matches_disk
+from importer.build import BuildOptions, run_build
+from importer.cache import LocalCache
+from importer.config import MAX_AUTO_WORKERS, auto_workers, load_config
+from importer.errors import ConfigError
+from importer.render_pool import InOrder, RenderPool
+
+NAN_ERROR = "the audio contains NaN or infinite samples"
+
+_WRAPPER = """#!/bin/sh
+# ffmpeg; an encode (PCM piped in: "-i pipe:") is logged and held for $FFMPEG_HOLD seconds.
+enc=0; prev=
+for a in "$@"; do
+  if [ "$prev" = "-i" ] && [ "$a" = "pipe:" ]; then enc=1; fi
+  prev=$a
+done
+if [ $enc = 1 ]; then echo "$$ start $(date +%s.%N)" >> "$FFMPEG_LOG"; sleep "$FFMPEG_HOLD"; fi
+"$REAL_FFMPEG" "$@"
+rc=$?
+if [ $enc = 1 ]; then echo "$$ end $(date +%s.%N)" >> "$FFMPEG_LOG"; fi
+exit $rc
+"""
+
+
+def ffmpeg_wrapper(folder: Path, hold: float) -> tuple[dict[str, str], Path]:
+    """(environment that routes trackspec's ffmpeg through the logging wrapper, its log)."""
+    script = folder / "ffmpeg-wrapper.sh"
+    script.write_text(_WRAPPER)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    log = folder / "ffmpeg.log"
+    env = {"TRACKSPEC_FFMPEG": str(script), "REAL_FFMPEG": imageio_ffmpeg.get_ffmpeg_exe(),
+           "FFMPEG_LOG": str(log), "FFMPEG_HOLD": str(hold)}
+    return env, log
+
+
+def encode_intervals(log: Path) -> list[tuple[float, float]]:
+    """(start, end) wall-clock times of every encode in the wrapper's log."""
+    starts, ends = {}, {}
+    for line in log.read_text().splitlines():
+        pid, what, when = line.split()
+        (starts if what == "start" else ends)[pid] = float(when)
+    assert starts.keys() == ends.keys(), "an encode started and never ended"
+    return sorted((starts[p], ends[p]) for p in starts)
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def digests(root: Path) -> dict[str, str]:
+    """sha256 of every file under the repo's assets folder, by relative path."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / "assets").rglob("*")) if p.is_file()}
+
+
+def comparable(results: list[dict]) -> list[dict]:
+    """Results without what differs between any two runs: timing, private staging folders."""
+    return [{**{k: v for k, v in r.items() if k != "seconds"},
+             "error": r["error"] and re.sub(r"\S*/tmp/\d+-[0-9a-f]+/", "STAGING/", r["error"])}
+            for r in results]
+
+
+# ------------------------------------------------------------------- the pool itself
+
+def test_pool_runs_at_most_workers_and_hands_results_back_in_order():
+    lock = threading.Lock()
+    running, peak = [0], [0]
+
+    def work(i: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05 * (6 - i))  # later jobs finish first
+        with lock:
+            running[0] -= 1
+        if i == 3:
+            raise ValueError("job 3 broke")
+        return i * 10
+
+    seen: list[object] = []
+    with RenderPool(3) as pool:
+        queue = InOrder()
+        for i in range(6):
+            job = pool.submit(work, i)
+            queue.add(job, lambda job=job: seen.append(_outcome(job)))
+        queue.add(None, lambda: seen.append("no job"))
+        queue.run_all()
+    assert peak[0] == 3
+    assert seen == [0, 10, 20, "ValueError: job 3 broke", 40, 50, "no job"]
+
+
+def _outcome(job) -> object:
+    try:
+        return job.result()
+    except ValueError as exc:  # the worker's exception, unchanged
+        return f"{type(exc).__name__}: {exc}"
+
+
+def test_run_ready_never_waits_and_never_skips_ahead():
+    gate = threading.Event()
+    seen: list[str] = []
+    with RenderPool(2) as pool:
+        queue = InOrder()
+        slow = pool.submit(gate.wait, 10)
+        fast = pool.submit(lambda: "fast")
+        queue.add(slow, lambda: seen.append("slow"))
+        queue.add(fast, lambda: seen.append("fast"))
+        fast.wait()
+        started = time.monotonic()
+        queue.run_ready()  # the head is not done: nothing may run, and nothing waits
+        assert seen == [] and time.monotonic() - started < 1 and len(queue) == 2
+        gate.set()
+        slow.wait()
+        queue.run_ready()
+    assert seen == ["slow", "fast"]
+
+
+def test_a_pool_with_nothing_to_render_starts_no_thread():
+    before = threading.active_count()
+    with RenderPool(4):
+        assert threading.active_count() == before
+
+
+# ---------------------------------------------------------------------- the setting
+
+def test_encode_workers_setting_and_its_environment_override(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRACKSPEC_ENCODE_WORKERS", raising=False)
+    (tmp_path / "trackspec.toml").write_text('specs = ["."]\n')
+    assert load_config(tmp_path).encode_workers == auto_workers()
+    assert 1 <= auto_workers() <= MAX_AUTO_WORKERS
+    (tmp_path / "trackspec.toml").write_text('specs = ["."]\nencode_workers = 3\n')
+    assert load_config(tmp_path).encode_workers == 3
+    monkeypatch.setenv("TRACKSPEC_ENCODE_WORKERS", "5")
+    assert load_config(tmp_path).encode_workers == 5
+    monkeypatch.setenv("TRACKSPEC_ENCODE_WORKERS", "auto")
+    assert load_config(tmp_path).encode_workers == auto_workers()
+    monkeypatch.setenv("TRACKSPEC_ENCODE_WORKERS", "many")
+    with pytest.raises(ConfigError, match="TRACKSPEC_ENCODE_WORKERS: 'many' is not a worker count"):
+        load_config(tmp_path)
+    monkeypatch.delenv("TRACKSPEC_ENCODE_WORKERS")
+    (tmp_path / "trackspec.toml").write_text('specs = ["."]\nencode_workers = 0\n')
+    with pytest.raises(ConfigError, match=r"trackspec.toml:2:1: encode_workers: 0 is not a worker count"):
+        load_config(tmp_path)
+
+
+# ------------------------------------------------- generation, in process, fake backend
+
+class FakeBackend:
+    """Deterministic tones at 32 kHz, ``delay`` seconds per batch; a prompt with "nan"
+    gets a NaN sample, a batch with an "explode" prompt fails as a whole."""
+
+    sample_rate = 32000
+    channels = 1
+    description = "fake"
+
+    def __init__(self, delay: float, timeline: list[tuple[str, float]]):
+        self.delay = delay
+        self.timeline = timeline
+
+    def generate(self, requests, progress=None):
+        self.timeline.append(("generate start", time.time()))
+        time.sleep(self.delay)
+        self.timeline.append(("generate end", time.time()))
+        if any("explode" in r.prompt for r in requests):
+            raise RuntimeError("the fake model exploded")
+        out = []
+        for r in requests:
+            t = np.arange(int(r.duration * self.sample_rate)) / self.sample_rate
+            audio = (0.3 * np.sin(2 * np.pi * (200 + r.seed % 300) * t)).astype(np.float32)[None]
+            if "nan" in r.prompt:
+                audio[0, 100] = np.nan
+            out.append(audio)
+            if progress:
+                progress(r.name, 1, 1)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class Recorder:
+    """A reporter that keeps every result and the thread of every call."""
+
+    def __init__(self) -> None:
+        self.results = []
+        self.threads: set[str] = set()
+
+    def _called(self) -> None:
+        self.threads.add(threading.current_thread().name)
+
+    def note(self, message):
+        self._called()
+
+    def started(self, plan):
+        self._called()
+
+    def progress(self, name, done, total):
+        self._called()
+
+    def finished(self, result):
+        self._called()
+        self.results.append(result)
+
+    def index_written(self, path, tracks):
+        self._called()
+
+
+def fake_repo(folder: Path, specs: dict[str, str], batch_size: int) -> Path:
+    root = folder / "game"
+    (root / "track_specs").mkdir(parents=True)
+    (root / "trackspec.toml").write_text(f'specs = ["track_specs"]\nbatch_size = {batch_size}\n'
+                                         f'cache = "{folder / "cache"}"\n')
+    for name, text in specs.items():
+        (root / "track_specs" / f"{name}.trackspec").write_text(text)
+    return root
+
+
+def build_in_process(root: Path, workers: int, delay: float, monkeypatch) -> tuple[Recorder, list]:
+    import importer.generate.base as base
+
+    timeline: list[tuple[str, float]] = []
+    monkeypatch.setattr(base, "load_backend", lambda *args, **kwargs: FakeBackend(delay, timeline))
+    config = dataclasses.replace(load_config(root), encode_workers=workers)
+    recorder = Recorder()
+    run_build(config, BuildOptions(), recorder)
+    return recorder, timeline
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("TRACKSPEC_CACHE_DIR", "TRACKSPEC_MODEL", "TRACKSPEC_ENCODE_WORKERS", "TRACKSPEC_FFMPEG"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_a_batch_renders_while_the_next_batch_generates(tmp_path, clean_env):
+    monkeypatch = clean_env
+    env, log = ffmpeg_wrapper(tmp_path, hold=0.5)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    specs = {f"t{i}": f'prompt = "tone {i}"\nduration = 1.0\nseed = {i}\n' for i in range(4)}
+    root = fake_repo(tmp_path, specs, batch_size=2)
+    recorder, timeline = build_in_process(root, workers=2, delay=1.5, monkeypatch=monkeypatch)
+
+    assert [(r.name, r.action, r.ok) for r in recorder.results] == [(f"t{i}", "generate", True) for i in range(4)]
+    assert recorder.threads == {"MainThread"}  # the reporter never hears from a render thread
+    second_start, second_end = [t for what, t in timeline if what.startswith("generate")][2:4]
+    encodes = encode_intervals(log)
+    assert len(encodes) == 4
+    # The first batch's encodes ran during the second batch's generation (one at a time,
+    # they would all end before it starts), two at once.
+    assert any(start < second_end and end > second_start for start, end in encodes[:2]), (timeline, encodes)
+    assert most_at_once(encodes) == 2
+
+
+def test_generated_builds_with_one_and_three_workers_are_identical(tmp_path, clean_env):
+    specs = {f"a{i}": f'prompt = "tone {i}"\nduration = 1.0\nseed = {i}\n' for i in range(7)}
+    specs["a2"] = 'prompt = "tone nan"\nduration = 1.0\nseed = 2\n'  # its render fails
+    specs["twin"] = specs["a0"]  # the same audio: generated once, restored
+    specs["e0"] = 'prompt = "explode"\nduration = 1.5\nseed = 1\n'  # a batch that fails
+    specs["e1"] = 'prompt = "explode too"\nduration = 1.5\nseed = 2\n'
+    specs["wav"] = 'prompt = "tone wav"\nduration = 1.0\nseed = 9\n[output]\nformats = ["wav", "flac"]\n'
+    builds = {}
+    for workers in (1, 3):
+        root = fake_repo(tmp_path / f"w{workers}", specs, batch_size=3)
+        recorder, _ = build_in_process(root, workers, delay=0.0, monkeypatch=clean_env)
+        results = [dataclasses.asdict(r) for r in recorder.results]
+        builds[workers] = (comparable(results), (root / "assets/music/index.json").read_text(),
+                           digests(root))
+        by_name = {r["name"]: r for r in results}
+        assert NAN_ERROR in by_name["a2"]["error"] and by_name["a2"]["action"] == "generate"
+        assert by_name["e0"]["error"] == by_name["e1"]["error"] == "internal error: RuntimeError: the fake model exploded"
+        assert by_name["twin"]["ok"] and by_name["twin"]["action"] == "restore"
+        ok = sorted(n for n, r in by_name.items() if r["ok"])
+        assert ok == ["a0", "a1", "a3", "a4", "a5", "a6", "twin", "wav"]
+        index = assert_index_matches_disk(GameRepo(root, tmp_path / f"w{workers}" / "cache", {}))
+        assert sorted(index["tracks"]) == ok
+        assert recorder.threads == {"MainThread"}
+    for one, three in zip(builds[1], builds[3]):  # results, index text, files
+        assert one == three
+
+
+# ------------------------------------------------ re-encoding, end to end with the CLI
+
+TRACKS = {f"t{i}": f'prompt = "pad {i}"\nduration = 1.0\nseed = {i + 1}\n' for i in range(6)}
+TRACKS["t5"] += '[output]\nformats = ["ogg", "mp3", "wav"]\n'
+TRACKS["twin"] = TRACKS["t0"]  # same audio and render as t0
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory, tiny_model) -> Path:
+    """A repo and cache where every track was generated once (copied by each test)."""
+    folder = tmp_path_factory.mktemp("generated")
+    root = folder / "game"
+    (root / "track_specs").mkdir(parents=True)
+    (root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
+    for name, text in TRACKS.items():
+        (root / "track_specs" / f"{name}.trackspec").write_text(text)
+    repo = _repo(folder, tiny_model)
+    repo.run("build", check_rc=0)
+    return folder
+
+
+def _repo(folder: Path, model: Path) -> GameRepo:
+    env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(folder / "cache"), "PYTHONPATH": str(PROJECT_ROOT),
+           "TRACKSPEC_MODEL": str(model)}
+    env.pop("TRACKSPEC_ENCODE_WORKERS", None)
+    return GameRepo(folder / "game", folder / "cache", env)
+
+
+def copy_of(generated: Path, folder: Path, model: Path) -> GameRepo:
+    shutil.copytree(generated / "game", folder / "game")
+    shutil.copytree(generated / "cache", folder / "cache")
+    return _repo(folder, model)
+
+
+def forget_renders(repo: GameRepo) -> None:
+    """Leave only the raw audio: every track must be encoded again."""
+    shutil.rmtree(repo.cache / "v1" / "render")
+    for path in (repo.root / "assets").rglob("*"):
+        if path.is_file() and path.suffix != ".json":
+            path.unlink()
+
+
+def test_reencoding_with_one_and_four_workers_gives_identical_results(generated, tiny_model, tmp_path):
+    repo = copy_of(generated, tmp_path, tiny_model)
+    as_generated = digests(repo.root), repo.index()
+    runs = {}
+    for workers in (1, 4):
+        forget_renders(repo)
+        env, log = ffmpeg_wrapper(tmp_path, hold=1.0)
+        log.unlink(missing_ok=True)
+        repo.env.update(env, TRACKSPEC_ENCODE_WORKERS=str(workers))
+        result = repo.run("build", "--json", check_rc=0)
+        tracks = result.json()["tracks"]
+        assert [(t["name"], t["action"]) for t in tracks] == \
+            [(f"t{i}", "encode") for i in range(6)] + [("twin", "restore")]  # t0 made its files first
+        runs[workers] = comparable(tracks), (digests(repo.root), repo.index())
+        assert_index_matches_disk(repo)
+        encodes = encode_intervals(log)
+        assert len(encodes) == 6  # twin shares t0's render
+        assert most_at_once(encodes) == workers
+    assert runs[1] == runs[4]
+    assert runs[4][1] == as_generated  # and the same files as the build that generated them
+
+
+def test_a_track_whose_render_fails_fails_alone(generated, tiny_model, tmp_path):
+    repo = copy_of(generated, tmp_path, tiny_model)
+    before = repo.index()
+    # t3's raw audio, whole by its manifest, holds a NaN sample (as a model running out of
+    # fp16 range can produce): the encoder refuses it.
+    cache = LocalCache(repo.cache)
+    key = before["tracks"]["t3"]["keys"]["generation"]
+    raw = cache.get("raw", key)
+    samples = np.fromfile(raw.files["audio.f32"], dtype="<f4")
+    samples[500] = np.nan
+    staging = tmp_path / "nan.f32"
+    samples.tofile(staging)
+    info = raw.info
+    cache.remove("raw", key)
+    cache.put("raw", key, {"audio.f32": staging}, info)
+    # Every track's render key changes: all are encoded again, four at a time.
+    config = repo.root / "trackspec.toml"
+    config.write_text(config.read_text() + "[defaults.output]\nogg_quality = 3\n")
+    repo.env["TRACKSPEC_ENCODE_WORKERS"] = "4"
+
+    result = repo.run("build", "--json", check_rc=1)
+    tracks = {t["name"]: t for t in result.json()["tracks"]}
+    assert [t["name"] for t in result.json()["tracks"]] == [f"t{i}" for i in range(6)] + ["twin"]
+    failed = tracks.pop("t3")
+    assert not failed["ok"] and failed["action"] == "encode"
+    assert failed["error"].endswith(f"/audio: {NAN_ERROR}")
+    assert all(t["ok"] and t["action"] in ("encode", "restore") for t in tracks.values())
+    after = assert_index_matches_disk(repo)
+    assert after["tracks"]["t3"] == before["tracks"]["t3"]  # its last good asset stays
+    for name in tracks:
+        assert after["tracks"][name]["keys"]["render"] != before["tracks"][name]["keys"]["render"]
+    text = repo.run("build", check_rc=1)  # the same failure, again, as text
+    assert "FAILED    t3\n          " in text.stdout and NAN_ERROR in text.stdout
+    assert json.loads((repo.root / "assets/music/index.json").read_text()) == after
