@@ -175,7 +175,7 @@ def _debug(args: argparse.Namespace, message: str) -> None:
 
 def _finish(args: argparse.Namespace, report: Any, root: Path, as_dict: Callable[[Any], dict]) -> int:
     """Print the results (text, check lines or JSON) and return the exit code."""
-    from ..console import format_stale, summary
+    from ..console import format_result, format_stale, summary
 
     if args.json:
         import json
@@ -190,9 +190,8 @@ def _finish(args: argparse.Namespace, report: Any, root: Path, as_dict: Callable
         print(json.dumps(doc, indent=2, sort_keys=True))
     elif args.check:
         stale = [r for r in report.results if r.action != "fresh"]
-        for r in stale:
-            if r.ok:
-                print(format_stale(r))
+        for r in stale:  # a spec that cannot build (bad field, refused licence) says why too
+            print(format_stale(r) if r.ok else format_result(r))
         print("up to date" if not stale else f"{len(stale)} of {len(report.results)} tracks need a build",
               file=sys.stderr)
     else:
