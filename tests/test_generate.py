@@ -114,6 +114,30 @@ def test_out_of_memory_retries_with_half_batches(backend, monkeypatch, caplog):
     assert "out of memory at batch 3; retrying as batches of 1 and 2" in caplog.text
 
 
+def test_out_of_memory_with_padded_batches_shrinks_the_padding(tiny_model, monkeypatch, caplog):
+    """With batches padded to a fixed row count (CUDA), splitting a batch frees nothing:
+    the padding itself halves until the batch fits."""
+    padded = load_backend(str(tiny_model), None, "cpu", max_batch=8)
+    padded.fixed_batch = True
+    real = padded._decoder
+    rows_tried = []
+
+    def tight_memory(rows, text_len, max_len):
+        rows_tried.append(rows // 2)
+        if rows // 2 > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real(rows, text_len, max_len)
+
+    monkeypatch.setattr(padded, "_decoder", tight_memory)
+    try:
+        results = padded.generate([request("a", seed=1), request("b", seed=2)])
+    finally:
+        padded.close()
+    assert all(isinstance(r, np.ndarray) for r in results)
+    assert rows_tried == [8, 4, 2] and padded.max_batch == 2
+    assert "padding batches to 4 rows" in caplog.text and "padding batches to 2 rows" in caplog.text
+
+
 def test_continuing_from_codes_reproduces_a_one_shot_run(backend):
     """A window prompted with the first frames continues exactly as one long window would."""
     batch = [request(temperature=0.0)]

@@ -238,8 +238,17 @@ class MusicGenBackend:
             return list(self._generate_batch(batch, progress))
         except torch.OutOfMemoryError:
             pass  # retried below: outside the handler, the failed batch's tensors can be freed
+        self._step_decoder = self._graphs = None  # its buffers are sized for the failed batch
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        if self.fixed_batch and self.max_batch > 1:
+            # Batches are padded to max_batch rows, so a smaller batch alone frees nothing:
+            # the padding shrinks. Tracks made from now on differ from those made before.
+            self.max_batch //= 2
+            log.warning("CUDA out of memory at %d rows; padding batches to %d rows from now on",
+                        self.max_batch * 2, self.max_batch)
+            if len(batch) <= self.max_batch:
+                return self._generate_with_oom_retry(batch, progress)
         if len(batch) == 1:
             return [GenerationError(f"{batch[0].name}: out of GPU memory even at batch size 1; "
                                     "use a smaller model or a shorter window")]
@@ -281,7 +290,7 @@ class MusicGenBackend:
                     progress(request.name, steps_done, steps_total)
 
         # Padding rows repeat the first track; they are computed and thrown away.
-        rows = self.max_batch if self.fixed_batch else len(batch)
+        rows = max(self.max_batch, len(batch)) if self.fixed_batch else len(batch)
         padded = batch + [batch[0]] * (rows - len(batch))
         decoder = self._decoder(2 * rows, bucket, 1 + max(w.prompt + w.new for w in windows) + self.max_delay)
         decoder.set_text(*self._encode_text([r.prompt for r in padded], bucket))
