@@ -250,12 +250,11 @@ def main() -> int:
         base = {"size": size, "decoder_fp16_gib": round(weights / 2**30, 3),
                 "limit_steps_per_s": round(limit, 1) if limit else None}
         naive_seconds = args.seconds if args.naive_seconds is None else args.naive_seconds
-        if True:
-            for seconds in naive_seconds:
-                try:
-                    record({**base, **run_naive(model, tokenizer, device, seconds, limit)})
-                except Exception as exc:  # keep going: the other cases still say something
-                    record({**base, "path": "naive generate fp32", "seconds": seconds, "error": repr(exc)})
+        for seconds in naive_seconds:
+            try:
+                record({**base, **run_naive(model, tokenizer, device, seconds, limit)})
+            except Exception as exc:  # keep going: the other cases still say something
+                record({**base, "path": "naive generate fp32", "seconds": seconds, "error": repr(exc)})
         for batch in args.batches:
             backend = MusicGenBackend(model, tokenizer, str(device), max_batch=batch, name=size)
             try:
