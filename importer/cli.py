@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Sequence
 
 #: Subcommands in the order --help lists them.
-COMMANDS = ["build", "watch", "plan", "status", "new", "init", "doctor", "cache", "model", "hooks"]
+COMMANDS = ["build", "watch", "plan", "status", "audition", "pin", "report", "new", "init", "doctor", "cache",
+            "model", "hooks"]
 
 MAIN_EPILOG = f"""examples:
   trackspec init                           make this folder a game repo (writes trackspec.toml)

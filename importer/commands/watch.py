@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="unload the model after this long without generating (default 300)")
     watch.add_argument("--poll", type=float, metavar="SECONDS",
                        help="poll for changes every SECONDS instead of using inotify (network shares)")
+    watch.add_argument("--report", action="store_true",
+                       help="keep the HTML report (`trackspec report`) current as tracks change")
     watch.add_argument("--json", action="store_true", help="print events as JSON Lines on stdout")
     watch.add_argument("-q", "--quiet", action="store_true", help="print only finished jobs' failures")
     watch.add_argument("-v", "--verbose", action="store_true", help="log details (cache decisions, tracebacks)")
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     root = project_root(args)
     options = WatchOptions(model_override=model_override(args),
                            override_base=Path.cwd(), debounce=args.debounce / 1000.0,
-                           unload_after=args.unload_after, poll=args.poll)
+                           unload_after=args.unload_after, poll=args.poll,
+                           report=args.report)
     reporter = JsonWatchReporter() if args.json else TextWatchReporter(quiet=args.quiet)
     return Daemon(root, options, reporter).run()

@@ -41,6 +41,8 @@ class WatchOptions:
     unload_after: float = 300.0
     #: Poll the file system every this many seconds instead of inotify (network shares).
     poll: float | None = None
+    #: Keep the HTML report (``trackspec report``) current: rewrite it after each cycle that changed something.
+    report: bool = False
 
 
 class WatchReporter(Reporter, Protocol):
@@ -72,6 +74,7 @@ class Daemon:
         self._first_cycle = True
         self._parsed = ParsedSpecs()
         self._last_queue: tuple[list[str], list[str]] = ([], [])
+        self._report_due = options.report  # the first cycle writes it
 
     # ------------------------------------------------------------------ life
     def run(self) -> int:
@@ -173,6 +176,8 @@ class Daemon:
                     executor = Executor(config, plan, state, _CycleReporter(self, plan),
                                         index_flush_seconds=None)
                     pending = executor.run_quick()
+                    if self.options.report and (self._report_due or any(r.action != "fresh" for r in executor.results)):
+                        self._write_report(config, state)
                 finally:
                     state.save()
         except Stopped:
@@ -191,8 +196,21 @@ class Daemon:
             self._last_queue = queue
             self.reporter.queue(*queue)
 
+    def _write_report(self, config: ProjectConfig, state: State) -> None:
+        """Rewrite the HTML report from a fresh plan (stat only: the cycle just brought it up to date)."""
+        from ..report import write_report
+
+        self._report_due = False
+        try:
+            page = write_report(config, make_plan(config, self.build_options, state, self._parsed))
+        except Exception as exc:  # a report is a view: it never stops the daemon
+            self.reporter.error(f"report not written: {type(exc).__name__}: {exc}")
+            return
+        self.reporter.note(f"report written: {page}")
+
     def _on_generated(self, jobs: list[Generated]) -> None:
         """From the worker thread: raw audio is in the cache (or the job failed)."""
+        self._report_due = True  # published by the next cycle
         with self._jobs_lock:
             for job in jobs:
                 key = job.plan.track.keys.generation

@@ -1,0 +1,212 @@
+"""Auditions: several takes of one spec, each with its own seed, kept in the cache only.
+
+A take is the track exactly as ``build`` would make it with that seed (and, for a quick
+preview, a shorter duration): the same generation and render keys, so once ``pin`` has
+written a take's seed into the spec, the next build restores that take from the cache
+with no generation. Take ``n``'s seed is fixed (``take_seed``), independent of the spec,
+so auditioning again costs nothing and take numbers keep meaning what was heard, also
+after a pin. Nothing in the assets or the index changes; the record of the last audition
+of each track (``.trackspec/auditions/<name>.json``) is what ``pin`` and ``report`` read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .build import generation_batches, generation_request, model_load_error, store_raw
+from .cache import LocalCache
+from .config import ProjectConfig
+from .errors import TrackspecError
+from .fields import MAX_SEED
+from .fsutil import atomic_write_bytes
+from .keys import track_keys
+from .plan import LoadedTrack, TrackPlan, load_tracks, rel
+from .state import State
+
+#: Most takes one audition may ask for.
+MAX_TAKES = 32
+
+
+def take_seed(take: int) -> int:
+    """The seed of take ``take`` (1, 2, ...): fixed, so take numbers mean the same audio."""
+    return int.from_bytes(hashlib.sha256(f"trackspec take {take}".encode()).digest()[:8], "big") & (MAX_SEED >> 32)
+
+
+def take_of_seed(seed: int, limit: int = MAX_TAKES) -> int | None:
+    """The take number whose seed is ``seed``, if any (a pinned spec names its take)."""
+    return next((n for n in range(1, limit + 1) if take_seed(n) == seed), None)
+
+
+@dataclass
+class Take:
+    """One take as the audition record keeps it."""
+
+    take: int
+    seed: int
+    seconds: float
+    preview: bool
+    keys: dict[str, str]
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    duration: float = 0.0
+    sample_rate: int = 0
+    channels: int = 0
+    loop: dict[str, Any] | None = None
+    loudness: dict[str, Any] | None = None
+    #: "generated", "encoded" (from cached raw audio) or "cached" (nothing to do); "failed".
+    action: str = ""
+    error: str | None = None
+
+
+def auditions_dir(config: ProjectConfig) -> Path:
+    return config.state_dir / "auditions"
+
+
+def record_path(config: ProjectConfig, name: str) -> Path:
+    return auditions_dir(config) / f"{name}.json"
+
+
+def load_record(config: ProjectConfig, name: str) -> dict[str, Any] | None:
+    """The last audition of track ``name``, or ``None`` (never auditioned, or unreadable)."""
+    try:
+        record = json.loads(record_path(config, name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("takes"), list) else None
+
+
+def all_records(config: ProjectConfig) -> dict[str, dict[str, Any]]:
+    folder = auditions_dir(config)
+    names = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    return {name: rec for name in names if (rec := load_record(config, name)) is not None}
+
+
+def find_track(config: ProjectConfig, name: str, model_override: str | None,
+               override_base: Path | None) -> LoadedTrack:
+    """The loaded track called ``name``; its spec's own error if it cannot build."""
+    state = State(config.state_dir / "state.json")
+    loaded, failures = load_tracks(config, state, model_override, override_base)
+    for track in loaded:
+        if track.spec.name == name:
+            return track
+    for failure in failures:
+        if failure.path.stem == name or f"'{name}'" in failure.message:
+            raise TrackspecError(failure.message)
+    known = ", ".join(sorted(t.spec.name for t in loaded)) or "none"
+    raise TrackspecError(f"no track named '{name}' in {config.root} (tracks: {known})")
+
+
+def take_track(track: LoadedTrack, take: int, seconds: float | None) -> LoadedTrack:
+    """The track with take ``take``'s seed (and ``seconds`` of audio for a preview)."""
+    spec = dataclasses.replace(track.spec, seed=take_seed(take))
+    if seconds is not None and seconds != spec.duration:
+        crossfade = spec.loop_crossfade
+        if crossfade is not None and crossfade * 2 >= seconds:
+            crossfade = seconds / 4  # a preview too short for the spec's crossfade still loops
+        spec = dataclasses.replace(spec, duration=float(seconds), loop_crossfade=crossfade)
+    return LoadedTrack(spec, track.model, track_keys(spec, track.model), track.license)
+
+
+def audition(config: ProjectConfig, track: LoadedTrack, takes: int, seconds: float | None,
+             progress: Callable[[str, int, int], None] | None = None,
+             note: Callable[[str], None] = lambda message: None) -> list[Take]:
+    """Make (or find in the cache) ``takes`` takes of ``track``; record and return them."""
+    if not 1 <= takes <= MAX_TAKES:
+        raise TrackspecError(f"--takes must be between 1 and {MAX_TAKES}, got {takes}")
+    cache = LocalCache(config.cache_dir)
+    variants = [take_track(track, n, seconds) for n in range(1, takes + 1)]
+    results = [Take(n, v.keys.seed, v.spec.duration, v.spec.duration != track.spec.duration,
+                    {"generation": v.keys.generation, "render": v.keys.render})
+               for n, v in enumerate(variants, start=1)]
+    to_generate = []
+    for take, variant in zip(results, variants):
+        if cache.has("render", variant.keys.render):
+            take.action = "cached"
+        elif cache.has("raw", variant.keys.generation):
+            take.action = "encoded"
+        else:
+            take.action = "generated"
+            to_generate.append(TrackPlan(variant, "generate"))
+    if to_generate:
+        _generate(config, cache, to_generate, progress, note)
+    for take, variant in zip(results, variants):
+        _render(cache, take, variant)
+    _write_record(config, track, results)
+    return results
+
+
+def _generate(config: ProjectConfig, cache: LocalCache, plans: list[TrackPlan],
+              progress: Callable[[str, int, int], None] | None, note: Callable[[str], None]) -> None:
+    """Generate the takes' raw audio, as many per batch as ``batch_size`` allows."""
+    from .generate.base import load_backend
+
+    for (source, revision), batches in generation_batches(plans, config.batch_size).items():
+        start = time.monotonic()
+        try:
+            backend = load_backend(source, revision, config.device, config.batch_size)
+        except Exception as exc:
+            raise TrackspecError(model_load_error(source, exc)) from exc
+        note(f"model loaded: {backend.description} ({time.monotonic() - start:.1f} s)")
+        try:
+            for batch in batches:
+                requests = [dataclasses.replace(generation_request(tp), name=f"take {n}")
+                            for n, tp in ((_take_number(tp), tp) for tp in batch)]
+                audios = backend.generate(requests, progress=progress)
+                for tp, audio in zip(batch, audios):
+                    if isinstance(audio, Exception):
+                        raise TrackspecError(f"take {_take_number(tp)}: generation failed: {audio}")
+                    store_raw(cache, tp.track, audio, backend)
+        finally:
+            backend.close()
+
+
+def _take_number(tp: TrackPlan) -> int:
+    return take_of_seed(tp.track.keys.seed) or 0
+
+
+def _render(cache: LocalCache, take: Take, variant: LoadedTrack) -> None:
+    """Find the take's render in the cache, or render its cached raw audio."""
+    rendered = cache.get("render", variant.keys.render)
+    if rendered is None:
+        from .render import render_raw, settings_for
+
+        raw = cache.get("raw", variant.keys.generation)
+        if raw is None:
+            take.action, take.error = "failed", "its raw audio is not in the cache"
+            return
+        rendered = render_raw(cache, raw, settings_for(variant), variant.keys.render, variant.keys.render_inputs)
+    take.files = {name.rsplit(".", 1)[-1]: {"sha256": rendered.digests[name], "bytes": path.stat().st_size}
+                  for name, path in rendered.files.items()}
+    take.duration = float(rendered.info.get("duration", 0.0))
+    take.sample_rate = int(rendered.info.get("sample_rate", 0))
+    take.channels = int(rendered.info.get("channels", 0))
+    take.loop = rendered.info.get("loop")
+    take.loudness = rendered.info.get("loudness")
+
+
+def _write_record(config: ProjectConfig, track: LoadedTrack, takes: list[Take]) -> None:
+    record = {
+        "name": track.spec.name,
+        "spec": rel(config, track.spec.path),
+        "model": track.model.source if not track.model.is_local else rel(config, Path(track.model.source)),
+        "license": track.license,
+        "spec_seconds": track.spec.duration,
+        "auditioned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "takes": [dataclasses.asdict(t) for t in takes],
+    }
+    path = record_path(config, track.spec.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(record, indent=2, sort_keys=True).encode() + b"\n", config.staging_dir)
+
+
+def take_file(config: ProjectConfig, take: dict[str, Any], fmt: str) -> Path | None:
+    """The cached file of a recorded take (verified), or ``None`` when the cache lost it."""
+    entry = LocalCache(config.cache_dir).get("render", take["keys"]["render"])
+    if entry is None:
+        return None
+    return entry.files.get(f"audio.{fmt}")

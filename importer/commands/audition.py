@@ -1,0 +1,79 @@
+"""``trackspec audition``: several takes of one track, to hear before choosing one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import EXIT_CODES, EXIT_OK, add_parser, add_root, model_override, project_root
+
+AUDITION_EPILOG = f"""how it works:
+  Take n has a fixed seed, so `audition NAME` again finds its takes in the cache and
+  costs nothing, and take numbers keep meaning what you heard. Takes are generated
+  together, batch_size at a time, then encoded as the build would (loudness, loop, tags).
+  Nothing in the assets or the index changes; the takes live in the cache and in
+  .trackspec/auditions/NAME.json.
+
+  Listen with `trackspec report` (a page with a player per take), then keep one:
+    trackspec pin NAME TAKE      writes the take's seed into the spec
+    trackspec build              publishes exactly that take, from the cache
+
+  --seconds makes short previews (quicker to generate); pinning a preview means the
+  build generates the full length with that seed.
+
+examples:
+  trackspec audition phase1_calm_improved --takes 4
+  trackspec audition boss_theme --takes 8 --seconds 10 --model models/tiny
+
+{EXIT_CODES}"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = add_parser(sub, "audition", "generate several takes of a track (different seeds) to choose from",
+                        "Generate N takes of one track, each with its own seed, encode them as a build "
+                        "would and keep them in the cache. Assets and index are not touched.",
+                        AUDITION_EPILOG)
+    add_root(parser)
+    parser.add_argument("name", metavar="NAME", help="the track's name (as `trackspec status` lists it)")
+    parser.add_argument("--takes", type=int, default=3, metavar="N", help="how many takes (default 3, at most 32)")
+    parser.add_argument("--seconds", type=float, metavar="S",
+                        help="preview length in seconds (default: the spec's duration)")
+    parser.add_argument("--model", metavar="ID_OR_DIR", help="use this model instead of the spec's "
+                        "(as `build --model`; a pinned take then builds with the same --model)")
+    parser.add_argument("--json", action="store_true", help="print the takes as JSON on stdout")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from ..audition import audition, find_track
+    from ..config import load_config
+    from ..errors import TrackspecError
+    from ..progress import ProgressDisplay
+
+    if args.seconds is not None and not 0 < args.seconds <= 600:
+        raise TrackspecError(f"--seconds must be between 0 and 600, got {args.seconds:g}")
+    config = load_config(project_root(args))
+    track = find_track(config, args.name, model_override(args), Path.cwd())
+    display = ProgressDisplay(enabled=not args.json)
+    takes = audition(config, track, args.takes, args.seconds, progress=display.update,
+                     note=lambda message: print(message, file=sys.stderr))
+    if args.json:
+        print(json.dumps({"name": track.spec.name, "takes": [dataclasses.asdict(t) for t in takes]},
+                         indent=2, sort_keys=True))
+        return EXIT_OK
+    for take in takes:
+        lufs = _lufs(take.loudness)
+        preview = f", {take.seconds:g} s preview" if take.preview else ""
+        print(f"take {take.take}: seed {take.seed}, {take.action}{preview}{lufs}")
+    print(f"listen: trackspec report --open; keep one: trackspec pin {track.spec.name} TAKE", file=sys.stderr)
+    return EXIT_OK
+
+
+def _lufs(loudness: dict | None) -> str:
+    files = (loudness or {}).get("files") or {}
+    readings = [f["integrated"] for f in files.values() if isinstance(f.get("integrated"), (int, float))]
+    return f", {min(readings):.1f} LUFS" if readings else ""

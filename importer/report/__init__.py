@@ -1,0 +1,46 @@
+"""``trackspec report``: a static HTML page to look at and listen to every track.
+
+One ``index.html`` plus ``img/`` and ``audio/`` folders under ``<assets>/.report/``,
+openable from disk with no server and no network: players point at the published files
+by relative path, auditioned takes (which live in the cache) are copied beside the page.
+Images and clips are named by the sha256 of the audio they show, so a report written
+again only draws what changed. Pipeline: ``collect`` (what to show) -> ``media``
+(waveforms, spectrograms, seam clips) -> ``page`` (the HTML).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import ProjectConfig
+from ..plan import Plan
+
+REPORT_DIR = ".report"
+
+
+def report_dir(config: ProjectConfig) -> Path:
+    return config.assets_dir / REPORT_DIR
+
+
+def write_report(config: ProjectConfig, plan: Plan) -> Path:
+    """Write the report of ``plan`` (as `status` sees the repo); return the page's path."""
+    from ..fsutil import atomic_write_bytes
+    from .collect import collect
+    from .media import Media
+    from .page import render_page
+
+    out = report_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    ignore = out / ".gitignore"
+    if not ignore.exists():  # generated: never committed
+        atomic_write_bytes(ignore, b"# written by trackspec report\n*\n")
+    tracks = collect(config, plan)
+    media = Media(out)
+    for track in tracks:
+        media.prepare_track(track)
+        for take in track.takes:
+            media.prepare_take(track, take)
+    page = out / "index.html"
+    atomic_write_bytes(page, render_page(config, tracks).encode("utf-8"))
+    media.remove_unused()
+    return page
