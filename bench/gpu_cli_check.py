@@ -24,13 +24,13 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
-TRACK = "phase1_calm_improved"
+TRACK = "combat"  # auditioned at its full length: the pinned take is restored, not generated
 EXTRA = {"combat": "driving synthwave combat, 140 BPM", "menu": "soft ambient menu pad",
          "credits": "warm nostalgic synth ballad"}
 
 
-def save_small(directory: Path) -> float:
-    """musicgen-small's architecture with random weights, saved as a model directory."""
+def save_random(size: str, directory: Path) -> float:
+    """A random-weight MusicGen of ``size`` (small: musicgen-small's architecture), saved as a model directory."""
     import torch
     from transformers import EncodecFeatureExtractor, MusicgenProcessor
 
@@ -39,7 +39,7 @@ def save_small(directory: Path) -> float:
     from importer.licences import declare_license
 
     start = time.monotonic()
-    model, tokenizer = random_model("small", torch.device("cpu"))
+    model, tokenizer = random_model(size, torch.device("cpu"))
     model.save_pretrained(directory)
     MusicgenProcessor(feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=TINY_SAMPLE_RATE),
                       tokenizer=tokenizer).save_pretrained(directory)
@@ -51,35 +51,38 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--work", type=Path, default=Path("/tmp/gpu-cli"))
+    parser.add_argument("--size", default="small", help="small (default) or tiny (to try the script on a CPU)")
+    parser.add_argument("--seconds", type=float, default=30.0,
+                        help="duration of the extra tracks and of the takes (default 30; the example keeps 60)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(args.work, ignore_errors=True)
-    model, repo = args.work / "musicgen-small-random", args.work / "game"
+    model, repo = args.work / f"musicgen-{args.size}-random", args.work / "game"
     (repo / "track_specs").mkdir(parents=True)
     shutil.copy(PROJECT / "trackspec.toml", repo)
     shutil.copy(PROJECT / "track_specs/phase1_calm.trackspec", repo / "track_specs")
     for name, prompt in EXTRA.items():
-        (repo / "track_specs" / f"{name}.trackspec").write_text(f'prompt = "{prompt}"\nduration = 30\n')
+        (repo / "track_specs" / f"{name}.trackspec").write_text(f'prompt = "{prompt}"\nduration = {args.seconds}\n')
     env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(args.work / "cache"), "TRACKSPEC_MODEL": str(model),
            "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(PROJECT)])}
-    results: dict = {"model_build_s": round(save_small(model), 1), "steps": []}
+    results: dict = {"model_build_s": round(save_random(args.size, model), 1), "steps": []}
 
     def step(label: str, *cli: str) -> dict:
         start = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "importer", *cli], cwd=repo, env=env, capture_output=True,
                               text=True, timeout=540)
         record = {"step": label, "argv": cli, "rc": proc.returncode, "seconds": round(time.monotonic() - start, 2),
-                  "stdout": proc.stdout[-6000:], "stderr": proc.stderr[-3000:]}
+                  "stdout": proc.stdout, "stderr": proc.stderr[-3000:]}
         results["steps"].append(record)
         print(f"{label}: rc {proc.returncode}, {record['seconds']} s", flush=True)
         (args.out / "gpu_cli.json").write_text(json.dumps(results, indent=2))
         return record
 
     doctor = step("doctor", "doctor", "--json")
-    build = step("build: 1 x 60 s + 3 x 30 s, cold", "build", "--json")
+    build = step(f"build: 1 x 60 s + 3 x {args.seconds:g} s, cold", "build", "--json")
     step("build again (no-op)", "build")
-    audition = step("audition: 8 takes x 30 s", "audition", TRACK, "--takes", "8", "--seconds", "30", "--json")
-    again = step("audition again (cache)", "audition", TRACK, "--takes", "8", "--seconds", "30", "--json")
+    audition = step(f"audition: 8 takes x {args.seconds:g} s", "audition", TRACK, "--takes", "8", "--json")
+    again = step("audition again (cache)", "audition", TRACK, "--takes", "8", "--json")
     step("pin take 3", "pin", TRACK, "3", "--json")
     rebuilt = step("build after pin", "build", "--json")
     report = step("report", "report")

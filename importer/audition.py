@@ -170,7 +170,15 @@ def _take_number(tp: TrackPlan) -> int:
 
 
 def _render(cache: LocalCache, take: Take, variant: LoadedTrack) -> None:
-    """Find the take's render in the cache, or render its cached raw audio."""
+    """Find the take's render in the cache, or render its cached raw audio; a failure is the take's."""
+    try:
+        _find_or_render(cache, take, variant)
+    except Exception as exc:  # as in a build: one broken take never stops the others
+        detail = str(exc) if isinstance(exc, TrackspecError) else f"internal error: {type(exc).__name__}: {exc}"
+        take.action, take.error = "failed", detail
+
+
+def _find_or_render(cache: LocalCache, take: Take, variant: LoadedTrack) -> None:
     rendered = cache.get("render", variant.keys.render)
     if rendered is None:
         from .render import render_raw, settings_for

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ffmpeg
-import imageio_ffmpeg
 import numpy as np
 
 from importer import fsutil
@@ -94,9 +93,11 @@ def ffmpeg_exe() -> str:
 
 @functools.cache
 def _bundled_ffmpeg() -> str:
-    try:
+    try:  # imported here: with TRACKSPEC_FFMPEG set, imageio-ffmpeg need not be installed
+        import imageio_ffmpeg
+
         return imageio_ffmpeg.get_ffmpeg_exe()
-    except RuntimeError as exc:
+    except (ImportError, RuntimeError) as exc:
         raise EncodeError(
             f"no ffmpeg binary found ({exc}); reinstall imageio-ffmpeg or set TRACKSPEC_FFMPEG"
         ) from exc

@@ -41,6 +41,8 @@ def pin_take(config: ProjectConfig, name: str, take: int, model_override: str | 
     if chosen is None:
         known = ", ".join(str(t.get("take")) for t in record["takes"])
         raise TrackspecError(f"track '{name}' has no take {take}; its last audition has takes {known}")
+    if chosen.get("error"):
+        raise TrackspecError(f"take {take} of '{name}' failed in its audition ({chosen['error']}); pin another")
     track = find_track(config, name, model_override, override_base)
     seed = int(chosen["seed"])
     write_seed(track.spec.path, seed)

@@ -178,3 +178,15 @@ def test_a_running_daemon_publishes_a_pinned_take_at_once(repo, daemons):
     finally:
         assert daemon.stop() == 0
 
+
+
+def test_a_take_that_cannot_be_encoded_fails_alone_and_cannot_be_pinned(repo):
+    repo.env["TRACKSPEC_FFMPEG"] = str(repo.root / "no-such-ffmpeg")
+    result = repo.run("audition", "boss", "--takes", "2")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stdout.count("FAILED: TRACKSPEC_FFMPEG is") == 2, result.stdout
+    pin = repo.run("pin", "boss", "1", check_rc=1)
+    assert "failed in its audition" in pin.stderr
+    del repo.env["TRACKSPEC_FFMPEG"]  # the raw audio is cached: now the takes only need encoding
+    takes = audition(repo, "--takes", "2")["takes"]
+    assert [t["action"] for t in takes] == ["encoded", "encoded"]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import EXIT_CODES, EXIT_OK, add_parser, add_root, model_override, project_root
+from .common import EXIT_CODES, EXIT_FAILED, EXIT_OK, add_parser, add_root, model_override, project_root
 
 AUDITION_EPILOG = f"""how it works:
   Take n has a fixed seed, so `audition NAME` again finds its takes in the cache and
@@ -61,16 +61,20 @@ def run(args: argparse.Namespace) -> int:
     display = ProgressDisplay(enabled=not args.json)
     takes = audition(config, track, args.takes, args.seconds, progress=display.update,
                      note=lambda message: print(message, file=sys.stderr))
+    code = EXIT_FAILED if any(t.error for t in takes) else EXIT_OK
     if args.json:
         print(json.dumps({"name": track.spec.name, "takes": [dataclasses.asdict(t) for t in takes]},
                          indent=2, sort_keys=True))
-        return EXIT_OK
+        return code
     for take in takes:
+        if take.error:
+            print(f"take {take.take}: seed {take.seed}, FAILED: {take.error}")
+            continue
         lufs = _lufs(take.loudness)
         preview = f", {take.seconds:g} s preview" if take.preview else ""
         print(f"take {take.take}: seed {take.seed}, {take.action}{preview}{lufs}")
     print(f"listen: trackspec report --open; keep one: trackspec pin {track.spec.name} TAKE", file=sys.stderr)
-    return EXIT_OK
+    return code
 
 
 def _lufs(loudness: dict | None) -> str:
