@@ -4,9 +4,11 @@ a running daemon) publishes exactly the pinned take, restored with no generation
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from helpers import assert_index_matches_disk, sha256
@@ -48,8 +50,12 @@ def snapshot(root: Path) -> dict[str, tuple[str, int]]:
             for p in assets.rglob("*") if p.is_file()} if assets.exists() else {}
 
 
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "importer/schemas/audition.schema.json").read_text())
+
+
 def audition(repo, *args: str) -> dict:
     result = repo.run("audition", "boss", "--json", *args, check_rc=0)
+    jsonschema.validate(result.json(), SCHEMA)
     return result.json() | {"imported": result.imported}
 
 

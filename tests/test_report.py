@@ -206,3 +206,14 @@ def test_watch_report_keeps_the_page_current(repo, daemons):  # noqa: F811
         assert 'id="lead"' in page.read_text()
     finally:
         assert daemon.stop() == 0
+
+
+def test_open_hands_the_page_to_the_default_browser(repo, tmp_path):
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "fake-browser"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    browser.chmod(0o755)
+    repo.env["BROWSER"] = f"{browser} %s"  # Python's webbrowser honours $BROWSER, as xdg-open does
+    result = repo.run("report", "--open", check_rc=0)
+    page = Path(result.stdout.strip())
+    assert opened.read_text().strip() == page.as_uri()

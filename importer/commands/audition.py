@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="preview length in seconds (default: the spec's duration)")
     parser.add_argument("--model", metavar="ID_OR_DIR", help="use this model instead of the spec's "
                         "(as `build --model`; a pinned take then builds with the same --model)")
-    parser.add_argument("--json", action="store_true", help="print the takes as JSON on stdout")
+    parser.add_argument("--json", action="store_true", help="print the takes as JSON on stdout (importer/schemas/audition.schema.json)")
     parser.set_defaults(run=run)
 
 
