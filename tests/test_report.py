@@ -217,3 +217,12 @@ def test_open_hands_the_page_to_the_default_browser(repo, tmp_path):
     result = repo.run("report", "--open", check_rc=0)
     page = Path(result.stdout.strip())
     assert opened.read_text().strip() == page.as_uri()
+
+
+def test_a_repo_never_built_gets_a_page_that_says_so(repo):
+    result = repo.run("report", check_rc=0)
+    assert "torch" not in result.imported and "numpy" not in result.imported  # nothing to draw
+    page = Path(result.stdout.strip()).read_text()
+    assert page.count('<span class="state stale">stale</span>') == 2
+    assert page.count("no published audio yet") == 2 and "<audio" not in page
+    assert not (repo.root / "assets/music/.report/img").exists()

@@ -26,7 +26,6 @@ def write_report(config: ProjectConfig, plan: Plan) -> Path:
     """Write the report of ``plan`` (as `status` sees the repo); return the page's path."""
     from ..fsutil import atomic_write_bytes
     from .collect import collect
-    from .media import Media
     from .page import render_page
 
     out = report_dir(config)
@@ -35,12 +34,19 @@ def write_report(config: ProjectConfig, plan: Plan) -> Path:
     if not ignore.exists():  # generated: never committed
         atomic_write_bytes(ignore, b"# written by trackspec report\n*\n")
     tracks = collect(config, plan)
-    media = Media(out)
-    for track in tracks:
-        media.prepare_track(track)
-        for take in track.takes:
-            media.prepare_take(track, take)
+    media = None
+    if any(t.audio is not None or t.takes for t in tracks):  # numpy, matplotlib: only with audio to draw
+        from .media import Media
+
+        media = Media(out)
+        for track in tracks:
+            media.prepare_track(track)
+            for take in track.takes:
+                media.prepare_take(track, take)
     page = out / "index.html"
     atomic_write_bytes(page, render_page(config, tracks).encode("utf-8"))
-    media.remove_unused()
+    for folder in ("img", "audio"):  # what the page no longer shows
+        for path in (out / folder).iterdir() if (out / folder).is_dir() else ():
+            if media is None or path not in media.used:
+                path.unlink(missing_ok=True)
     return page

@@ -48,12 +48,6 @@ class Media:
         audio.src = f"audio/{copy.name}"
         self._draw(audio)
 
-    def remove_unused(self) -> None:
-        for folder in ("img", "audio"):
-            for path in (self.out / folder).iterdir():
-                if path not in self.used:
-                    path.unlink(missing_ok=True)
-
     # ------------------------------------------------------------------ drawing
     def _draw(self, audio: Audio) -> None:
         stem = audio.sha256[:16]
