@@ -112,10 +112,19 @@ def take_track(track: LoadedTrack, take: int, seconds: float | None) -> LoadedTr
     return LoadedTrack(spec, track.model, track_keys(spec, track.model), track.license)
 
 
+#: Generates the raw audio of takes into the cache; returns the errors of those that failed, by take.
+Generator = Callable[[list[TrackPlan]], dict[int, str]]
+
+
 def audition(config: ProjectConfig, track: LoadedTrack, takes: int, seconds: float | None,
              progress: Callable[[str, int, int], None] | None = None,
-             note: Callable[[str], None] = lambda message: None) -> list[Take]:
-    """Make (or find in the cache) ``takes`` takes of ``track``; record and return them."""
+             note: Callable[[str], None] = lambda message: None,
+             generator: Generator | None = None) -> list[Take]:
+    """Make (or find in the cache) ``takes`` takes of ``track``; record and return them.
+
+    ``generator`` makes the missing raw audio: by default a model loaded here; the CLI
+    passes a running daemon's (``watch.requests``), whose model is already loaded.
+    """
     if not 1 <= takes <= MAX_TAKES:
         raise TrackspecError(f"--takes must be between 1 and {MAX_TAKES}, got {takes}")
     cache = LocalCache(config.cache_dir)
@@ -133,18 +142,23 @@ def audition(config: ProjectConfig, track: LoadedTrack, takes: int, seconds: flo
             take.action = "generated"
             to_generate.append(TrackPlan(variant, "generate"))
     if to_generate:
-        _generate(config, cache, to_generate, progress, note)
+        generate = generator or (lambda plans: generate_takes(config, plans, progress, note))
+        for number, error in generate(to_generate).items():
+            results[number - 1].action, results[number - 1].error = "failed", error
     for take, variant in zip(results, variants):
-        _render(cache, take, variant)
+        if take.error is None:
+            _render(cache, take, variant)
     _write_record(config, track, results)
     return results
 
 
-def _generate(config: ProjectConfig, cache: LocalCache, plans: list[TrackPlan],
-              progress: Callable[[str, int, int], None] | None, note: Callable[[str], None]) -> None:
-    """Generate the takes' raw audio, as many per batch as ``batch_size`` allows."""
+def generate_takes(config: ProjectConfig, plans: list[TrackPlan], progress: Callable[[str, int, int], None] | None,
+                   note: Callable[[str], None]) -> dict[int, str]:
+    """Generate the takes' raw audio here, as many per batch as ``batch_size`` allows."""
     from .generate.base import load_backend
 
+    cache = LocalCache(config.cache_dir)
+    failures: dict[int, str] = {}
     for (source, revision), batches in generation_batches(plans, config.batch_size).items():
         start = time.monotonic()
         try:
@@ -159,14 +173,29 @@ def _generate(config: ProjectConfig, cache: LocalCache, plans: list[TrackPlan],
                 audios = backend.generate(requests, progress=progress)
                 for tp, audio in zip(batch, audios):
                     if isinstance(audio, Exception):
-                        raise TrackspecError(f"take {_take_number(tp)}: generation failed: {audio}")
-                    store_raw(cache, tp.track, audio, backend)
+                        failures[_take_number(tp)] = f"generation failed: {audio}"
+                    else:
+                        store_raw(cache, tp.track, audio, backend)
         finally:
             backend.close()
+    return failures
 
 
 def _take_number(tp: TrackPlan) -> int:
     return take_of_seed(tp.track.keys.seed) or 0
+
+
+def take_plans(track: LoadedTrack, numbers: list[int], seconds: float | None) -> list[TrackPlan]:
+    """Generation jobs for takes of ``track``, each named apart ("NAME take N") so that a
+    queue keyed by name (the daemon's) holds them beside the track itself; the keys stay
+    the take's own."""
+    plans = []
+    for number in numbers:
+        variant = take_track(track, number, seconds)
+        named = dataclasses.replace(variant.spec, name=f"{track.spec.name} take {number}")
+        plans.append(TrackPlan(LoadedTrack(named, variant.model, variant.keys, variant.license), "generate",
+                               ["audition"]))
+    return plans
 
 
 def _render(cache: LocalCache, take: Take, variant: LoadedTrack) -> None:

@@ -196,3 +196,24 @@ def test_a_take_that_cannot_be_encoded_fails_alone_and_cannot_be_pinned(repo):
     del repo.env["TRACKSPEC_FFMPEG"]  # the raw audio is cached: now the takes only need encoding
     takes = audition(repo, "--takes", "2")["takes"]
     assert [t["action"] for t in takes] == ["encoded", "encoded"]
+
+
+def test_a_running_daemon_generates_the_takes_with_its_loaded_model(repo, daemons):
+    daemon = daemons(repo)
+    try:
+        first = daemon.finished("boss", ok=True)
+        daemon.wait_for(lambda e: e["event"] == "index_written", after=daemon.events.index(first))
+        published = repo.index()["tracks"]["boss"]
+        mark = daemon.mark()
+        result = repo.run("audition", "boss", "--takes", "2", "--json", check_rc=0)
+        assert "torch" not in result.imported  # the daemon generated them: this process loaded no model
+        takes = result.json()["takes"]
+        assert [t["action"] for t in takes] == ["generated", "generated"]
+        assert {e["name"] for e in daemon.since(mark, "generated")} == {"boss take 1", "boss take 2"}
+        for take in takes:
+            assert sha256(cached_file(repo, take, "ogg")) == take["files"]["ogg"]["sha256"]
+        daemon.quiet_for(1.0)
+        assert repo.index()["tracks"]["boss"] == published  # takes are never published
+        assert list((repo.root / ".trackspec/requests").iterdir()) == []  # request and answer cleaned up
+    finally:
+        assert daemon.stop() == 0

@@ -22,6 +22,9 @@ AUDITION_EPILOG = f"""how it works:
   --seconds makes short previews (quicker to generate); pinning a preview means the
   build generates the full length with that seed.
 
+  With `trackspec watch` running on the repo, the daemon generates the takes on the
+  model it keeps loaded (no second model load); --here generates in this process.
+
 examples:
   trackspec audition phase1_calm_improved --takes 4
   trackspec audition boss_theme --takes 8 --seconds 10 --model models/tiny
@@ -41,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="preview length in seconds (default: the spec's duration)")
     parser.add_argument("--model", metavar="ID_OR_DIR", help="use this model instead of the spec's "
                         "(as `build --model`; a pinned take then builds with the same --model)")
+    parser.add_argument("--here", action="store_true",
+                        help="generate in this process even when a `trackspec watch` runs on the repo "
+                             "(by default the daemon generates, with the model it keeps loaded)")
     parser.add_argument("--json", action="store_true", help="print the takes as JSON on stdout (importer/schemas/audition.schema.json)")
     parser.set_defaults(run=run)
 
@@ -59,8 +65,15 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(project_root(args))
     track = find_track(config, args.name, model_override(args), Path.cwd())
     display = ProgressDisplay(enabled=not args.json)
-    takes = audition(config, track, args.takes, args.seconds, progress=display.update,
-                     note=lambda message: print(message, file=sys.stderr))
+    note = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    generator = None
+    if not args.here:
+        from ..watch.requests import daemon_running
+
+        if daemon_running(config):
+            generator = _via_daemon(config, args, display.update, note)
+    takes = audition(config, track, args.takes, args.seconds, progress=display.update, note=note,
+                     generator=generator)
     code = EXIT_FAILED if any(t.error for t in takes) else EXIT_OK
     if args.json:
         print(json.dumps({"name": track.spec.name, "takes": [dataclasses.asdict(t) for t in takes]},
@@ -75,6 +88,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"take {take.take}: seed {take.seed}, {take.action}{preview}{lufs}")
     print(f"listen: trackspec report --open; keep one: trackspec pin {track.spec.name} TAKE", file=sys.stderr)
     return code
+
+
+def _via_daemon(config, args: argparse.Namespace, progress, note):
+    """A take generator that asks the running daemon (``watch.requests``); if the daemon
+    stops before answering, the takes are generated here after all."""
+    from ..audition import generate_takes, take_of_seed
+    from ..errors import TrackspecError
+    from ..watch.requests import daemon_running, send, wait_for_result
+
+    def generate(plans: list) -> dict[int, str]:
+        numbers = [take_of_seed(tp.track.keys.seed) for tp in plans]
+        request_id = send(config, {"name": args.name, "takes": numbers, "seconds": args.seconds,
+                                   "model": model_override(args), "cwd": str(Path.cwd())})
+        note(f"the running `trackspec watch` generates {len(numbers)} takes with its loaded model "
+             "(its output shows the progress) ...")
+        result = wait_for_result(config, request_id, lambda: daemon_running(config))
+        if result is None:
+            note("the daemon stopped before answering: generating here")
+            return generate_takes(config, plans, progress, note)
+        if "error" in result:
+            raise TrackspecError(result["error"])
+        return {int(take): error for take, error in result["errors"].items()}
+
+    return generate
 
 
 def _lufs(loudness: dict | None) -> str:

@@ -75,6 +75,7 @@ class Daemon:
         self._parsed = ParsedSpecs()
         self._last_queue: tuple[list[str], list[str]] = ([], [])
         self._report_due = options.report  # the first cycle writes it
+        self._auditions: dict[str, list[TrackPlan]] = {}  # request id -> its take jobs (``requests``)
 
     # ------------------------------------------------------------------ life
     def run(self) -> int:
@@ -186,15 +187,54 @@ class Daemon:
             self._show_failure("index", str(exc))
             return
         self._shown_failures.pop("index", None)
+        takes = self._serve_auditions(config)
         with self._jobs_lock:
             current = {tp.track.keys.generation for tp in plan.tracks}
             self._generated = {k: g for k, g in self._generated.items() if k in current}
             pending = [tp for tp in pending if tp.track.keys.generation not in self._failed]
-        self.worker.submit(config, pending)
+        self.worker.submit(config, pending + takes)
         queue = self.worker.snapshot()
         if queue != self._last_queue:
             self._last_queue = queue
             self.reporter.queue(*queue)
+
+    def _serve_auditions(self, config: ProjectConfig) -> list[TrackPlan]:
+        """Take new audition requests, answer finished ones; return the take jobs still to generate.
+
+        Takes go through the worker like tracks (its model stays loaded) but are never
+        published: their keys are in no plan. The CLI that asked encodes them.
+        """
+        from ..audition import find_track, take_of_seed, take_plans
+        from ..cache import LocalCache
+        from .requests import answer, take_requests
+
+        for request_id, request in take_requests(config):
+            try:
+                name = request["name"]
+                track = find_track(config, name, request.get("model"), Path(request.get("cwd") or self.root))
+                self._auditions[request_id] = take_plans(track, [int(n) for n in request["takes"]],
+                                                         request.get("seconds"))
+            except (TrackspecError, KeyError, TypeError, ValueError) as exc:
+                answer(config, request_id, {"error": f"audition request refused: {exc}"})
+                continue
+            self.reporter.note(f"audition of {name}: {len(self._auditions[request_id])} takes queued")
+        cache = LocalCache(config.cache_dir)
+        waiting = []
+        for request_id, plans in list(self._auditions.items()):
+            keys = [tp.track.keys.generation for tp in plans]
+            with self._jobs_lock:
+                errors = {take_of_seed(tp.track.keys.seed): self._failed[k] for tp, k in zip(plans, keys)
+                          if k in self._failed}
+            left = [tp for tp, k in zip(plans, keys) if k not in self._failed and not cache.has("raw", k)]
+            if left:
+                waiting += left
+                continue
+            answer(config, request_id, {"errors": errors})
+            del self._auditions[request_id]
+            with self._jobs_lock:  # an audition may try a failed take again
+                for key in keys:
+                    self._failed.pop(key, None)
+        return waiting
 
     def _write_report(self, config: ProjectConfig, state: State) -> None:
         """Rewrite the HTML report from a fresh plan (stat only: the cycle just brought it up to date)."""

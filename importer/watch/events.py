@@ -17,6 +17,7 @@ from typing import Callable
 
 from ..config import CONFIG_NAME, ProjectConfig
 from ..spec import SPEC_SUFFIX
+from .requests import is_request
 
 #: Event types that never mean content changed.
 _IGNORED_TYPES = {"opened", "closed_no_write"}
@@ -25,6 +26,8 @@ _IGNORED_TYPES = {"opened", "closed_no_write"}
 def is_relevant(config: ProjectConfig, path: str, is_directory: bool) -> bool:
     """Could a change at ``path`` change the build? Mirrors ``discover_specs``' rules."""
     p = Path(os.path.abspath(path))
+    if not is_directory and is_request(config, p):
+        return True  # `trackspec audition` asking for takes (``watch.requests``)
     if not is_directory and p.name == CONFIG_NAME:
         return p.parent == config.root
     if not is_directory and (not p.name.endswith(SPEC_SUFFIX) or p.name.startswith(".")):
