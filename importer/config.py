@@ -18,6 +18,8 @@ from .spec import builtin_defaults, check_table, merge
 from .tomlsource import TomlDocument, read_toml
 
 WORKERS_ENV = "TRACKSPEC_ENCODE_WORKERS"
+#: Overrides ``[cache.remote] push`` (``true``/``false``): set on CI or the build farm.
+REMOTE_PUSH_ENV = "TRACKSPEC_REMOTE_PUSH"
 #: "auto" renders on this many threads at most: each drives one ffmpeg process (about
 #: one core), and beyond a few the disk and the GPU's output rate are the limit anyway.
 MAX_AUTO_WORKERS = 8
@@ -214,7 +216,15 @@ def _cache_table(doc: TomlDocument) -> tuple[dict[str, Any], Any]:
     if "url" not in values["remote"]:
         raise ConfigError(doc.locate("cache", "remote"), "missing required field url (s3://bucket/prefix)",
                           "cache.remote.url")
-    return data, RemoteSettings.from_values(values["remote"])
+    remote_values = values["remote"]
+    push_env = os.environ.get(REMOTE_PUSH_ENV)
+    if push_env:  # CI pushes, developers' machines (the committed file) do not
+        flag = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(push_env.lower())
+        if flag is None:
+            raise ConfigError(Location(Path(f"environment variable {REMOTE_PUSH_ENV}")),
+                              f"{push_env!r} is not allowed; use true or false (or 1, 0)")
+        remote_values = {**remote_values, "push": flag}
+    return data, RemoteSettings.from_values(remote_values)
 
 
 def _encode_workers(configured: str | int) -> int:
