@@ -88,8 +88,8 @@ def main() -> None:
             start = time.perf_counter()
             built = subprocess.run([*CLI, "build", "-q"], cwd=farm, env=farm_env, capture_output=True, text=True)
             assert built.returncode == 0, built.stderr
-            print(f"farm: generated and pushed {args.tracks} tracks in {time.perf_counter() - start:.1f} s "
-                  f"({built.stderr.strip().splitlines()[-2] if built.stderr.strip() else ''})")
+            print(f"farm: generated and pushed {args.tracks} tracks in {time.perf_counter() - start:.1f} s",
+                  flush=True)
             dev, dev_env = checkout(tmp, "dev", model, server, bucket, False, args.tracks)
 
             reset(dev, dev_env, keep_cache=False)  # the check run: every track from the team cache, no torch

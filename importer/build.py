@@ -247,7 +247,9 @@ class Executor:
         pending = self.run_quick()
         if pending:
             self._generate_all(pending)
-        self.push_remote()
+        if self.remote is not None:
+            self.flush_index()  # the engine sees the build's result before any upload
+            self.push_remote()
         return self.finish()
 
     def run_quick(self) -> list[TrackPlan]:

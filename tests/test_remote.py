@@ -328,3 +328,23 @@ def test_remote_config_errors_name_file_and_field(game_repo):
     assert doctor.json()["cache_dir"] == str((game_repo.root / "local-cache").resolve())
     remote = {c["name"]: c for c in doctor.json()["checks"]}["remote"]
     assert remote["status"] == "fail" and "unreachable" in remote["message"] and down in remote["message"]
+
+
+def test_watch_daemon_restores_from_the_team_cache(tmp_path, s3, bucket, tiny_model):
+    from test_watch import WatchProcess
+
+    farm = make_repo(tmp_path, "farm", s3, bucket, tiny_model, push=True, tracks=1)
+    farm.run("build", check_rc=0)
+    dev = make_repo(tmp_path, "dev", s3, bucket, tiny_model, identity="ro", tracks=1)
+    daemon = WatchProcess(dev)
+    try:
+        event = daemon.finished("track0")
+        assert event["ok"] and event["action"] == "restore", daemon.log()
+        daemon.quiet_for(0.5)
+        assert daemon.since(0, "generated") == []
+        assert daemon.stop() == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
+    assert digests(dev) == digests(farm)
