@@ -261,6 +261,16 @@ def test_conditional_create_under_many_writers_and_multipart(tmp_path, s3, bucke
     assert fetched.files["audio.f32"].read_bytes() == entry.files["audio.f32"].read_bytes()
     assert tier.fetch("render", "cd" * 32, fresh) is None
 
+    # a multipart upload is conditional too: the second writer's completion is refused (412)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_bytes(os.urandom(11 * 1024**2))
+    second.write_bytes(os.urandom(11 * 1024**2))
+    assert tier.store.put_if_absent("x/big", first) is True
+    assert tier.store.put_if_absent("x/big", second) is False
+    assert tier.store.get_bytes("x/big") == first.read_bytes()
+    etag = s3.client().head_object(Bucket=bucket, Key="p/x/big")["ETag"]
+    assert etag.strip('"').endswith("-3")  # three parts: it did go up as a multipart upload
+
 
 # ------------------------------------------------------------------ commands and config
 
