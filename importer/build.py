@@ -85,6 +85,8 @@ class BuildOptions:
     #: When the build began (before the project was read): files changed within a second
     #: of it are not trusted by the no-op record (``fastpath``).
     started_ns: int = field(default_factory=time.time_ns)
+    #: Team cache failures fail the build (CI) instead of one warning and a local build.
+    require_remote: bool = False
 
 
 def repo_lock(config: ProjectConfig, reporter: Reporter, wait: bool):
@@ -116,7 +118,8 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) 
             plan = make_plan(config, options, state)
             noop = is_noop(plan)
             sweep_leftovers(config, plan)
-            report = Executor(config, plan, state, reporter, options.index_flush_seconds).run()
+            report = Executor(config, plan, state, reporter, options.index_flush_seconds,
+                              remote_session(config, options.require_remote)).run()
             if noop and report.ok:
                 record_noop(config, options, plan)
             return report
@@ -143,6 +146,15 @@ def record_noop(config: ProjectConfig, options: BuildOptions, plan: Plan) -> Non
         log.debug("no-op record not written: %s", why_not)
     else:
         log.debug("no-op record written: the next build checks %d specs by stat alone", len(plan.tracks))
+
+
+def remote_session(config: ProjectConfig, require: bool = False):
+    """The team cache session of a build (``None`` without ``[cache.remote]``); opens nothing yet."""
+    if config.remote is None:
+        return None
+    from .remote.session import RemoteSession
+
+    return RemoteSession(config.remote, LocalCache(config.cache_dir), require)
 
 
 def inspect_plan(config: ProjectConfig, options: BuildOptions) -> Plan:
@@ -217,8 +229,10 @@ class Executor:
     """
 
     def __init__(self, config: ProjectConfig, plan: Plan, state: State, reporter: Reporter,
-                 index_flush_seconds: float | None = 0.5):
+                 index_flush_seconds: float | None = 0.5, remote: Any = None):
         self.config = config
+        #: The team cache (``remote.session.RemoteSession``), consulted on local misses only.
+        self.remote = remote
         self.plan = plan
         self.state = state
         self.reporter = reporter
@@ -233,6 +247,9 @@ class Executor:
         pending = self.run_quick()
         if pending:
             self._generate_all(pending)
+        if self.remote is not None:
+            self.flush_index()  # the engine sees the build's result before any upload
+            self.push_remote()
         return self.finish()
 
     def run_quick(self) -> list[TrackPlan]:
@@ -248,13 +265,61 @@ class Executor:
         for tp in by_action.get("index", []):
             self._run_one(tp, self._update_index_only)
         pending_generation = list(by_action.get("generate", []))
-        cached = by_action.get("restore", []) + by_action.get("encode", [])
+        from_remote = self._fetch_remote(pending_generation)
+        fetched_ids = {id(tp) for tp in from_remote}
+        pending_generation = [tp for tp in pending_generation if id(tp) not in fetched_ids]
+        cached = by_action.get("restore", []) + by_action.get("encode", []) + from_remote
         pending_generation += self._restore_or_encode_all(cached)
         # After restores, so a renamed track could still restore from its old name's files.
         for removal in self.plan.removals:
             self._remove(removal.name, removal.entry, removal.reason)
         self.flush_index()
         return pending_generation
+
+    def _fetch_remote(self, plans: list[TrackPlan]) -> list[TrackPlan]:
+        """Local misses looked up in the team cache: renders first, then raw audio for the rest.
+
+        Found entries are verified into the local cache; returns the tracks that now
+        restore (or re-encode) instead of generating.
+        """
+        if self.remote is None or not plans:
+            return []
+        renders = self.remote.fetch_many(("render", tp.track.keys.render) for tp in plans)
+        rest = [tp for tp in plans if ("render", tp.track.keys.render) not in renders]
+        raws = self.remote.fetch_many(("raw", tp.track.keys.generation) for tp in rest)
+        found = []
+        for tp in plans:
+            if ("render", tp.track.keys.render) in renders:
+                tp.action = "restore"
+            elif ("raw", tp.track.keys.generation) in raws:
+                tp.action = "encode"
+            else:
+                continue
+            tp.reasons.append("from the team cache")
+            found.append(tp)
+        if found:
+            self.reporter.note(f"team cache: {len(renders) + len(raws)} entries fetched from {self.remote.url}")
+        return found
+
+    def push_remote(self) -> None:
+        """After the build, upload what it generated or encoded (``push = true`` only).
+
+        Raw audio and render of each such track that built go up; restored entries came
+        from a cache that is already shared, or not (``cache push --all`` uploads the rest).
+        """
+        if self.remote is None or not self.remote.settings.push:
+            return
+        by_name = {tp.name: tp for tp in self.plan.tracks}
+        items: list[tuple[str, str]] = []
+        for result in self.results:
+            tp = by_name.get(result.name or "")
+            if tp is None or not result.ok or result.action not in ("generate", "encode"):
+                continue  # (raw audio fetched from the store costs one HEAD request to skip)
+            items += [("raw", tp.track.keys.generation), ("render", tp.track.keys.render)]
+        items += list(self.remote.corrupt)  # repaired even when the track restored from elsewhere
+        pushed = self.remote.push_many(items)
+        if pushed:
+            self.reporter.note(f"team cache: {pushed} entries pushed to {self.remote.url}")
 
     def finish(self) -> BuildReport:
         self.flush_index()

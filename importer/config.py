@@ -18,6 +18,8 @@ from .spec import builtin_defaults, check_table, merge
 from .tomlsource import TomlDocument, read_toml
 
 WORKERS_ENV = "TRACKSPEC_ENCODE_WORKERS"
+#: Overrides ``[cache.remote] push`` (``true``/``false``): set on CI or the build farm.
+REMOTE_PUSH_ENV = "TRACKSPEC_REMOTE_PUSH"
 #: "auto" renders on this many threads at most: each drives one ffmpeg process (about
 #: one core), and beyond a few the disk and the GPU's output rate are the limit anyway.
 MAX_AUTO_WORKERS = 8
@@ -69,6 +71,12 @@ PROJECT_FIELDS: dict[str, Field] = {
 }
 
 
+#: ``[cache]`` as a table: ``dir`` (what ``cache = "..."`` sets) and the ``[cache.remote]`` tier.
+CACHE_TABLE_FIELDS: dict[str, Field] = {
+    "dir": Field(text(required=True), None, "cache folder; default: the user cache dir"),
+}
+
+
 @dataclass(frozen=True)
 class ProjectConfig:
     """The validated project: absolute paths, defaults merged for specs."""
@@ -93,6 +101,8 @@ class ProjectConfig:
     #: (path as configured, joined to the root; that path resolved) for every folder and
     #: file setting: a symlink retargeted later changes what the settings mean.
     resolved_from: tuple[tuple[str, str], ...] = ()
+    #: The team cache tier under the local cache (``[cache.remote]``); ``None``: local only.
+    remote: Any = None
 
     @property
     def staging_dir(self) -> Path:
@@ -137,12 +147,15 @@ def load_config(root: Path) -> ProjectConfig:
     if not path.is_file():
         raise ProjectNotFound(f"{root} has no {CONFIG_NAME}; run `trackspec init` there first")
     doc = read_toml(path, ConfigError)
-    values = check_table(doc, doc.data, PROJECT_FIELDS, (), ConfigError, free_tables=("defaults",))
+    data, remote = _cache_table(doc)
+    values = check_table(doc, data, PROJECT_FIELDS, (), ConfigError, free_tables=("defaults",))
     default_fields = {k: f for k, f in TOP_FIELDS.items() if k != "name"}
     spec_defaults_own = check_table(doc, values.get("defaults", {}), default_fields, ("defaults",),
                                     ConfigError, TABLES, FREE_TABLES)
     settings = {k: f.default for k, f in PROJECT_FIELDS.items()}
     settings.update({k: v for k, v in values.items() if k != "defaults"})
+    if isinstance(doc.data.get("cache"), dict):
+        settings["cache"] = doc.data["cache"].get("dir")
 
     resolved_from: list[tuple[str, str]] = []
     assets = _inside(root, root / settings["assets"], doc, "assets", resolved_from)
@@ -178,7 +191,40 @@ def load_config(root: Path) -> ProjectConfig:
         spec_defaults=merge(builtin_defaults(), spec_defaults_own),
         digest=sha256_bytes(doc.text.encode()),
         resolved_from=tuple(resolved_from),
+        remote=remote,
     )
+
+
+def _cache_table(doc: TomlDocument) -> tuple[dict[str, Any], Any]:
+    """Split off a ``[cache]`` table (``dir`` and ``[cache.remote]``), validated with file and
+    field in every error; ``cache = "folder"`` stays a plain setting. Returns (the other
+    settings, the remote tier's ``RemoteSettings`` or ``None``)."""
+    from .remote.settings import REMOTE_FIELDS, SECRET_HINT, SECRET_KEYS, RemoteSettings
+
+    table = doc.data.get("cache")
+    if not isinstance(table, dict):
+        return doc.data, None
+    data = {k: v for k, v in doc.data.items() if k != "cache"}
+    remote = table.get("remote")
+    if isinstance(remote, dict):
+        for key in remote:
+            if key.lower() in SECRET_KEYS:
+                raise ConfigError(doc.locate("cache", "remote", key), SECRET_HINT, f"cache.remote.{key}")
+    values = check_table(doc, table, CACHE_TABLE_FIELDS, ("cache",), ConfigError, {"remote": REMOTE_FIELDS})
+    if "remote" not in values:
+        return data, None
+    if "url" not in values["remote"]:
+        raise ConfigError(doc.locate("cache", "remote"), "missing required field url (s3://bucket/prefix)",
+                          "cache.remote.url")
+    remote_values = values["remote"]
+    push_env = os.environ.get(REMOTE_PUSH_ENV)
+    if push_env:  # CI pushes, developers' machines (the committed file) do not
+        flag = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(push_env.lower())
+        if flag is None:
+            raise ConfigError(Location(Path(f"environment variable {REMOTE_PUSH_ENV}")),
+                              f"{push_env!r} is not allowed; use true or false (or 1, 0)")
+        remote_values = {**remote_values, "push": flag}
+    return data, RemoteSettings.from_values(remote_values)
 
 
 def _encode_workers(configured: str | int) -> int:

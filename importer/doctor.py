@@ -49,6 +49,8 @@ class Context:
     config_error: str | None = None
     spec_errors: list[str] = field(default_factory=list)
     spec_count: int = 0
+    #: The team cache settings (``[cache.remote]``), if the repo has one.
+    remote: Any = None
 
 
 # --------------------------------------------------------------------------- context
@@ -78,7 +80,7 @@ def build_context(root: Path | None, explicit_root: bool, model_override: str | 
     except TrackspecError as exc:  # an invalid trackspec.toml: report it, check the rest
         return Context(root.resolve(), fallback_cache, root.resolve() / ".trackspec", "auto",
                        _override_models(model_override), config_error=str(exc))
-    ctx = Context(config.root, config.cache_dir, config.state_dir, config.device, {})
+    ctx = Context(config.root, config.cache_dir, config.state_dir, config.device, {}, remote=config.remote)
     _collect_models(ctx, config, model_override)
     return ctx
 
@@ -313,8 +315,44 @@ def _lock_held(path: Path) -> bool:
     return False
 
 
+def check_remote(ctx: Context) -> list[Check]:
+    """The team cache: reachable with these credentials, and writable when ``push = true``
+    (a probe object is created and deleted). Skipped without ``[cache.remote]``."""
+    if ctx.remote is None:
+        return []
+    from .remote.session import open_tier
+    from .remote.store import StoreError
+
+    settings = ctx.remote
+    details: dict[str, Any] = {"url": settings.url, "endpoint_url": settings.endpoint_url, "push": settings.push}
+    creds = "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), endpoint_url and url"
+    try:
+        tier = open_tier(settings)
+        entries = tier.check_read()
+    except StoreError as exc:
+        hint = "pip install 'trackspec[remote]'" if "not installed" in str(exc) else creds
+        return [Check("remote", "fail", f"team cache {settings.url}: {exc}; builds warn and generate locally",
+                      hint, {**details, "cause": exc.cause})]
+    checks = [Check("remote", "ok", f"team cache {settings.url} reachable, {entries} entries"
+                    + (f" ({settings.endpoint_url})" if settings.endpoint_url else ""),
+                    details={**details, "entries": entries})]
+    if settings.push:
+        try:
+            tier.check_write()
+        except StoreError as exc:
+            what = "permission error: these credentials may not write" if exc.cause == "denied" else "cannot write"
+            checks.append(Check("remote_write", "fail", f"{what} to {settings.url} but push = true ({exc}); "
+                                "builds warn and push nothing",
+                                "use credentials with write access where builds should push (CI, build farm), "
+                                "or set push = false in [cache.remote]", {**details, "cause": exc.cause}))
+        else:
+            checks.append(Check("remote_write", "ok", f"push = true: {settings.url} is writable",
+                                details=details))
+    return checks
+
+
 CHECKS: list[Callable[[Context], list[Check]]] = [
-    check_project, check_ffmpeg, check_torch, check_model, check_cache, check_locks,
+    check_project, check_ffmpeg, check_torch, check_model, check_cache, check_locks, check_remote,
 ]
 
 

@@ -22,7 +22,8 @@ _CLI_WRAPPER = textwrap.dedent("""
         code = main(sys.argv[1:])
     except SystemExit as exc:
         code = exc.code
-    heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'numpy', 'soxr'})
+    heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'numpy', 'soxr',
+                                                          'boto3', 'botocore', 'obstore'})
     with open(os.environ['TRACKSPEC_TEST_IMPORTS'], 'w') as fh:
         json.dump(heavy, fh)
     sys.exit(code)

@@ -33,11 +33,16 @@ BUILD_EPILOG = f"""what build does, per track:
 The index (default assets/music/index.json) is rewritten atomically after each track.
 Outputs land in <assets>/<genre>/<name>.<ext>.
 
+With a team cache ([cache.remote] in trackspec.toml), a track the local cache lacks is
+looked up there first (verified, then restored); with push = true, what the build
+generated goes up afterwards. A team cache failure is one warning and a local build,
+or exit 1 with --require-remote.
+
 {EXIT_CODES}"""
 
 #: build's options without a value, and with one, spelled out as ``build --help`` shows them.
 _FLAGS = {"--check": "check", "--json": "json", "--no-wait": "no_wait", "-q": "quiet", "--quiet": "quiet",
-          "-v": "verbose", "--verbose": "verbose"}
+          "-v": "verbose", "--verbose": "verbose", "--require-remote": "require_remote"}
 _VALUED = {"--root": "root", "--model": "model"}
 
 
@@ -54,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     build.add_argument("--no-wait", action="store_true",
                        help="exit 3 instead of waiting when another trackspec process holds the lock")
+    build.add_argument("--require-remote", action="store_true",
+                       help="team cache ([cache.remote]) failures fail the build (exit 1, naming the cause) "
+                            "instead of one warning and a local build: for CI")
     build.add_argument("-q", "--quiet", action="store_true", help="print only failures and the summary")
     build.add_argument("-v", "--verbose", action="store_true", help="log details (cache decisions, tracebacks)")
     build.set_defaults(run=run, run_if_noop=run_if_noop)
@@ -96,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from ..console import TextReporter
 
     options = BuildOptions(model_override=model_override(args), override_base=Path.cwd(), check=args.check,
-                           wait_for_lock=not args.no_wait)
+                           wait_for_lock=not args.no_wait, require_remote=args.require_remote)
     config = load_config(project_root(args))
     reporter = TextReporter(quiet=args.quiet, json_mode=args.json)
     report = run_build(config, options, reporter)

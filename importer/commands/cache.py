@@ -1,8 +1,10 @@
-"""``trackspec cache``: list, verify, shrink (LRU) or empty the local cache."""
+"""``trackspec cache``: list, verify, shrink (LRU) or empty the local cache; push to and pull
+from the team cache (``[cache.remote]``)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .common import EXIT_CODES, EXIT_FAILED, EXIT_OK, add_parser, add_root
 
@@ -19,8 +21,15 @@ importer/schemas/cache-ls.schema.json.
 Removing is safe while builds run: an entry is renamed away whole, then deleted; a build
 that needs it again regenerates or re-encodes it. Staging folders of live processes stay.
 
+team cache ([cache.remote] in trackspec.toml): `cache ls --remote` lists its entries (same
+--json shape, cache_dir is the s3:// URL); `cache push` uploads local entries it lacks
+(conditional creates: nothing there is overwritten), `cache pull` downloads and verifies
+entries into the local cache: --all, or the raw audio and render of each TRACK named.
+Credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE).
+
 {EXIT_CODES}
-  (cache verify exits 1 when it found and removed a corrupt entry)"""
+  (cache verify exits 1 when it found and removed a corrupt entry; push, pull and
+  ls --remote exit 1 when the team cache fails, or pull found a corrupt entry)"""
 
 SIZE_HELP = ("bytes, or a number with a unit: K M G T (or KiB MiB GiB TiB) = powers of 1024, "
              "KB MB GB TB = powers of 1000; e.g. 500M, 2G, 1.5GiB")
@@ -48,6 +57,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     for action in (ls, verify, gc, clear):
         add_root(action)
         action.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    ls.add_argument("--remote", action="store_true", help="list the team cache ([cache.remote]) instead")
+    push = add_parser(actions, "push", "upload local entries to the team cache (--all, or TRACK...)",
+                      "Upload local cache entries the team cache lacks: every entry (--all), or the raw audio "
+                      "and render of each TRACK named.")
+    push.set_defaults(run=run_push)
+    pull = add_parser(actions, "pull", "download entries from the team cache (--all, or TRACK...)",
+                      "Download and verify team cache entries into the local cache: every entry (--all), or "
+                      "the raw audio and render of each TRACK named. `build` restores from them.")
+    pull.set_defaults(run=run_pull)
+    for action in (push, pull):
+        add_root(action)
+        action.add_argument("--all", action="store_true", help="every entry")
+        action.add_argument("tracks", nargs="*", metavar="TRACK", help="track names")
+        action.add_argument("--model", metavar="ID_OR_DIR",
+                            help="the tracks' keys as built with this model (as build --model). Env: TRACKSPEC_MODEL")
 
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4,
@@ -141,8 +165,16 @@ def _total_line(entries: list, folder) -> str:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    cache, folder = _cache(args)
-    entries = cache.entries()
+    if args.remote:
+        _, session = _remote(args)
+        folder = session.url
+        try:
+            entries = session.tier().entries()
+        except _store_error() as exc:
+            raise _remote_error(session, exc, "listing") from None
+    else:
+        cache, folder = _cache(args)
+        entries = cache.entries()
     if args.json:
         _emit_json("ls", folder, entries, [])
         return EXIT_OK
@@ -201,3 +233,95 @@ def run_clear(args: argparse.Namespace) -> int:
     print(f"removed {len(removed)} entries, freed {human_bytes(sum(r.entry.bytes for r in removed))} "
           f"from {folder}")
     return EXIT_OK
+
+
+# ---------------------------------------------------------------- team cache
+def _remote(args: argparse.Namespace):
+    """(config, a RemoteSession that raises on failure) for the repo; exit 2 without [cache.remote]."""
+    from pathlib import Path
+
+    from ..cache import LocalCache
+    from ..config import find_root, load_config
+    from ..errors import ConfigError, Location
+    from ..remote.session import RemoteSession
+
+    config = load_config(args.root.resolve() if args.root else find_root(Path.cwd()))
+    if config.remote is None:
+        raise ConfigError(Location(config.config_path), "no team cache configured: add [cache.remote] with "
+                          "url = \"s3://bucket/prefix\" (see README, Team cache)", "cache.remote")
+    return config, RemoteSession(config.remote, LocalCache(config.cache_dir), require=True)
+
+
+def _store_error():
+    from ..remote.store import StoreError
+
+    return StoreError
+
+
+def _remote_error(session, exc, doing: str):
+    from ..remote.session import RemoteError
+
+    return RemoteError(session.describe(exc, doing))
+
+
+def _track_items(args: argparse.Namespace, config) -> list[tuple[str, str]]:
+    """(kind, key) of the raw audio and render of each track named (exit 2 for an unknown name)."""
+    from ..errors import ConfigError, Location
+    from ..plan import load_tracks
+    from ..state import State
+    from .common import model_override
+
+    loaded, _ = load_tracks(config, State(config.state_dir / "state.json"), model_override(args),
+                            Path.cwd())
+    by_name = {t.spec.name: t for t in loaded}
+    unknown = [name for name in args.tracks if name not in by_name]
+    if unknown:
+        raise ConfigError(Location(config.config_path), f"no valid spec defines track(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(by_name)) or 'none'}")
+    items = []
+    for name in args.tracks:
+        keys = by_name[name].keys
+        items += [("raw", keys.generation), ("render", keys.render)]
+    return items
+
+
+def _which(args: argparse.Namespace) -> None:
+    if bool(args.all) == bool(args.tracks):
+        raise _usage("give --all or one or more TRACK names (not both)")
+
+
+def _usage(message: str):
+    from ..errors import ConfigError, Location
+
+    return ConfigError(Location(Path("trackspec cache")), message)
+
+
+def run_push(args: argparse.Namespace) -> int:
+    _which(args)
+    config, session = _remote(args)
+    if args.all:
+        items = [(e.kind, e.key) for e in session.cache.entries()]
+    else:
+        items = [(k, key) for k, key in _track_items(args, config) if session.cache.has(k, key)]
+    pushed = session.push_many(items)
+    print(f"pushed {pushed} of {len(items)} local entries to {session.url} "
+          f"({len(items) - pushed} already there or gone locally)")
+    return EXIT_OK
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    _which(args)
+    config, session = _remote(args)
+    if args.all:
+        try:
+            items = [(e.kind, e.key) for e in session.tier().entries()]
+        except _store_error() as exc:
+            raise _remote_error(session, exc, "listing") from None
+    else:
+        items = _track_items(args, config)
+    wanted = [(k, key) for k, key in items if not session.cache.has(k, key)]
+    found = session.fetch_many(wanted)
+    print(f"pulled {len(found)} entries from {session.url} into {config.cache_dir} "
+          f"({len(items) - len(wanted)} already local, {len(wanted) - len(found) - len(session.corrupt)} "
+          f"not in the team cache, {len(session.corrupt)} corrupt)")
+    return EXIT_FAILED if session.corrupt else EXIT_OK

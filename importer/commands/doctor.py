@@ -16,6 +16,8 @@ DOCTOR_EPILOG = f"""what it checks (one line each: OK, WARN or FAIL, with what t
   cache, disk   the cache folder is writable; free space (WARN under 2 GiB)
   repo_lock     whether another trackspec process holds this repo's lock
   watch         whether a `trackspec watch` daemon runs on this repo
+  remote        with [cache.remote]: the team cache answers with these credentials
+  remote_write  with push = true: a probe object can be written (and is deleted)
 
 --json prints {{schema_version, ok, root, cache_dir, counts, checks: [{{name, status,
 message, hint, details}}]}} (importer/schemas/doctor.schema.json).

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..build import BuildOptions, Executor, Reporter, TrackResult, make_plan, sweep_leftovers
+from ..build import (BuildOptions, Executor, Reporter, TrackResult, make_plan, remote_session,
+                     sweep_leftovers)
 from ..config import ProjectConfig, load_config
 from ..errors import TrackspecError
 from ..plan import ParsedSpecs, Plan, TrackPlan, rel
@@ -175,7 +176,7 @@ class Daemon:
                         sweep_leftovers(config, plan)
                         self._first_cycle = False
                     executor = Executor(config, plan, state, _CycleReporter(self, plan),
-                                        index_flush_seconds=None)
+                                        index_flush_seconds=None, remote=remote_session(config))
                     pending = executor.run_quick()
                     if self.options.report and (self._report_due or any(r.action != "fresh" for r in executor.results)):
                         self._write_report(config, state)
