@@ -1,0 +1,90 @@
+"""A damaged cache entry is found on restore every time, logged, rebuilt and removed.
+
+Real builds fill the cache; the test damages entries on disk, deletes the assets so the
+next build must restore from the cache, and checks through the CLI: the build exits 0,
+names the corrupt entry on stderr, publishes exactly the original files again, and the
+damaged entry is gone (the entry now on disk verifies).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from faults import Project, build
+from importer.cache import LocalCache
+from invariants import TALLY, check_complete
+
+
+def _zero(d: Path) -> None:
+    (d / _payload(d)).write_bytes(b"")
+
+
+def _truncate(d: Path) -> None:
+    path = d / _payload(d)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip(d: Path) -> None:
+    path = d / _payload(d)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def _manifest_missing(d: Path) -> None:
+    (d / "manifest.json").unlink()
+
+
+def _payload(d: Path) -> str:
+    return sorted(p.name for p in d.iterdir() if p.name != "manifest.json")[0]
+
+
+CASES = {"zero-byte": _zero, "truncated": _truncate, "flipped-byte": _flip,
+         "manifest-missing": _manifest_missing, "other-entrys-content": None}
+
+
+def _entries(repo, kind: str) -> dict[str, Path]:
+    """Track name -> its cache entry of ``kind`` (from the keys the index records)."""
+    cache = LocalCache(repo.cache)
+    keys = {n: t["keys"]["generation" if kind == "raw" else "render"] for n, t in repo.index()["tracks"].items()}
+    return {n: cache.entry_dir(kind, k) for n, k in keys.items()}
+
+
+@pytest.mark.parametrize("kinds", [("render",), ("render", "raw")], ids=["render", "render+raw"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_corrupt_entry_detected_logged_rebuilt_removed(repo, case, kinds):
+    project = Project(repo)
+    project.write()
+    assert build(repo).returncode == 0
+    original = check_complete(repo.root)
+    victim, donor = "alpha", "beta"
+    for kind in kinds:
+        entries = _entries(repo, kind)
+        if CASES[case] is None:  # the whole entry replaced by another entry's files and manifest
+            shutil.rmtree(entries[victim])
+            shutil.copytree(entries[donor], entries[victim])
+        else:
+            CASES[case](entries[victim])
+    shutil.rmtree(repo.root / "assets/music/synthwave")  # the next build must restore
+    TALLY.trial()
+
+    proc = build(repo, "--json")
+    assert proc.returncode == 0, proc.stderr
+    actions = {t["name"]: t["action"] for t in json.loads(proc.stdout)["tracks"]}
+    logged = [line for line in proc.stderr.splitlines() if "is corrupt" in line]
+    assert len(logged) == len(kinds), proc.stderr  # each damaged entry named once
+    assert all(f"entry {_entries(repo, k)[victim].name[:12]}" in proc.stderr for k in kinds)
+    assert actions[victim] == ("generate" if "raw" in kinds else "encode")
+    assert actions[donor] == actions["gamma"] == "restore"
+    assert check_complete(repo.root, decode=True) == original  # the very same files again
+    cache = LocalCache(repo.cache)
+    for kind in kinds:  # the damaged entry was replaced by a whole, verifying one
+        entry = _entries(repo, kind)[victim]
+        assert json.loads((entry / "manifest.json").read_text())["key"] == entry.name
+        assert cache.verify(kind, entry.name) is None
+    assert LocalCache(repo.cache).verify_all() == []
+    TALLY.survived()
