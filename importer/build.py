@@ -382,7 +382,8 @@ class Executor:
                 except Exception as exc:  # a broken model fails its tracks, not the build
                     message = model_load_error(source, exc)
                     for tp in (tp for batch in batches for tp in batch):
-                        queue.add(None, lambda tp=tp: self._finish(self._result(tp, start, error=message)))
+                        error = f"{model_field(self.config, tp.track)}: {message}"
+                        queue.add(None, lambda tp=tp, e=error: self._finish(self._result(tp, start, error=e)))
                     continue
                 self.reporter.note(f"model loaded: {backend.description} ({time.monotonic() - start:.1f} s)")
                 try:
@@ -569,6 +570,14 @@ def generation_request(tp: TrackPlan) -> GenerationRequest:
                              temperature=spec.temperature, top_k=spec.top_k, top_p=spec.top_p,
                              guidance_scale=spec.guidance_scale, window=spec.window,
                              window_stride=spec.window_stride)
+
+
+def model_field(config: ProjectConfig, track: LoadedTrack) -> str:
+    """Where a track's model was named: its spec's field, or the run's override."""
+    named = track.spec.model
+    if track.model.source in (named, str((config.root / Path(named).expanduser()).resolve())):
+        return f"{rel(config, track.spec.path)}: generation.model"
+    return "--model/TRACKSPEC_MODEL"
 
 
 def model_load_error(source: str, exc: Exception) -> str:
