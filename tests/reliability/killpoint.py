@@ -6,7 +6,8 @@ are the short moments in between (a cache entry renamed into place, an asset pub
 the index replaced, an old file deleted), where an ordering mistake would show. The
 process dies by a real SIGKILL: no cleanup, no ``finally``, no flush.
 
-Usage: ``python killpoint.py PRIMITIVE N before|after -- CLI ARGS...``
+Usage: ``python killpoint.py PRIMITIVE N before|after [--match TEXT] -- CLI ARGS...``; with
+``--match`` only calls whose last path argument contains TEXT count (say, ``/assets/``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import sys
 import threading
 
 
-def arm(primitive: str, n: int, when: str) -> None:
+def arm(primitive: str, n: int, when: str, match: str | None = None) -> None:
     real = getattr(os, primitive)
     calls = [0]
     lock = threading.Lock()
 
     def wrapper(*args, **kwargs):
+        if match is not None and match not in str(args[-1] if args else ""):
+            return real(*args, **kwargs)
         with lock:
             calls[0] += 1
             hit = calls[0] == n
@@ -37,9 +40,13 @@ def arm(primitive: str, n: int, when: str) -> None:
 
 
 if __name__ == "__main__":
-    primitive, n, when, sep, *cli = sys.argv[1:]
+    primitive, n, when, *rest = sys.argv[1:]
+    match = None
+    if rest[0] == "--match":
+        match, rest = rest[1], rest[2:]
+    sep, *cli = rest
     assert sep == "--" and when in ("before", "after")
-    arm(primitive, int(n), when)
+    arm(primitive, int(n), when, match)
     from importer.cli import main
 
     sys.exit(main(cli))

@@ -9,7 +9,10 @@ damaged entry is gone (the entry now on disk verifies).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,12 +57,28 @@ def _entries(repo, kind: str) -> dict[str, Path]:
     return {n: cache.entry_dir(kind, k) for n, k in keys.items()}
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_model) -> Path:
+    """One build of the three tracks (repo and cache), copied by each test: generating is slow."""
+    top = tmp_path_factory.mktemp("corruption-template")
+    root, cache = top / "game", top / "cache"
+    (root / "track_specs").mkdir(parents=True)
+    (root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
+    env = {"TRACKSPEC_CACHE_DIR": str(cache), "TRACKSPEC_MODEL": str(tiny_model)}
+    project = Project(type("R", (), {"root": root})())
+    project.write()
+    proc = subprocess.run([sys.executable, "-m", "importer", "build", "-q"], cwd=root, timeout=600,
+                          env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert proc.returncode == 0
+    return top
+
+
 @pytest.mark.parametrize("kinds", [("render",), ("render", "raw")], ids=["render", "render+raw"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_corrupt_entry_detected_logged_rebuilt_removed(repo, case, kinds):
-    project = Project(repo)
-    project.write()
-    assert build(repo).returncode == 0
+def test_corrupt_entry_detected_logged_rebuilt_removed(repo, built, case, kinds):
+    shutil.rmtree(repo.root)
+    shutil.copytree(built / "game", repo.root, symlinks=True)
+    shutil.copytree(built / "cache", repo.cache)
     original = check_complete(repo.root)
     victim, donor = "alpha", "beta"
     for kind in kinds:
