@@ -232,6 +232,7 @@ class Executor:
         self._last_flush = float("-inf")
         #: Paths the index on disk lists now: those files change only after it stops listing them.
         self._listed_on_disk = _listed_paths(self.index)
+        self._unreported = False
 
     def run(self) -> BuildReport:
         to_generate = self.run_quick()
@@ -501,7 +502,8 @@ class Executor:
         del self.index["tracks"][name]
         write_index(self.config.index_path, self.index, self.config.staging_dir)
         self._listed_on_disk = _listed_paths(self.index)
-        self._index_dirty = True  # the entry comes back (or goes for good) with the next flush
+        self._index_dirty = True  # the entry comes back (or goes for good) with the next flush,
+        self._unreported = True  # which is reported as the write (the files are done by then)
         return entry
 
     def _index_changed(self) -> None:
@@ -517,7 +519,8 @@ class Executor:
         self._last_flush = time.monotonic()
         written = write_index(self.config.index_path, self.index, self.config.staging_dir)
         self._listed_on_disk = _listed_paths(self.index)
-        if written:
+        if written or self._unreported:
+            self._unreported = False
             self.reporter.index_written(self.config.index_path, len(self.index["tracks"]))
 
     def _result(self, tp: TrackPlan, start: float, error: str | None = None) -> TrackResult:

@@ -73,21 +73,43 @@ def built(tmp_path_factory, tiny_model) -> Path:
     return top
 
 
-@pytest.mark.parametrize("kinds", [("render",), ("render", "raw")], ids=["render", "render+raw"])
-@pytest.mark.parametrize("case", list(CASES))
-def test_corrupt_entry_detected_logged_rebuilt_removed(repo, built, case, kinds):
+def _damage(entry: Path, donor: Path, case: str) -> None:
+    if CASES[case] is None:  # the whole entry replaced by another entry's files and manifest
+        shutil.rmtree(entry)
+        shutil.copytree(donor, entry)
+    else:
+        CASES[case](entry)
+
+
+def _copy(built: Path, repo) -> dict:
     shutil.rmtree(repo.root)
     shutil.copytree(built / "game", repo.root, symlinks=True)
     shutil.copytree(built / "cache", repo.cache)
-    original = check_complete(repo.root)
-    victim, donor = "alpha", "beta"
+    return check_complete(repo.root)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_corrupt_entry_detected_logged_rebuilt_removed(repo, built, case):
+    """A damaged render entry: restore finds it, says so, re-encodes from the raw audio."""
+    _check_damaged(repo, built, {"alpha": case}, ("render",))
+
+
+@pytest.mark.parametrize("cases", [{"alpha": "zero-byte", "beta": "truncated", "gamma": "flipped-byte"},
+                                   {"alpha": "manifest-missing", "beta": "other-entrys-content"}],
+                         ids=["bytes", "manifest"])
+def test_corrupt_raw_and_render_entries_regenerate(repo, built, cases):
+    """Render and raw audio both damaged: each found, logged, removed, generated again (a
+    few victims per build: generating is the slow part)."""
+    _check_damaged(repo, built, cases, ("render", "raw"))
+
+
+def _check_damaged(repo, built: Path, cases: dict[str, str], kinds: tuple[str, ...]) -> None:
+    original = _copy(built, repo)
+    donor = "gamma"
     for kind in kinds:
         entries = _entries(repo, kind)
-        if CASES[case] is None:  # the whole entry replaced by another entry's files and manifest
-            shutil.rmtree(entries[victim])
-            shutil.copytree(entries[donor], entries[victim])
-        else:
-            CASES[case](entries[victim])
+        for victim, case in cases.items():
+            _damage(entries[victim], entries[donor], case)
     shutil.rmtree(repo.root / "assets/music/synthwave")  # the next build must restore
     TALLY.trial()
 
@@ -95,15 +117,17 @@ def test_corrupt_entry_detected_logged_rebuilt_removed(repo, built, case, kinds)
     assert proc.returncode == 0, proc.stderr
     actions = {t["name"]: t["action"] for t in json.loads(proc.stdout)["tracks"]}
     logged = [line for line in proc.stderr.splitlines() if "is corrupt" in line]
-    assert len(logged) == len(kinds), proc.stderr  # each damaged entry named once
-    assert all(f"entry {_entries(repo, k)[victim].name[:12]}" in proc.stderr for k in kinds)
-    assert actions[victim] == ("generate" if "raw" in kinds else "encode")
-    assert actions[donor] == actions["gamma"] == "restore"
-    assert check_complete(repo.root, decode=True) == original  # the very same files again
+    assert len(logged) == len(kinds) * len(cases), proc.stderr  # each damaged entry named once
     cache = LocalCache(repo.cache)
-    for kind in kinds:  # the damaged entry was replaced by a whole, verifying one
-        entry = _entries(repo, kind)[victim]
-        assert json.loads((entry / "manifest.json").read_text())["key"] == entry.name
-        assert cache.verify(kind, entry.name) is None
-    assert LocalCache(repo.cache).verify_all() == []
+    for victim in cases:
+        assert all(f"entry {_entries(repo, k)[victim].name[:12]}" in proc.stderr for k in kinds)
+        assert actions[victim] == ("generate" if "raw" in kinds else "encode")
+        for kind in kinds:  # the damaged entry was replaced by a whole, verifying one
+            entry = _entries(repo, kind)[victim]
+            assert json.loads((entry / "manifest.json").read_text())["key"] == entry.name
+            assert cache.verify(kind, entry.name) is None
+    for name in set(actions) - set(cases):
+        assert actions[name] == "restore"
+    assert check_complete(repo.root, decode=True) == original  # the very same files again
+    assert cache.verify_all() == []
     TALLY.survived()
