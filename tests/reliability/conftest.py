@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from faults import Project
 from invariants import TALLY
 
 
@@ -38,3 +42,28 @@ def repo(game_repo, tiny_model):
     game_repo.env.update({"TRACKSPEC_MODEL": str(tiny_model), "HF_HUB_OFFLINE": "1",
                           "TRANSFORMERS_OFFLINE": "1", "TRACKSPEC_ENCODE_WORKERS": "1"})
     return game_repo
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, tiny_model) -> Path:
+    """One real build of ``faults.Project``'s three tracks (repo and cache), made once:
+    generating is the slow part, so tests that start from a built repo copy this one."""
+    top = tmp_path_factory.mktemp("built-template")
+    root, cache = top / "game", top / "cache"
+    (root / "track_specs").mkdir(parents=True)
+    (root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
+    Project(type("Repo", (), {"root": root})()).write()
+    env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(cache), "TRACKSPEC_MODEL": str(tiny_model),
+           "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.run([sys.executable, "-m", "importer", "build", "-q"], cwd=root, env=env, timeout=600)
+    assert proc.returncode == 0
+    return top
+
+
+@pytest.fixture
+def built_repo(repo, built):
+    """``repo`` holding a copy of the ``built`` repo and its cache (specs as ``Project()`` writes them)."""
+    shutil.rmtree(repo.root)
+    shutil.copytree(built / "game", repo.root, symlinks=True)
+    shutil.copytree(built / "cache", repo.cache)
+    return repo

@@ -7,9 +7,7 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 TRACKS = ("alpha", "beta", "gamma")
 
@@ -102,9 +100,3 @@ def kill_after(proc: subprocess.Popen, delay: float, sig: int = signal.SIGKILL, 
 def build(repo, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "importer", "build", *args], cwd=repo.root, env=repo.env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def timed_build(repo, *args: str) -> tuple[subprocess.CompletedProcess, float]:
-    start = time.monotonic()
-    proc = build(repo, *args)
-    return proc, time.monotonic() - start

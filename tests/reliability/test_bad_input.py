@@ -4,7 +4,10 @@ repo's state folder and the cache (every file of the test's folder is compared).
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,11 +62,38 @@ def test_non_utf8_bytes(repo):
     spec_case(repo, b'prompt = "caf\xe9 \xff\xfe"\nduration = 1.0\n', "not valid UTF-8")
 
 
-def test_utf8_bom_builds(repo):
-    repo.write_spec("bom", "")
+class EdgeRepo:
+    """A game repo for a module-scoped build (``game_repo`` is per test)."""
+
+    def __init__(self, root: Path, model: Path):
+        self.root = root
+        (root / "track_specs").mkdir(parents=True)
+        (root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
+        self.env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(root.parent / "cache"), "TRACKSPEC_MODEL": str(model),
+                    "PYTHONPATH": str(Path(__file__).parents[2]), "HF_HUB_OFFLINE": "1"}
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "importer", *args], cwd=self.root, env=self.env,
+                              capture_output=True, text=True, timeout=600)
+
+    def index(self) -> dict:
+        return json.loads((self.root / "assets/music/index.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def good_edge_cases(tmp_path_factory, tiny_model):
+    """One real build of the inputs that are odd but valid (they generate: one model load)."""
+    repo = EdgeRepo(tmp_path_factory.mktemp("edge") / "game", tiny_model)
     (repo.root / "track_specs/bom.trackspec").write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
-    build_with(repo, rc=0, needles=("bom",))
+    (repo.root / "track_specs/nok.trackspec").write_text(GOOD + "[generation]\ntop_k = 0\n")
+    text = build_with(repo, rc=0, needles=("bom", "nok"))
+    return repo, text
+
+
+def test_utf8_bom_builds(good_edge_cases):
+    repo, _ = good_edge_cases
     assert (repo.root / "assets/music/synthwave/bom.ogg").is_file()
+    assert repo.index()["tracks"]["bom"]["spec"] == "track_specs/bom.trackspec"
 
 
 def test_ten_megabyte_prompt(repo):
@@ -80,9 +110,8 @@ def test_bad_temperature(repo, value):
     spec_case(repo, f'prompt = "x"\n[generation]\ntemperature = {value}\n', "generation.temperature: ")
 
 
-def test_top_k_zero_builds(repo):
-    repo.write_spec("nok", GOOD + "[generation]\ntop_k = 0\n")
-    build_with(repo, rc=0, needles=("nok",))
+def test_top_k_zero_builds(good_edge_cases):
+    repo, _ = good_edge_cases
     assert repo.index()["tracks"]["nok"]["files"]["ogg"]
 
 

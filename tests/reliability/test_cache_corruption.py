@@ -9,15 +9,12 @@ damaged entry is gone (the entry now on disk verifies).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from faults import Project, build
+from faults import build
 from importer.cache import LocalCache
 from invariants import TALLY, check_complete
 
@@ -57,22 +54,6 @@ def _entries(repo, kind: str) -> dict[str, Path]:
     return {n: cache.entry_dir(kind, k) for n, k in keys.items()}
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, tiny_model) -> Path:
-    """One build of the three tracks (repo and cache), copied by each test: generating is slow."""
-    top = tmp_path_factory.mktemp("corruption-template")
-    root, cache = top / "game", top / "cache"
-    (root / "track_specs").mkdir(parents=True)
-    (root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
-    env = {"TRACKSPEC_CACHE_DIR": str(cache), "TRACKSPEC_MODEL": str(tiny_model)}
-    project = Project(type("R", (), {"root": root})())
-    project.write()
-    proc = subprocess.run([sys.executable, "-m", "importer", "build", "-q"], cwd=root, timeout=600,
-                          env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).parents[2])})
-    assert proc.returncode == 0
-    return top
-
-
 def _damage(entry: Path, donor: Path, case: str) -> None:
     if CASES[case] is None:  # the whole entry replaced by another entry's files and manifest
         shutil.rmtree(entry)
@@ -81,30 +62,23 @@ def _damage(entry: Path, donor: Path, case: str) -> None:
         CASES[case](entry)
 
 
-def _copy(built: Path, repo) -> dict:
-    shutil.rmtree(repo.root)
-    shutil.copytree(built / "game", repo.root, symlinks=True)
-    shutil.copytree(built / "cache", repo.cache)
-    return check_complete(repo.root)
-
-
 @pytest.mark.parametrize("case", list(CASES))
-def test_corrupt_entry_detected_logged_rebuilt_removed(repo, built, case):
+def test_corrupt_entry_detected_logged_rebuilt_removed(built_repo, case):
     """A damaged render entry: restore finds it, says so, re-encodes from the raw audio."""
-    _check_damaged(repo, built, {"alpha": case}, ("render",))
+    _check_damaged(built_repo, {"alpha": case}, ("render",))
 
 
 @pytest.mark.parametrize("cases", [{"alpha": "zero-byte", "beta": "truncated", "gamma": "flipped-byte"},
                                    {"alpha": "manifest-missing", "beta": "other-entrys-content"}],
                          ids=["bytes", "manifest"])
-def test_corrupt_raw_and_render_entries_regenerate(repo, built, cases):
+def test_corrupt_raw_and_render_entries_regenerate(built_repo, cases):
     """Render and raw audio both damaged: each found, logged, removed, generated again (a
     few victims per build: generating is the slow part)."""
-    _check_damaged(repo, built, cases, ("render", "raw"))
+    _check_damaged(built_repo, cases, ("render", "raw"))
 
 
-def _check_damaged(repo, built: Path, cases: dict[str, str], kinds: tuple[str, ...]) -> None:
-    original = _copy(built, repo)
+def _check_damaged(repo, cases: dict[str, str], kinds: tuple[str, ...]) -> None:
+    original = check_complete(repo.root)
     donor = "gamma"
     for kind in kinds:
         entries = _entries(repo, kind)

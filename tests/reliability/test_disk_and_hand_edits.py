@@ -43,11 +43,11 @@ def fill(folder: Path) -> None:
             os.close(fd)
 
 
-def test_disk_full_while_publishing_and_writing_the_index(repo):
+def test_disk_full_while_publishing_and_writing_the_index(built_repo):
+    repo = built_repo
     project = Project(repo)
-    project.write()
     assets = repo.root / "assets/music"
-    with small_disk(assets, "2m"):
+    with small_disk(assets, "2m"):  # hides the built files: this build restores them onto the tmpfs
         assert build(repo).returncode == 0
         before = check_complete(repo.root)
         fill(assets)
@@ -69,10 +69,9 @@ def test_disk_full_while_publishing_and_writing_the_index(repo):
         TALLY.survived()
 
 
-def test_disk_full_while_writing_the_cache(repo):
+def test_disk_full_while_writing_the_cache(built_repo):
+    repo = built_repo
     project = Project(repo)
-    project.write()
-    assert build(repo).returncode == 0
     before = check_complete(repo.root)
     with small_disk(repo.cache, "64k"):  # an empty cache that cannot hold one raw entry
         project.specs["alpha"].seed = 9
@@ -89,10 +88,8 @@ def test_disk_full_while_writing_the_cache(repo):
     TALLY.survived()
 
 
-def test_asset_edited_or_deleted_by_hand_is_restored(repo):
-    project = Project(repo)
-    project.write()
-    assert build(repo).returncode == 0
+def test_asset_edited_or_deleted_by_hand_is_restored(built_repo):
+    repo = built_repo
     before = check_complete(repo.root)
     ogg = repo.root / before["tracks"]["alpha"]["files"]["ogg"]["path"]
     mp3 = repo.root / before["tracks"]["beta"]["files"]["mp3"]["path"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,15 +20,25 @@ from invariants import TALLY, check_complete, check_tree
 TRIALS = 8
 
 
+def _wait_until_watching(daemon, events: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while '"event": "watching"' not in events.read_text():
+        assert daemon.poll() is None, daemon.stderr.read()
+        assert time.monotonic() < deadline, "the daemon did not start"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_daemon_signal_matrix(repo, rng, sig):
+def test_daemon_signal_matrix(built_repo, rng, sig):
+    repo = built_repo
     project = Project(repo)
-    project.write()
-    assert build(repo).returncode == 0
     expected = {project.signature(): check_complete(repo.root)}
+    events = repo.root.parent / "events.jsonl"
     for trial in range(TRIALS):
-        daemon = popen_cli(repo, "watch", "--json", "--debounce", "50")
-        time.sleep(rng.uniform(0.3, 2.5))  # start-up, initial cycle, or idle
+        with open(events, "w") as out:
+            daemon = popen_cli(repo, "watch", "--json", "--debounce", "50", stdout=out)
+        _wait_until_watching(daemon, events)  # its signal handlers are installed by then
+        time.sleep(rng.uniform(0.0, 2.0))  # the initial cycle, or idle
         kind = project.mutate(rng)
         killed = kill_after(daemon, rng.uniform(0.0, 4.0), sig, timeout=120)
         TALLY.trial()
