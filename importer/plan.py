@@ -143,7 +143,10 @@ def spec_paths(config: ProjectConfig, walked: list[Path] | None = None) -> Itera
 
 def check_inside_repo(config: ProjectConfig, path: Path) -> None:
     """A spec must be a file of the repo: one linked from outside would make the build
-    depend on files the repo does not hold (and that others cannot check out)."""
+    depend on files the repo does not hold (and that others cannot check out). Spec folders
+    are resolved inside the repo and not walked through links, so only the file can be one."""
+    if not path.is_symlink():
+        return
     target = path.resolve()
     if config.root not in target.parents:
         raise SpecError(Location(path), f"links to {target}, outside the game repo ({config.root}); "
