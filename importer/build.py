@@ -23,6 +23,7 @@ from .cache import CacheEntry, LocalCache
 from .config import ProjectConfig
 from .errors import GenerationError, LockBusy, TrackspecError
 from .fsutil import atomic_write_bytes, sweep_temp_files
+from . import pending
 from .generate.base import GenerationRequest
 from .index import load_index, write_index
 from .plan import (AUDIO_FACTS, LoadedTrack, ParsedSpecs, Plan, TrackPlan, index_entry, load_tracks,
@@ -182,6 +183,7 @@ def sweep_leftovers(config: ProjectConfig, plan: Plan) -> None:
     for folder in folders:
         sweep_temp_files(folder, recursive=False)
     sweep_temp_files(config.staging_dir, recursive=False)
+    pending.replay(config.root, config.assets_dir, config.state_dir, plan.index)
     LocalCache(config.cache_dir).sweep_abandoned()
 
 
@@ -242,11 +244,14 @@ class Executor:
         self.flush_seconds = index_flush_seconds
         self._index_dirty = False
         self._last_flush = float("-inf")
+        #: Paths the index on disk lists now: those files change only after it stops listing them.
+        self._listed_on_disk = _listed_paths(self.index)
+        self._unreported = False
 
     def run(self) -> BuildReport:
-        pending = self.run_quick()
-        if pending:
-            self._generate_all(pending)
+        to_generate = self.run_quick()
+        if to_generate:
+            self._generate_all(to_generate)
         if self.remote is not None:
             self.flush_index()  # the engine sees the build's result before any upload
             self.push_remote()
@@ -274,6 +279,7 @@ class Executor:
         for removal in self.plan.removals:
             self._remove(removal.name, removal.entry, removal.reason)
         self.flush_index()
+        pending.clear(self.config.state_dir)  # what this phase unlisted is deleted or listed again
         return pending_generation
 
     def _fetch_remote(self, plans: list[TrackPlan]) -> list[TrackPlan]:
@@ -323,6 +329,7 @@ class Executor:
 
     def finish(self) -> BuildReport:
         self.flush_index()
+        pending.clear(self.config.state_dir)  # every unlisted file was deleted or is listed again
         return BuildReport(self.results, self.config.index_path)
 
     # ------------------------------------------------------------------ steps
@@ -441,7 +448,8 @@ class Executor:
                 except Exception as exc:  # a broken model fails its tracks, not the build
                     message = model_load_error(source, exc)
                     for tp in (tp for batch in batches for tp in batch):
-                        queue.add(None, lambda tp=tp: self._finish(self._result(tp, start, error=message)))
+                        error = f"{model_field(self.config, tp.track)}: {message}"
+                        queue.add(None, lambda tp=tp, e=error: self._finish(self._result(tp, start, error=e)))
                     continue
                 self.reporter.note(f"model loaded: {backend.description} ({time.monotonic() - start:.1f} s)")
                 try:
@@ -507,13 +515,20 @@ class Executor:
     def _publish(self, track: LoadedTrack, rendered: CacheEntry) -> None:
         targets = output_paths(self.config, track.spec)
         tags = tags_for(track, rendered.info.get("loop"))
-        published = publish_entry(rendered, targets, self.config.staging_dir, tags)
+        unlisted = self._unlist(track.spec.name)
+        try:
+            published = publish_entry(rendered, targets, self.config.staging_dir, tags)
+        except BaseException:
+            if unlisted is not None and _files_intact(self.config.root, unlisted):
+                self.index["tracks"][track.spec.name] = unlisted  # the last good asset stays listed
+                self._index_changed()
+            raise
         files = {}
         for fmt, info in published.items():
             self.state.record(info["target"], info["sha256"])
             files[fmt] = {"path": rel(self.config, info["target"]), "sha256": info["sha256"],
                           "bytes": info["bytes"]}
-        old = self.index["tracks"].get(track.spec.name)
+        old = unlisted or self.index["tracks"].get(track.spec.name)
         if old:  # files the new render no longer has (format dropped, genre changed)
             keep = {f["path"] for f in files.values()}
             self._delete_owned({k: f for k, f in old.get("files", {}).items() if f["path"] not in keep})
@@ -523,10 +538,11 @@ class Executor:
                                                     "render_inputs": track.keys.render_inputs})
 
     def _remove(self, name: str, entry: dict[str, Any], reason: str) -> None:
-        # Files first, then the index: a crash in between leaves an entry that the next build
-        # removes again, never files that nothing owns.
+        # The index first (with the files noted as pending removals), then the files: a crash
+        # in between leaves files the next build deletes, never an entry naming a lost file.
+        self._unlist(name)
         self._delete_owned(entry.get("files", {}))
-        del self.index["tracks"][name]
+        self.index["tracks"].pop(name, None)
         self._index_changed()
         self.state.forget_track(name)
         self._finish(TrackResult(name, entry.get("spec", ""), "remove", [reason]))
@@ -536,6 +552,24 @@ class Executor:
         remove_owned(owned, self.config.root, self.config.assets_dir, self.state.digest)
         for path, _ in owned:
             self.state.forget(path)
+
+    def _unlist(self, name: str) -> dict[str, Any] | None:
+        """Before ``name``'s published files are replaced or deleted: if the index on disk lists
+        any of them, write it without the track now (its files noted in ``pending``).
+
+        Returns the entry taken out (``None``: the index on disk did not list those files).
+        """
+        entry = self.index["tracks"].get(name)
+        files = list(entry.get("files", {}).values()) if entry else []
+        if not any(f.get("path") in self._listed_on_disk for f in files):
+            return None
+        pending.record(self.config.state_dir, files)
+        del self.index["tracks"][name]
+        write_index(self.config.index_path, self.index, self.config.staging_dir)
+        self._listed_on_disk = _listed_paths(self.index)
+        self._index_dirty = True  # the entry comes back (or goes for good) with the next flush,
+        self._unreported = True  # which is reported as the write (the files are done by then)
+        return entry
 
     def _index_changed(self) -> None:
         self._index_dirty = True
@@ -548,7 +582,10 @@ class Executor:
             return
         self._index_dirty = False
         self._last_flush = time.monotonic()
-        if write_index(self.config.index_path, self.index, self.config.staging_dir):
+        written = write_index(self.config.index_path, self.index, self.config.staging_dir)
+        self._listed_on_disk = _listed_paths(self.index)
+        if written or self._unreported:
+            self._unreported = False
             self.reporter.index_written(self.config.index_path, len(self.index["tracks"]))
 
     def _result(self, tp: TrackPlan, start: float, error: str | None = None) -> TrackResult:
@@ -603,6 +640,14 @@ def generation_request(tp: TrackPlan) -> GenerationRequest:
                              window_stride=spec.window_stride)
 
 
+def model_field(config: ProjectConfig, track: LoadedTrack) -> str:
+    """Where a track's model was named: its spec's field, or the run's override."""
+    named = track.spec.model
+    if track.model.source in (named, str((config.root / Path(named).expanduser()).resolve())):
+        return f"{rel(config, track.spec.path)}: generation.model"
+    return "--model/TRACKSPEC_MODEL"
+
+
 def model_load_error(source: str, exc: Exception) -> str:
     if isinstance(exc, TrackspecError):
         return str(exc)
@@ -627,6 +672,21 @@ def store_raw(cache: LocalCache, track: LoadedTrack, audio: Any, backend: Any) -
 
 
 # ---------------------------------------------------------------- executor helpers
+
+def _listed_paths(index: dict[str, Any]) -> set[str]:
+    return {f["path"] for t in index["tracks"].values() for f in t.get("files", {}).values()
+            if isinstance(f, dict) and isinstance(f.get("path"), str)}
+
+
+def _files_intact(root: Path, entry: dict[str, Any]) -> bool:
+    """Whether every file of an index entry still has the sha256 it records."""
+    from .fsutil import sha256_file
+
+    try:
+        return all(sha256_file(root / f["path"]) == f["sha256"] for f in entry.get("files", {}).values())
+    except (OSError, KeyError, TypeError):
+        return False
+
 
 def _raiser(exc: Exception) -> Callable[[], None]:
     """A step that fails as the work it stands for did (the same exception, the same text)."""

@@ -19,6 +19,13 @@ SUPPORTED_FORMATS = ("ogg", "mp3", "wav", "flac")
 #: Every rate both Vorbis and MP3 can carry.
 SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 MAX_SEED = 2**63 - 1
+#: Longest prompt accepted: MusicGen's text encoder reads a few hundred tokens, and a huge
+#: prompt would only cost a model load (and memory) before failing.
+MAX_PROMPT_CHARS = 20_000
+#: File names Windows reserves (with any extension): a track or genre named so could not be
+#: checked out or opened there.
+WINDOWS_RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                              *(f"lpt{i}" for i in range(10))})
 
 
 class FieldProblem(ValueError):
@@ -62,12 +69,14 @@ def _fmt(bound: float | None) -> str:
     return f"{bound:g}"
 
 
-def text(*, required: bool = False) -> Callable:
+def text(*, required: bool = False, max_length: int | None = None) -> Callable:
     def check(value: Any) -> str:
         if not isinstance(value, str):
             raise FieldProblem(f"must be a string, got {_describe(value)}")
         if required and not value.strip():
             raise FieldProblem("must not be empty")
+        if max_length is not None and len(value) > max_length:
+            raise FieldProblem(f"is {len(value)} characters long; at most {max_length} are allowed")
         return value
 
     return check
@@ -82,6 +91,9 @@ def identifier(value: Any) -> str:
             f"{value!r} is not allowed: use 1-100 characters of lowercase a-z, 0-9, '_' and '-' "
             "(it becomes a file or folder name)"
         )
+    if value.split(".", 1)[0] in WINDOWS_RESERVED:
+        raise FieldProblem(f"{value!r} is a device name on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9); "
+                           "choose another name")
     return value
 
 
@@ -149,7 +161,7 @@ TOP_FIELDS: dict[str, Field] = {
     "name": Field(identifier, None, "track name; default: the file name without .trackspec"),
     "genre": Field(identifier, "synthwave", "output subfolder under the assets directory"),
     "description": Field(text(), "", "free text for people; part of no key"),
-    "prompt": Field(text(required=True), None, "what MusicGen should make (required)"),
+    "prompt": Field(text(required=True, max_length=MAX_PROMPT_CHARS), None, "what MusicGen should make (required)"),
     "duration": Field(ranged(0.0, None, lo_open=True), 30.0, "seconds of audio"),
     "seed": Field(ranged(0, MAX_SEED, integer=True), None, "random seed; default: derived from the spec"),
 }

@@ -141,6 +141,18 @@ def spec_paths(config: ProjectConfig, walked: list[Path] | None = None) -> Itera
     return discover_specs(config.root, config.spec_dirs, skip, walked)
 
 
+def check_inside_repo(config: ProjectConfig, path: Path) -> None:
+    """A spec must be a file of the repo: one linked from outside would make the build
+    depend on files the repo does not hold (and that others cannot check out). Spec folders
+    are resolved inside the repo and not walked through links, so only the file can be one."""
+    if not path.is_symlink():
+        return
+    target = path.resolve()
+    if config.root not in target.parents:
+        raise SpecError(Location(path), f"links to {target}, outside the game repo ({config.root}); "
+                        "copy the spec into the repo")
+
+
 def load_tracks(config: ProjectConfig, state: State, model_override: str | None = None,
                 override_base: Path | None = None,
                 parsed: ParsedSpecs | None = None) -> tuple[list[LoadedTrack], list[SpecFailure]]:
@@ -153,6 +165,7 @@ def load_tracks(config: ProjectConfig, state: State, model_override: str | None 
     for path in spec_paths(config):
         seen.add(path)
         try:
+            check_inside_repo(config, path)
             if parsed is not None:
                 spec = parsed.parse(path, config)
             else:

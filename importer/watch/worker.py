@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..build import (generation_batches, generation_request, model_load_error, split_by_generation_key,
-                     store_raw)
+from ..build import (generation_batches, generation_request, model_field, model_load_error,
+                     split_by_generation_key, store_raw)
 from ..cache import LocalCache
 from ..config import ProjectConfig
 from ..errors import TrackspecError
@@ -150,7 +150,8 @@ class GenerationWorker:
             backend = self._load(config, model.source, model.revision)
         except Exception as exc:
             message = model_load_error(model.source, exc)
-            return [Generated(tp, time.monotonic() - start, message) for tp in batch]
+            return [Generated(tp, time.monotonic() - start, f"{model_field(config, tp.track)}: {message}")
+                    for tp in batch]
         try:
             audios = backend.generate([generation_request(tp) for tp in batch], progress=self._progress)
         except Cancelled:
