@@ -63,10 +63,14 @@ class EntryStat:
 
     @property
     def formats(self) -> tuple[str, ...]:
-        """The encoded formats a render entry holds (its files are ``audio.<fmt>``)."""
-        if self.kind != "render":
-            return ()
-        return tuple(sorted({name.rsplit(".", 1)[-1] for name in self.files if "." in name}))
+        return render_formats(self.kind, self.files)
+
+
+def render_formats(kind: Kind, files: tuple[str, ...]) -> tuple[str, ...]:
+    """The encoded formats a render entry holds (its files are ``audio.<fmt>``); none for raw audio."""
+    if kind != "render":
+        return ()
+    return tuple(sorted({name.rsplit(".", 1)[-1] for name in files if "." in name}))
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _manifest_digest(manifest: dict[str, Any]) -> str:
+def manifest_digest(manifest: dict[str, Any]) -> str:
     """sha256 of what a manifest vouches for, so a damaged ``info`` is caught like a damaged file."""
     body = {k: manifest.get(k) for k in ("kind", "key", "files", "info")}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -152,7 +156,7 @@ class LocalCache:
             manifest = json.loads((directory / MANIFEST).read_text("utf-8"))
             if manifest.get("key") != key or manifest.get("kind") != kind:
                 problem = "manifest names another entry"
-            elif manifest.get("digest") != _manifest_digest(manifest):
+            elif manifest.get("digest") != manifest_digest(manifest):
                 problem = "manifest content does not match its digest"
             files, digests = {}, {}
             for name, meta in (manifest.get("files") or {}).items():
@@ -195,7 +199,7 @@ class LocalCache:
                 manifest_files[name] = {"sha256": digest, "bytes": target.stat().st_size}
             manifest = {"kind": kind, "key": key, "files": manifest_files, "info": info,
                         "created": time.time()}
-            manifest["digest"] = _manifest_digest(manifest)
+            manifest["digest"] = manifest_digest(manifest)
             with open(staging / MANIFEST, "w", encoding="utf-8") as fh:
                 json.dump(manifest, fh, sort_keys=True, indent=1)
                 fh.flush()

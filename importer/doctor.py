@@ -284,35 +284,22 @@ def check_cache(ctx: Context) -> list[Check]:
 
 def check_locks(ctx: Context) -> list[Check]:
     """Whether a build or a watch daemon holds this repo's locks (acquired and released at once)."""
+    from .watch.locks import lock_held
+
     if ctx.state_dir is None:
         return []
     checks = []
-    held = _lock_held(ctx.state_dir / "lock")
+    held = lock_held(ctx.state_dir / "lock")
     if held:
         checks.append(Check("repo_lock", "warn", f"held by another trackspec process ({ctx.state_dir / 'lock'})",
                             "a build or watch is working on this repo; a build now waits for it "
                             "(or exits 3 with --no-wait)", {"held": True}))
     else:
         checks.append(Check("repo_lock", "ok", "free", details={"held": False}))
-    daemon = _lock_held(ctx.state_dir / "watch.lock")
+    daemon = lock_held(ctx.state_dir / "watch.lock")
     checks.append(Check("watch", "ok", "a `trackspec watch` daemon is running on this repo" if daemon
                         else "no watch daemon running", details={"running": daemon}))
     return checks
-
-
-def _lock_held(path: Path) -> bool:
-    """Try the file lock with timeout 0 and release it; a missing lock file is free (nothing made)."""
-    from filelock import FileLock, Timeout
-
-    if not path.is_file():
-        return False
-    lock = FileLock(str(path), thread_local=False)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
-    return False
 
 
 def check_remote(ctx: Context) -> list[Check]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cache import MANIFEST, CacheEntry, Kind, LocalCache, _manifest_digest
+from ..cache import MANIFEST, CacheEntry, Kind, LocalCache, manifest_digest, render_formats
 from .store import ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,7 @@ class RemoteEntry:
 
     @property
     def formats(self) -> tuple[str, ...]:
-        if self.kind != "render":
-            return ()
-        return tuple(sorted({name.rsplit(".", 1)[-1] for name in self.files if "." in name}))
+        return render_formats(self.kind, self.files)
 
 
 def manifest_name(kind: Kind, key: str) -> str:
@@ -125,7 +123,7 @@ class RemoteTier:
             raise RemoteCorrupt(f"{kind} entry {key[:12]}: the manifest names another entry ({where})")
         if not ok_files or not isinstance(manifest.get("info"), dict):
             raise RemoteCorrupt(f"{kind} entry {key[:12]}: the manifest lists no valid files ({where})")
-        if manifest.get("digest") != _manifest_digest(manifest):
+        if manifest.get("digest") != manifest_digest(manifest):
             raise RemoteCorrupt(f"{kind} entry {key[:12]}: the manifest does not match its digest ({where})")
         return manifest
 

@@ -34,6 +34,22 @@ def daemon_lock(state_dir: Path):
     return lock
 
 
+def lock_held(path: Path) -> bool:
+    """Whether another process holds the file lock ``path`` (tried with timeout 0 and
+    released at once); a missing lock file is free, and none is made."""
+    from filelock import FileLock, Timeout
+
+    if not path.is_file():
+        return False
+    lock = FileLock(str(path), thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
 class SharedRepoLock:
     """The repo lock, held while any of the daemon's threads works."""
 

@@ -36,18 +36,9 @@ def is_request(config: ProjectConfig, path: Path) -> bool:
 
 def daemon_running(config: ProjectConfig) -> bool:
     """Whether a `trackspec watch` holds this repo's daemon lock."""
-    from filelock import FileLock, Timeout
+    from .locks import lock_held
 
-    lock_path = config.state_dir / "watch.lock"
-    if not lock_path.exists():
-        return False
-    lock = FileLock(str(lock_path), thread_local=False)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
-    return False
+    return lock_held(config.state_dir / "watch.lock")
 
 
 def send(config: ProjectConfig, request: dict[str, Any]) -> str:
