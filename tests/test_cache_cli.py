@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from conftest import PROJECT_ROOT, GameRepo
+from gamerepo import PROJECT_ROOT, GameRepo
 from helpers import assert_index_matches_disk
 from importer.commands.cache import parse_size
 from importer.doctor import human_bytes

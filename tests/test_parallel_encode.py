@@ -25,7 +25,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from conftest import PROJECT_ROOT, GameRepo
+from gamerepo import PROJECT_ROOT, GameRepo
 from helpers import assert_index_matches_disk
 from importer.build import BuildOptions, run_build
 from importer.cache import LocalCache

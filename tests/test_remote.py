@@ -19,7 +19,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from conftest import PROJECT_ROOT, GameRepo
+from gamerepo import PROJECT_ROOT, GameRepo
 from helpers import assert_index_matches_disk
 from seaweed import SeaweedServer, free_ports
 
