@@ -26,7 +26,7 @@ from .errors import TrackspecError
 from .fields import MAX_SEED
 from .fsutil import atomic_write_bytes
 from .keys import track_keys
-from .plan import LoadedTrack, TrackPlan, load_tracks, rel
+from .plan import LoadedTrack, TrackPlan, load_tracks, model_name, rel
 from .state import State
 
 #: Most takes one audition may ask for.
@@ -230,7 +230,7 @@ def _write_record(config: ProjectConfig, track: LoadedTrack, takes: list[Take]) 
     record = {
         "name": track.spec.name,
         "spec": rel(config, track.spec.path),
-        "model": track.model.source if not track.model.is_local else rel(config, Path(track.model.source)),
+        "model": model_name(config, track.model),
         "license": track.license,
         "spec_seconds": track.spec.duration,
         "auditioned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

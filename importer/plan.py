@@ -317,6 +317,11 @@ def _stale_reasons(config: ProjectConfig, track: LoadedTrack, entry: dict[str, A
 AUDIO_FACTS = ("sample_rate", "channels", "samples", "duration", "loop", "loudness")
 
 
+def model_name(config: ProjectConfig, model: ModelRef) -> str:
+    """How the index names a model: a local folder relative to the repo root, else its hub id."""
+    return rel(config, Path(model.source)) if model.is_local else model.source
+
+
 def index_entry(config: ProjectConfig, track: LoadedTrack, files: dict[str, Any],
                 audio_facts: dict[str, Any]) -> dict[str, Any]:
     """The index entry of a track: spec facts, its ``files`` and the audio facts of those files."""
@@ -325,7 +330,7 @@ def index_entry(config: ProjectConfig, track: LoadedTrack, files: dict[str, Any]
         "spec": rel(config, track.spec.path),
         "genre": track.spec.genre,
         "files": files,
-        "model": rel(config, Path(model.source)) if model.is_local else model.source,
+        "model": model_name(config, model),
         "seed": track.keys.seed,
         "license": track.license,
         "keys": {"generation": track.keys.generation, "render": track.keys.render},
