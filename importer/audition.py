@@ -19,15 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .build import generation_batches, generation_request, model_load_error, store_raw
 from .cache import LocalCache
-from .config import ProjectConfig
+from .config import ProjectConfig, rel
 from .errors import TrackspecError
 from .fields import MAX_SEED
 from .fsutil import atomic_write_bytes
+from .index import model_name
 from .keys import track_keys
-from .plan import LoadedTrack, TrackPlan, load_tracks, model_name, rel
+from .layout import AUDITIONS_DIR
+from .plan import TrackPlan
 from .state import State
+from .tracks import LoadedTrack, load_tracks
 
 #: Most takes one audition may ask for.
 MAX_TAKES = 32
@@ -64,7 +66,7 @@ class Take:
 
 
 def auditions_dir(config: ProjectConfig) -> Path:
-    return config.state_dir / "auditions"
+    return config.state_dir / AUDITIONS_DIR
 
 
 def record_path(config: ProjectConfig, name: str) -> Path:
@@ -89,7 +91,7 @@ def all_records(config: ProjectConfig) -> dict[str, dict[str, Any]]:
 def find_track(config: ProjectConfig, name: str, model_override: str | None,
                override_base: Path | None) -> LoadedTrack:
     """The loaded track called ``name``; its spec's own error if it cannot build."""
-    state = State(config.state_dir / "state.json")
+    state = State.in_folder(config.state_dir)
     loaded, failures = load_tracks(config, state, model_override, override_base)
     for track in loaded:
         if track.spec.name == name:
@@ -154,31 +156,17 @@ def audition(config: ProjectConfig, track: LoadedTrack, takes: int, seconds: flo
 
 def generate_takes(config: ProjectConfig, plans: list[TrackPlan], progress: Callable[[str, int, int], None] | None,
                    note: Callable[[str], None]) -> dict[int, str]:
-    """Generate the takes' raw audio here, as many per batch as ``batch_size`` allows."""
-    from .generate.base import load_backend
+    """Generate the takes' raw audio here (``generation``), as many per batch as ``batch_size``
+    allows; returns the errors of the takes that failed, by take."""
+    from . import generation
 
-    cache = LocalCache(config.cache_dir)
-    failures: dict[int, str] = {}
-    for (source, revision), batches in generation_batches(plans, config.batch_size).items():
-        start = time.monotonic()
-        try:
-            backend = load_backend(source, revision, config.device, config.batch_size)
-        except Exception as exc:
-            raise TrackspecError(model_load_error(source, exc)) from exc
-        note(f"model loaded: {backend.description} ({time.monotonic() - start:.1f} s)")
-        try:
-            for batch in batches:
-                requests = [dataclasses.replace(generation_request(tp), name=f"take {n}")
-                            for n, tp in ((_take_number(tp), tp) for tp in batch)]
-                audios = backend.generate(requests, progress=progress)
-                for tp, audio in zip(batch, audios):
-                    if isinstance(audio, Exception):
-                        failures[_take_number(tp)] = f"generation failed: {audio}"
-                    else:
-                        store_raw(cache, tp.track, audio, backend)
-        finally:
-            backend.close()
-    return failures
+    def request(tp: TrackPlan) -> Any:
+        return dataclasses.replace(generation.generation_request(tp), name=f"take {_take_number(tp)}")
+
+    results = generation.generate(config, plans, LocalCache(config.cache_dir), generation.LoadPerRun(config, note),
+                                  generation.Listener(progress=progress) if progress else generation.Listener(),
+                                  request)
+    return {_take_number(g.plan): g.error for g in results if g.error is not None}
 
 
 def _take_number(tp: TrackPlan) -> int:

@@ -19,19 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from . import generation
 from .cache import CacheEntry, LocalCache
-from .config import ProjectConfig
-from .errors import GenerationError, LockBusy, TrackspecError
-from .fsutil import atomic_write_bytes, sweep_temp_files
-from . import pending
-from .generate.base import GenerationRequest
-from .index import load_index, write_index
-from .plan import (AUDIO_FACTS, LoadedTrack, ParsedSpecs, Plan, TrackPlan, index_entry, load_tracks,
-                   output_paths, plan_build, rel)
-from .publish import publish_entry, remove_owned
+from .config import ProjectConfig, rel
+from .errors import GenerationError, TrackspecError
+from .fsutil import sweep_temp_files
+from .generation import Generated, LoadPerRun, split_by_generation_key
+from .index import (AUDIO_FACTS, IndexTransaction, index_entry, load_index, output_paths)
+from .index import pending
+from .locks import repo_lock as take_repo_lock
+from .plan import Plan, TrackPlan, plan_build
+from .publish import publish_entry
 from .render_pool import InOrder, RenderJob, RenderPool
 from .state import PARALLEL_MIN_BYTES, State
 from .tags import tags_for
+from .tracks import LoadedTrack, ParsedSpecs, load_tracks
 
 log = logging.getLogger(__name__)
 
@@ -91,20 +93,9 @@ class BuildOptions:
 
 
 def repo_lock(config: ProjectConfig, reporter: Reporter, wait: bool):
-    """The one-per-repo lock (a file in the state folder), waiting with a message if held."""
-    from filelock import FileLock, Timeout
-
-    config.state_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(config.state_dir / "lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if not wait:
-            raise LockBusy(f"another trackspec process is building {config.root} "
-                           f"(lock {config.state_dir / 'lock'}); try again when it finishes") from None
-        reporter.note("waiting for another trackspec process to finish ...")
-        lock.acquire()
-    return lock
+    """The one-per-repo lock (``locks``), waiting with a message if held."""
+    return take_repo_lock(config.state_dir, wait,
+                          lambda: reporter.note("waiting for another trackspec process to finish ..."))
 
 
 def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) -> BuildReport:
@@ -114,7 +105,7 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) 
         return BuildReport(_check_results(config, plan), config.index_path, checked_only=True)
     lock = repo_lock(config, reporter, options.wait_for_lock)
     try:
-        state = State(config.state_dir / "state.json")
+        state = State.in_folder(config.state_dir)
         try:
             plan = make_plan(config, options, state)
             noop = is_noop(plan)
@@ -140,7 +131,7 @@ def record_noop(config: ProjectConfig, options: BuildOptions, plan: Plan) -> Non
     from .fastpath import write_record
 
     try:
-        why_not = write_record(config, options, plan)
+        why_not = write_record(config, plan, options.started_ns, options.model_override, options.override_base)
     except OSError as exc:
         why_not = f"cannot write it: {exc}"
     if why_not:
@@ -164,7 +155,7 @@ def inspect_plan(config: ProjectConfig, options: BuildOptions) -> Plan:
     Only the stat cache is refreshed, and only where it already exists (as `git status`
     refreshes its index): `--check`, `plan` and `status` create no file in a repo.
     """
-    state = State(config.state_dir / "state.json")
+    state = State.in_folder(config.state_dir)
     plan = make_plan(config, options, state)
     if config.state_dir.is_dir():
         state.save()
@@ -228,10 +219,13 @@ class Executor:
     Renders (resample, encode, verify) run on a pool of ``config.encode_workers`` threads;
     everything else, publication, index, state and reporter, stays on the calling thread
     and happens in plan order, so the results do not depend on the number of workers.
+    The index is changed through an ``IndexTransaction``: each batch of republished tracks
+    is unlisted in one write.
     """
 
     def __init__(self, config: ProjectConfig, plan: Plan, state: State, reporter: Reporter,
-                 index_flush_seconds: float | None = 0.5, remote: Any = None):
+                 index_flush_seconds: float | None = 0.5, remote: Any = None,
+                 backends: generation.Backends | None = None):
         self.config = config
         #: The team cache (``remote.session.RemoteSession``), consulted on local misses only.
         self.remote = remote
@@ -239,21 +233,17 @@ class Executor:
         self.state = state
         self.reporter = reporter
         self.cache = LocalCache(config.cache_dir)
-        self.index = plan.index
+        self.index = IndexTransaction(config, plan.index, state, reporter.index_written, index_flush_seconds)
+        #: Where models come from (default: loaded here for this build, closed after).
+        self.backends = backends or LoadPerRun(config, reporter.note)
         self.results: list[TrackResult] = []
-        self.flush_seconds = index_flush_seconds
-        self._index_dirty = False
-        self._last_flush = float("-inf")
-        #: Paths the index on disk lists now: those files change only after it stops listing them.
-        self._listed_on_disk = _listed_paths(self.index)
-        self._unreported = False
 
     def run(self) -> BuildReport:
         to_generate = self.run_quick()
         if to_generate:
             self._generate_all(to_generate)
         if self.remote is not None:
-            self.flush_index()  # the engine sees the build's result before any upload
+            self.index.flush()  # the engine sees the build's result before any upload
             self.push_remote()
         return self.finish()
 
@@ -276,10 +266,11 @@ class Executor:
         cached = by_action.get("restore", []) + by_action.get("encode", []) + from_remote
         pending_generation += self._restore_or_encode_all(cached)
         # After restores, so a renamed track could still restore from its old name's files.
+        self.index.unlist(r.name for r in self.plan.removals)
         for removal in self.plan.removals:
-            self._remove(removal.name, removal.entry, removal.reason)
-        self.flush_index()
-        pending.clear(self.config.state_dir)  # what this phase unlisted is deleted or listed again
+            self.index.remove(removal.name)
+            self._finish(TrackResult(removal.name, removal.entry.get("spec", ""), "remove", [removal.reason]))
+        self.index.settle()  # what this phase unlisted is deleted or listed again
         return pending_generation
 
     def _fetch_remote(self, plans: list[TrackPlan]) -> list[TrackPlan]:
@@ -328,35 +319,32 @@ class Executor:
             self.reporter.note(f"team cache: {pushed} entries pushed to {self.remote.url}")
 
     def finish(self) -> BuildReport:
-        self.flush_index()
-        pending.clear(self.config.state_dir)  # every unlisted file was deleted or is listed again
+        self.index.settle()  # every unlisted file was deleted or is listed again
+        log.debug("index written %d time(s) by this build", self.index.writes)
         return BuildReport(self.results, self.config.index_path)
 
     # ------------------------------------------------------------------ steps
-    def _run_one(self, tp: TrackPlan, step) -> bool:
+    def _run_one(self, tp: TrackPlan, step: Callable[[TrackPlan], Any]) -> bool:
         """Run ``step(tp)``; ``False`` means "needs generation after all" (cache entry lost)."""
         self.reporter.started(tp)
         return self._attempt(tp, time.monotonic(), lambda: step(tp))
 
-    def _attempt(self, tp: TrackPlan, start: float, work) -> bool:
+    def _attempt(self, tp: TrackPlan, start: float, work: Callable[[], Any]) -> bool:
         """Run ``work()`` and record the track's result; one broken track never stops the others."""
         try:
             if work() is False:
                 return False
-        except TrackspecError as exc:
-            self._finish(self._result(tp, start, error=str(exc)))
-            return True
         except Exception as exc:
-            log.debug("track %s failed", tp.name, exc_info=True)
-            self._finish(self._result(tp, start, error=f"internal error: {type(exc).__name__}: {exc}"))
+            if not isinstance(exc, TrackspecError):
+                log.debug("track %s failed", tp.name, exc_info=True)
+            self._finish(self._result(tp, start, error=generation.error_text(exc)))
             return True
         self._finish(self._result(tp, start))
         return True
 
     def _update_index_only(self, tp: TrackPlan) -> None:
-        entry = self.index["tracks"][tp.name]
-        self.index["tracks"][tp.name] = index_entry(self.config, tp.track, entry["files"], entry)
-        self._index_changed()
+        entry = self.index.tracks[tp.name]
+        self.index.put(tp.name, index_entry(self.config, tp.track, entry["files"], entry))
 
     def _restore_or_encode_all(self, plans: list[TrackPlan], follow: bool = False) -> list[TrackPlan]:
         """Restore or re-encode ``plans``: renders run on the pool, results come in plan order.
@@ -366,6 +354,7 @@ class Executor:
         """
         lost: list[TrackPlan] = []
         renders: dict[str, RenderJob] = {}  # render key -> the job making it, for tracks sharing one
+        self.index.unlist(tp.name for tp in plans)  # one index write for the whole batch
         with self._render_pool() as pool:
             queue = InOrder()
             for tp in plans:
@@ -430,57 +419,36 @@ class Executor:
         self._restore_or_encode_all(followers, follow=True)
 
     def _generate_leaders(self, plans: list[TrackPlan]) -> None:
-        """Generate batch after batch; each batch renders on the pool while the next generates.
-
-        Results are published in batch order as their renders finish, and all of them
-        before this returns (the followers restore from those renders).
-        """
-        from .generate.base import load_backend
-
+        """Generate batch after batch (``generation``); each batch renders on the pool while
+        the next generates. Results are published in batch order as their renders finish,
+        and all of them before this returns (the followers restore from those renders)."""
         with self._render_pool() as pool:
             queue = InOrder()
-            for (source, revision), batches in generation_batches(plans, self.config.batch_size).items():
-                start = time.monotonic()
-                for tp in (tp for batch in batches for tp in batch):
-                    self.reporter.started(tp)
-                try:
-                    backend = load_backend(source, revision, self.config.device, self.config.batch_size)
-                except Exception as exc:  # a broken model fails its tracks, not the build
-                    message = model_load_error(source, exc)
-                    for tp in (tp for batch in batches for tp in batch):
-                        error = f"{model_field(self.config, tp.track)}: {message}"
-                        queue.add(None, lambda tp=tp, e=error: self._finish(self._result(tp, start, error=e)))
-                    continue
-                self.reporter.note(f"model loaded: {backend.description} ({time.monotonic() - start:.1f} s)")
-                try:
-                    for batch in batches:
-                        batch_start = time.monotonic()
-                        try:
-                            audios = backend.generate([generation_request(tp) for tp in batch],
-                                                      progress=self.reporter.progress)
-                        except Exception as exc:  # the batch fails; each of its tracks says why
-                            audios = [exc] * len(batch)
-                        for tp, audio in zip(batch, audios):
-                            tp.action = "generate"
-                            job, step = self._store_and_render(tp, audio, backend, pool)
-                            queue.add(job, lambda tp=tp, step=step, s=batch_start: self._attempt(tp, s, step))
-                        queue.run_ready()  # publish what is done; the rest renders during the next batch
-                finally:
-                    backend.close()
+            listener = generation.Listener(self.reporter.started, self.reporter.progress,
+                                           lambda results: self._generated(results, pool, queue))
+            generation.generate(self.config, plans, self.cache, self.backends, listener)
             queue.run_all()
 
-    def _store_and_render(self, tp: TrackPlan, audio: Any, backend: Any, pool: RenderPool
-                          ) -> tuple[RenderJob | None, Callable[[], Any]]:
-        """Put generated audio in the cache and start its render; return the job and the
-        step that publishes it (or that raises the generation's or the store's error)."""
-        try:
-            if isinstance(audio, Exception):
-                raise audio
-            raw = store_raw(self.cache, tp.track, audio, backend)
-            job = self._submit_render(pool, tp.track, raw)
-        except Exception as exc:
-            return None, _raiser(exc)
-        return job, lambda: self._publish(tp.track, job.result())
+    def _generated(self, results: list[Generated], pool: RenderPool, queue: InOrder) -> None:
+        """A batch is in the cache (or failed): start its renders, publish what is done."""
+        self.index.unlist(g.plan.name for g in results if g.raw is not None)  # one write per batch
+        start = time.monotonic() - max((g.seconds for g in results), default=0.0)
+        for g in results:
+            tp = g.plan
+            tp.action = "generate"
+            if g.error is not None or g.raw is None:
+                error = g.error or "no audio"
+                queue.add(None, lambda tp=tp, e=error, s=start: self._finish(self._result(tp, s, error=e)))
+                continue
+            try:
+                job = self._submit_render(pool, tp.track, g.raw)
+            except Exception as exc:
+                step = _raiser(exc)
+                queue.add(None, lambda tp=tp, step=step, s=start: self._attempt(tp, s, step))
+                continue
+            queue.add(job, lambda tp=tp, job=job, s=start: self._attempt(tp, s, lambda: self._publish(tp.track,
+                                                                                                  job.result())))
+        queue.run_ready()  # publish what is done; the rest renders during the next batch
 
     def _render_pool(self) -> RenderPool:
         return RenderPool(self.config.encode_workers)
@@ -513,83 +481,30 @@ class Executor:
         return entry  # put() verified the copies against the published digests
 
     def _publish(self, track: LoadedTrack, rendered: CacheEntry) -> None:
+        name = track.spec.name
         targets = output_paths(self.config, track.spec)
         tags = tags_for(track, rendered.info.get("loop"))
-        unlisted = self._unlist(track.spec.name)
+        self.index.unlist([name])  # (already done for the whole batch, unless the track is alone)
         try:
             published = publish_entry(rendered, targets, self.config.staging_dir, tags)
         except BaseException:
-            if unlisted is not None and _files_intact(self.config.root, unlisted):
-                self.index["tracks"][track.spec.name] = unlisted  # the last good asset stays listed
-                self._index_changed()
+            self.index.relist_if_intact(name)  # the last good asset stays listed
             raise
         files = {}
         for fmt, info in published.items():
             self.state.record(info["target"], info["sha256"])
             files[fmt] = {"path": rel(self.config, info["target"]), "sha256": info["sha256"],
                           "bytes": info["bytes"]}
-        old = unlisted or self.index["tracks"].get(track.spec.name)
+        old = self.index.previous(name)
         if old:  # files the new render no longer has (format dropped, genre changed)
             keep = {f["path"] for f in files.values()}
-            self._delete_owned({k: f for k, f in old.get("files", {}).items() if f["path"] not in keep})
-        self.index["tracks"][track.spec.name] = index_entry(self.config, track, files, rendered.info)
-        self._index_changed()
-        self.state.remember_track(track.spec.name, {"generation_inputs": track.keys.generation_inputs,
-                                                    "render_inputs": track.keys.render_inputs})
-
-    def _remove(self, name: str, entry: dict[str, Any], reason: str) -> None:
-        # The index first (with the files noted as pending removals), then the files: a crash
-        # in between leaves files the next build deletes, never an entry naming a lost file.
-        self._unlist(name)
-        self._delete_owned(entry.get("files", {}))
-        self.index["tracks"].pop(name, None)
-        self._index_changed()
-        self.state.forget_track(name)
-        self._finish(TrackResult(name, entry.get("spec", ""), "remove", [reason]))
-
-    def _delete_owned(self, files: dict[str, dict[str, Any]]) -> None:
-        owned = [(self.config.root / f["path"], f.get("sha256", "")) for f in files.values()]
-        remove_owned(owned, self.config.root, self.config.assets_dir, self.state.digest)
-        for path, _ in owned:
-            self.state.forget(path)
-
-    def _unlist(self, name: str) -> dict[str, Any] | None:
-        """Before ``name``'s published files are replaced or deleted: if the index on disk lists
-        any of them, write it without the track now (its files noted in ``pending``).
-
-        Returns the entry taken out (``None``: the index on disk did not list those files).
-        """
-        entry = self.index["tracks"].get(name)
-        files = list(entry.get("files", {}).values()) if entry else []
-        if not any(f.get("path") in self._listed_on_disk for f in files):
-            return None
-        pending.record(self.config.state_dir, files)
-        del self.index["tracks"][name]
-        write_index(self.config.index_path, self.index, self.config.staging_dir)
-        self._listed_on_disk = _listed_paths(self.index)
-        self._index_dirty = True  # the entry comes back (or goes for good) with the next flush,
-        self._unreported = True  # which is reported as the write (the files are done by then)
-        return entry
-
-    def _index_changed(self) -> None:
-        self._index_dirty = True
-        if self.flush_seconds is not None and time.monotonic() - self._last_flush >= self.flush_seconds:
-            self.flush_index()
-
-    def flush_index(self) -> None:
-        """Write the index if it changed since the last write."""
-        if not self._index_dirty:
-            return
-        self._index_dirty = False
-        self._last_flush = time.monotonic()
-        written = write_index(self.config.index_path, self.index, self.config.staging_dir)
-        self._listed_on_disk = _listed_paths(self.index)
-        if written or self._unreported:
-            self._unreported = False
-            self.reporter.index_written(self.config.index_path, len(self.index["tracks"]))
+            self.index.delete_files({k: f for k, f in old.get("files", {}).items() if f["path"] not in keep})
+        self.index.put(name, index_entry(self.config, track, files, rendered.info))
+        self.state.remember_track(name, {"generation_inputs": track.keys.generation_inputs,
+                                         "render_inputs": track.keys.render_inputs})
 
     def _result(self, tp: TrackPlan, start: float, error: str | None = None) -> TrackResult:
-        entry = self.index["tracks"].get(tp.name, {})
+        entry = self.index.tracks.get(tp.name, {})
         files = {fmt: f["path"] for fmt, f in entry.get("files", {}).items()} if error is None else {}
         keys = {"generation": tp.track.keys.generation, "render": tp.track.keys.render}
         return TrackResult(tp.name, rel(self.config, tp.track.spec.path), tp.action, list(tp.reasons),
@@ -599,93 +514,6 @@ class Executor:
     def _finish(self, result: TrackResult) -> None:
         self.results.append(result)
         self.reporter.finished(result)
-
-
-# ---------------------------------------------------------------- generation helpers
-# Shared by the build's executor and the watch daemon's generation worker.
-
-def split_by_generation_key(plans: list[TrackPlan]) -> tuple[list[TrackPlan], list[TrackPlan]]:
-    """(one track per generation key, the others): identical audio is generated once."""
-    leaders: dict[str, TrackPlan] = {}
-    followers = []
-    for tp in plans:
-        if tp.track.keys.generation in leaders:
-            followers.append(tp)
-        else:
-            leaders[tp.track.keys.generation] = tp
-    return list(leaders.values()), followers
-
-
-def generation_batches(plans: list[TrackPlan], batch_size: int) -> dict[tuple, list[list[TrackPlan]]]:
-    """Batches of tracks that can be generated together, grouped by (model source, revision).
-
-    Tracks share a batch only when they share model, duration and window settings.
-    """
-    groups: dict[tuple, list[TrackPlan]] = {}
-    for tp in plans:
-        spec, model = tp.track.spec, tp.track.model
-        key = (model.source, model.revision, spec.duration, spec.window, spec.window_stride)
-        groups.setdefault(key, []).append(tp)
-    by_model: dict[tuple, list[list[TrackPlan]]] = {}
-    for key, group in groups.items():
-        by_model.setdefault(key[:2], []).extend(group[i:i + batch_size] for i in range(0, len(group), batch_size))
-    return by_model
-
-
-def generation_request(tp: TrackPlan) -> GenerationRequest:
-    spec = tp.track.spec
-    return GenerationRequest(name=tp.name, prompt=spec.prompt, duration=spec.duration, seed=tp.track.keys.seed,
-                             temperature=spec.temperature, top_k=spec.top_k, top_p=spec.top_p,
-                             guidance_scale=spec.guidance_scale, window=spec.window,
-                             window_stride=spec.window_stride)
-
-
-def model_field(config: ProjectConfig, track: LoadedTrack) -> str:
-    """Where a track's model was named: its spec's field, or the run's override."""
-    named = track.spec.model
-    if track.model.source in (named, str((config.root / Path(named).expanduser()).resolve())):
-        return f"{rel(config, track.spec.path)}: generation.model"
-    return "--model/TRACKSPEC_MODEL"
-
-
-def model_load_error(source: str, exc: Exception) -> str:
-    if isinstance(exc, TrackspecError):
-        return str(exc)
-    return f"cannot load model '{source}': {type(exc).__name__}: {exc}"
-
-
-def store_raw(cache: LocalCache, track: LoadedTrack, audio: Any, backend: Any) -> CacheEntry:
-    """Put generated audio in the cache under the track's generation key."""
-    import numpy as np
-
-    samples = np.ascontiguousarray(audio, dtype="<f4")
-    staging = cache.staging_dir()
-    try:
-        path = staging / "audio.f32"
-        atomic_write_bytes(path, samples.tobytes())
-        info = {"sample_rate": backend.sample_rate, "channels": int(samples.shape[0]),
-                "samples": int(samples.shape[1]), "seed": track.keys.seed,
-                "model": backend.description, "inputs": track.keys.generation_inputs}
-        return cache.put("raw", track.keys.generation, {"audio.f32": path}, info)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-# ---------------------------------------------------------------- executor helpers
-
-def _listed_paths(index: dict[str, Any]) -> set[str]:
-    return {f["path"] for t in index["tracks"].values() for f in t.get("files", {}).values()
-            if isinstance(f, dict) and isinstance(f.get("path"), str)}
-
-
-def _files_intact(root: Path, entry: dict[str, Any]) -> bool:
-    """Whether every file of an index entry still has the sha256 it records."""
-    from .fsutil import sha256_file
-
-    try:
-        return all(sha256_file(root / f["path"]) == f["sha256"] for f in entry.get("files", {}).values())
-    except (OSError, KeyError, TypeError):
-        return False
 
 
 def _raiser(exc: Exception) -> Callable[[], None]:

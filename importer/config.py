@@ -110,6 +110,23 @@ class ProjectConfig:
         return self.state_dir / "tmp"
 
 
+def rel(config: ProjectConfig, path: Path) -> str:
+    """A path relative to the repo root, with forward slashes (as the index stores it).
+
+    Paths the build makes are already absolute under the (resolved) root: those are
+    taken as they are, since resolving every one costs an lstat per path component.
+    """
+    if path.is_absolute() and ".." not in path.parts:
+        try:
+            return path.relative_to(config.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+    try:
+        return path.resolve().relative_to(config.root).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
 def find_root(start: Path) -> Path:
     """The nearest folder at or above ``start`` holding ``trackspec.toml``."""
     found = find_root_dir(str(start))

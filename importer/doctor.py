@@ -284,19 +284,19 @@ def check_cache(ctx: Context) -> list[Check]:
 
 def check_locks(ctx: Context) -> list[Check]:
     """Whether a build or a watch daemon holds this repo's locks (acquired and released at once)."""
-    from .watch.locks import lock_held
+    from .locks import daemon_lock_path, lock_held, repo_lock_path
 
     if ctx.state_dir is None:
         return []
     checks = []
-    held = lock_held(ctx.state_dir / "lock")
+    held = lock_held(repo_lock_path(ctx.state_dir))
     if held:
-        checks.append(Check("repo_lock", "warn", f"held by another trackspec process ({ctx.state_dir / 'lock'})",
+        checks.append(Check("repo_lock", "warn", f"held by another trackspec process ({repo_lock_path(ctx.state_dir)})",
                             "a build or watch is working on this repo; a build now waits for it "
                             "(or exits 3 with --no-wait)", {"held": True}))
     else:
         checks.append(Check("repo_lock", "ok", "free", details={"held": False}))
-    daemon = lock_held(ctx.state_dir / "watch.lock")
+    daemon = lock_held(daemon_lock_path(ctx.state_dir))
     checks.append(Check("watch", "ok", "a `trackspec watch` daemon is running on this repo" if daemon
                         else "no watch daemon running", details={"running": daemon}))
     return checks

@@ -40,17 +40,17 @@ from __future__ import annotations
 import marshal
 import os
 
-from .layout import CACHE_ENV, STATE_DIR_NAME
+from .layout import CACHE_ENV, NOOP_RECORD, STATE_DIR_NAME
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms of a no-op build
 if TYPE_CHECKING:
     from typing import Any
 
-    from .build import BuildOptions
+    from pathlib import Path
+
     from .config import ProjectConfig
     from .plan import Plan
 
-RECORD_NAME = "noop.marshal"
 RECORD_VERSION = 1
 #: Files changed this close to the start of a build are not recorded (git's racy entries).
 RACY_NS = 1_000_000_000
@@ -61,7 +61,7 @@ Signature = list  # [path, size, mtime_ns, ctime_ns, inode]
 
 
 def record_path(root: str) -> str:
-    return os.path.join(root, STATE_DIR_NAME, RECORD_NAME)
+    return os.path.join(root, STATE_DIR_NAME, NOOP_RECORD)
 
 
 def model_candidate(model: str, base: str) -> str:
@@ -168,46 +168,13 @@ def check(root: str, model_override: str | None, cwd: str) -> tuple[NoopRecord |
     return NoopRecord(data), ""
 
 
-class repo_unlocked:
-    """Holds the repo lock without waiting, for the moment of a check; falsy if it is held.
-
-    The same ``flock`` as ``filelock`` takes, so a build that is publishing right now is
-    waited for by the full path instead of being reported as fresh halfway.
-    """
-
-    def __init__(self, root: str):
-        self.fd: int | None = None
-        try:
-            import fcntl
-
-            fd = os.open(os.path.join(root, STATE_DIR_NAME, "lock"), os.O_RDWR)
-        except (ImportError, OSError):
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return
-        self.fd = fd
-
-    def __bool__(self) -> bool:
-        return self.fd is not None
-
-    def __enter__(self) -> "repo_unlocked":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing releases the flock
-            self.fd = None
-
-
 # ------------------------------------------------------------------------ recording
 class NotRecordable(Exception):
     """Something the plan read changed too recently (or went away) to be trusted later."""
 
 
-def write_record(config: ProjectConfig, options: BuildOptions, plan: Plan) -> str | None:
+def write_record(config: ProjectConfig, plan: Plan, started_ns: int, model_override: str | None,
+                 override_base: Path | None) -> str | None:
     """Record the inputs of ``plan``, which found every track fresh; return why not, if not.
 
     Call under the repo lock, after the build, only when every track was fresh and no spec
@@ -217,20 +184,22 @@ def write_record(config: ProjectConfig, options: BuildOptions, plan: Plan) -> st
     from .fsutil import atomic_write_bytes
 
     try:
-        data = _record_data(config, options, plan)
+        data = _record_data(config, plan, started_ns, model_override, override_base)
     except NotRecordable as exc:
         return str(exc)
-    atomic_write_bytes(config.state_dir / RECORD_NAME, marshal.dumps(data))
+    atomic_write_bytes(config.state_dir / NOOP_RECORD, marshal.dumps(data))
     return None
 
 
-def _record_data(config: ProjectConfig, options: BuildOptions, plan: Plan) -> dict[str, Any]:
+def _record_data(config: ProjectConfig, plan: Plan, started_ns: int, model_override: str | None,
+                 override_base: Path | None) -> dict[str, Any]:
     from pathlib import Path
 
+    from .config import rel
     from .model_ref import model_files
-    from .plan import rel, spec_paths
+    from .tracks import spec_paths
 
-    limit = options.started_ns - RACY_NS
+    limit = started_ns - RACY_NS
 
     def signature(path: str) -> Signature:
         try:
@@ -242,8 +211,8 @@ def _record_data(config: ProjectConfig, options: BuildOptions, plan: Plan) -> di
         return [path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
     root = str(config.root)
-    cwd = str(options.override_base) if options.override_base else os.getcwd()
-    inputs = current_inputs(options.model_override, cwd)
+    cwd = str(override_base) if override_base else os.getcwd()
+    inputs = current_inputs(model_override, cwd)
     if any(mtime >= limit for _name, _size, mtime in inputs["code"]):
         raise NotRecordable("trackspec's own code changed during the build")
     files: list[Signature] = [signature(str(config.config_path))]
@@ -262,8 +231,8 @@ def _record_data(config: ProjectConfig, options: BuildOptions, plan: Plan) -> di
         specs.append([rel(config, tp.track.spec.path), tp.name, *sig])
 
     # The models, as resolve_model found them: a hub id where no folder is, or a folder's files.
-    override = options.model_override
-    base = cwd if override and options.override_base else root
+    override = model_override
+    base = cwd if override and override_base else root
     models = {}
     for tp in plan.tracks:
         models.setdefault(model_candidate(override or tp.track.spec.model, base), tp.track.model)
@@ -290,7 +259,7 @@ def _record_data(config: ProjectConfig, options: BuildOptions, plan: Plan) -> di
         "version": RECORD_VERSION,
         "root": root,
         "index": str(config.index_path),
-        "started_ns": options.started_ns,
+        "started_ns": started_ns,
         "inputs": inputs,
         "resolved": resolved,
         "not_dirs": not_dirs,

@@ -115,3 +115,15 @@ def sweep_temp_files(directory: Path, recursive: bool = True) -> list[Path]:
                 except (FileNotFoundError, IsADirectoryError):
                     pass
     return removed
+
+
+def make_state_dir(state_dir: Path) -> None:
+    """Create the state folder (``.trackspec/``) if missing, ignoring itself in git from the
+    start: per-machine state, locks and staging must never be committed (or cloned in)."""
+    if state_dir.is_dir():
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write_bytes(state_dir / ".gitignore", b"# trackspec's per-machine state: never commit it\n*\n")
+    except OSError:
+        pass  # an ignore file is a courtesy; the state itself still works

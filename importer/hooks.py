@@ -29,11 +29,10 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .layout import CONFIG_NAME, SPEC_SUFFIX, STATE_DIR_NAME, STATE_FILE
+
 #: Marks a hook file as ours: reinstalling replaces it; any other file needs --force.
 HOOK_MARKER = "# trackspec-managed-hook"
-SPEC_SUFFIX = ".trackspec"
-CONFIG_NAME = "trackspec.toml"
-STATE_DIR_NAME = ".trackspec"
 
 HOOK_TEMPLATE = """\
 #!/bin/sh
@@ -223,7 +222,7 @@ def check_staged(root: Path, model_override: str | None = None, override_base: P
         cache_dir = real_config.cache_dir if real_config is not None else staged_config.cache_dir
         config = replace(staged_config, cache_dir=cache_dir)
         if real_config is not None:
-            _seed_state(real_config.state_dir / "state.json", config.state_dir / "state.json", top, temp_top)
+            _seed_state(real_config.state_dir / STATE_FILE, config.state_dir / STATE_FILE, top, temp_top)
         options = BuildOptions(model_override=model_override, override_base=override_base or Path.cwd(),
                                check=True)
         report = run_build(config, options, TextReporter(quiet=True))

@@ -13,6 +13,24 @@ CONFIG_NAME = "trackspec.toml"
 STATE_DIR_NAME = ".trackspec"
 CACHE_ENV = "TRACKSPEC_CACHE_DIR"
 MODEL_ENV = "TRACKSPEC_MODEL"
+SPEC_SUFFIX = ".trackspec"
+
+# What the state folder (``.trackspec/``) holds: one name each, spelled here only.
+#: The stat cache (``state``).
+STATE_FILE = "state.json"
+#: The repo lock and the one-daemon lock (``locks``).
+REPO_LOCK = "lock"
+DAEMON_LOCK = "watch.lock"
+#: The no-op record (``fastpath``).
+NOOP_RECORD = "noop.marshal"
+#: Files unlisted from the index but not yet deleted (``index.pending``).
+PENDING_REMOVALS = "pending-removals.json"
+#: Staging for files bound for the assets folder and the index.
+STAGING_DIR = "tmp"
+#: The last audition of each track (``audition``).
+AUDITIONS_DIR = "auditions"
+#: Audition requests to a running daemon and its answers (``watch.requests``).
+REQUESTS_DIR = "requests"
 
 
 def find_root_dir(start: str) -> str | None:

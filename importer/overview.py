@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ProjectConfig
-from .plan import Plan, TrackPlan, output_paths, rel
+from .config import rel
+from .index import output_paths
+from .plan import Plan, TrackPlan
 
 #: What each action means, for `plan`'s legend and its JSON ``explanation``.
 ACTION_MEANING = {

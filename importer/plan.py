@@ -7,41 +7,33 @@ carries human reasons ("prompt changed", "output modified", ...).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal, Protocol, Sequence
 
-from .cache import LocalCache
-from .config import ProjectConfig
-from .errors import Location, SpecError, TrackspecError
-from .keys import TrackKeys, changed_fields, track_keys
-from .licences import check_commercial, license_of
-from .model_ref import ModelRef, resolve_model
-from .spec import TrackSpec, discover_specs, parse_spec
-from .state import State
-from .tomlsource import read_toml
+from .config import ProjectConfig, rel
+from .index import AUDIO_FACTS, index_entry, output_paths
+from .keys import changed_fields
+from .tracks import LoadedTrack, SpecFailure
+
+
+class CacheView(Protocol):
+    """What the plan asks of the cache: presence, and the inputs an entry was made from."""
+
+    def has(self, kind: str, key: str) -> bool: ...
+    def peek_info(self, kind: str, key: str) -> dict[str, Any]: ...
+
+
+class OutputView(Protocol):
+    """What the plan asks of the published files: their sha256 (``None``: missing), and
+    the key inputs each track was last built from (``state.State`` answers both by stat)."""
+
+    tracks: dict[str, dict[str, Any]]
+
+    def digest(self, path: Path) -> str | None: ...
+
 
 Action = Literal["fresh", "index", "restore", "encode", "generate"]
-
-
-@dataclass
-class LoadedTrack:
-    """A spec that parsed, with its resolved model and keys."""
-
-    spec: TrackSpec
-    model: ModelRef
-    keys: TrackKeys
-    #: The licence of the model's weights (``licences.license_of``).
-    license: str = "unknown"
-
-
-@dataclass
-class SpecFailure:
-    """A spec that cannot be built; its last good asset and index entry are kept."""
-
-    path: Path
-    message: str
 
 
 @dataclass
@@ -74,176 +66,29 @@ class Plan:
     index: dict[str, Any] = field(default_factory=dict)
 
 
-def rel(config: ProjectConfig, path: Path) -> str:
-    """A path relative to the repo root, with forward slashes (as the index stores it).
-
-    Paths the build makes are already absolute under the (resolved) root: those are
-    taken as they are, since resolving every one costs an lstat per path component.
+def plan_build(config: ProjectConfig, loaded: Sequence[LoadedTrack], failures: list[SpecFailure],
+               index: dict[str, Any], cache: CacheView, state: OutputView,
+               others: Sequence[LoadedTrack] = ()) -> Plan:
+    """The plan for ``loaded``: an action and its reasons per track, and the index entries
+    no spec claims any more (removals). ``others`` are tracks known to be up to date that
+    are not planned again (the daemon plans only what changed); they still claim their
+    names. Nothing here reads a file: what is on disk comes through ``cache`` and ``state``.
     """
-    if path.is_absolute() and ".." not in path.parts:
-        try:
-            return path.relative_to(config.root).as_posix()
-        except ValueError:
-            return path.as_posix()
-    try:
-        return path.resolve().relative_to(config.root).as_posix()
-    except ValueError:
-        return path.resolve().as_posix()
-
-
-def output_paths(config: ProjectConfig, spec: TrackSpec) -> dict[str, Path]:
-    return {fmt: config.assets_dir / spec.genre / f"{spec.name}.{fmt}" for fmt in spec.formats}
-
-
-class ParsedSpecs:
-    """Parsed specs kept between planning cycles (the daemon's), keyed by file stat.
-
-    A spec is parsed again when its stat or the project config changed. Like git's racy
-    index entries, a file modified in the last second is not remembered: a second write
-    within the file system's timestamp granularity could keep size and mtime.
-    """
-
-    RACY_NS = 1_000_000_000
-
-    def __init__(self) -> None:
-        self._entries: dict[Path, tuple[tuple, TrackSpec | TrackspecError]] = {}
-
-    def parse(self, path: Path, config: ProjectConfig) -> TrackSpec:
-        try:
-            st = path.stat()
-            signature: tuple | None = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, config.digest)
-        except OSError:
-            signature = None
-        known = self._entries.get(path)
-        if signature is not None and known is not None and known[0] == signature:
-            result = known[1]
-        else:
-            try:
-                result = parse_spec(path, config.spec_defaults, config.max_duration)
-            except TrackspecError as exc:
-                result = exc
-            if signature is not None and time.time_ns() - signature[1] >= self.RACY_NS:
-                self._entries[path] = (signature, result)
-            else:
-                self._entries.pop(path, None)
-        if isinstance(result, TrackspecError):
-            raise result
-        return result
-
-    def keep_only(self, paths: set[Path]) -> None:
-        for path in [p for p in self._entries if p not in paths]:
-            del self._entries[path]
-
-
-def spec_paths(config: ProjectConfig, walked: list[Path] | None = None) -> Iterator[Path]:
-    """The project's spec files, as every command finds them (``walked``: see ``discover_specs``)."""
-    skip = [config.assets_dir, config.state_dir, config.cache_dir]
-    return discover_specs(config.root, config.spec_dirs, skip, walked)
-
-
-def check_inside_repo(config: ProjectConfig, path: Path) -> None:
-    """A spec must be a file of the repo: one linked from outside would make the build
-    depend on files the repo does not hold (and that others cannot check out). Spec folders
-    are resolved inside the repo and not walked through links, so only the file can be one."""
-    if not path.is_symlink():
-        return
-    target = path.resolve()
-    if config.root not in target.parents:
-        raise SpecError(Location(path), f"links to {target}, outside the game repo ({config.root}); "
-                        "copy the spec into the repo")
-
-
-def load_tracks(config: ProjectConfig, state: State, model_override: str | None = None,
-                override_base: Path | None = None,
-                parsed: ParsedSpecs | None = None) -> tuple[list[LoadedTrack], list[SpecFailure]]:
-    """Parse every spec, resolve its model and compute keys; one bad spec never stops the rest."""
-    loaded: list[LoadedTrack] = []
-    failures: list[SpecFailure] = []
-    models: dict[tuple[str, str, Path], ModelRef | Exception] = {}
-    licenses: dict[str, str | Exception] = {}
-    seen: set[Path] = set()
-    for path in spec_paths(config):
-        seen.add(path)
-        try:
-            check_inside_repo(config, path)
-            if parsed is not None:
-                spec = parsed.parse(path, config)
-            else:
-                spec = parse_spec(path, config.spec_defaults, config.max_duration)
-        except TrackspecError as exc:
-            failures.append(SpecFailure(path, str(exc)))
-            continue
-        model_name = model_override or spec.model
-        base = override_base if model_override and override_base else config.root
-        cache_key = (model_name, spec.revision, base)
-        if cache_key not in models:
-            try:
-                models[cache_key] = resolve_model(model_name, spec.revision, base, state)
-            except OSError as exc:
-                models[cache_key] = exc
-        model = models[cache_key]
-        if isinstance(model, Exception):
-            where = "--model/TRACKSPEC_MODEL" if model_override else f"{path}: generation.model"
-            failures.append(SpecFailure(path, f"{where}: {model}"))
-            continue
-        if model.source not in licenses:
-            try:
-                licenses[model.source] = license_of(model.source, model.revision)
-            except TrackspecError as exc:
-                licenses[model.source] = exc
-        license = licenses[model.source]
-        try:
-            if isinstance(license, Exception):
-                raise license
-            if config.commercial:
-                check_commercial(model_name, license, config.allow_noncommercial_models)
-        except TrackspecError as exc:
-            failures.append(SpecFailure(path, f"{path}: generation.model: {exc}"))
-            continue
-        loaded.append(LoadedTrack(spec, model, track_keys(spec, model), license))
-    if parsed is not None:
-        parsed.keep_only(seen)
-    return _without_duplicates(loaded, failures, config)
-
-
-def _without_duplicates(loaded: list[LoadedTrack], failures: list[SpecFailure],
-                        config: ProjectConfig) -> tuple[list[LoadedTrack], list[SpecFailure]]:
-    """Two specs claiming one name: both fail, each error naming both files."""
-    by_name: dict[str, list[LoadedTrack]] = {}
-    for track in loaded:
-        by_name.setdefault(track.spec.name, []).append(track)
-    kept = []
-    for name, tracks in by_name.items():
-        if len(tracks) == 1:
-            kept.append(tracks[0])
-            continue
-        files = " and ".join(rel(config, t.spec.path) for t in tracks)
-        for track in tracks:
-            where = read_toml(track.spec.path, SpecError).locate("name")
-            if not where.line:  # the name comes from the file name
-                where = Location(track.spec.path, 1, 1)
-            failures.append(SpecFailure(track.spec.path, str(SpecError(
-                where, f"track name '{name}' is claimed by {files}; give each spec its own name", "name"))))
-    return kept, failures
-
-
-def plan_build(config: ProjectConfig, loaded: list[LoadedTrack], failures: list[SpecFailure],
-               index: dict[str, Any], cache: LocalCache, state: State) -> Plan:
     tracks = [_plan_track(config, track, index["tracks"], cache, state) for track in loaded]
-    claimed = {t.spec.name for t in loaded}
+    claimed = {t.spec.name for t in loaded} | {t.spec.name for t in others}
+    specs = {rel(config, t.spec.path) for group in (loaded, others) for t in group}
     failing_specs = {rel(config, f.path) for f in failures}
     removals = []
     for name, entry in sorted(index["tracks"].items()):
         if name in claimed or entry.get("spec") in failing_specs:
             continue
-        spec_path = config.root / entry.get("spec", "")
-        reason = "spec renamed the track" if spec_path.is_file() else "spec deleted"
+        reason = "spec renamed the track" if entry.get("spec") in specs else "spec deleted"
         removals.append(Removal(name, entry, reason))
     return Plan(tracks, failures, removals, index)
 
 
 def _plan_track(config: ProjectConfig, track: LoadedTrack, entries: dict[str, dict[str, Any]],
-                cache: LocalCache, state: State) -> TrackPlan:
+                cache: CacheView, state: OutputView) -> TrackPlan:
     entry = entries.get(track.spec.name)
     reasons = _stale_reasons(config, track, entry, state, cache)
     if reasons is None:
@@ -262,7 +107,7 @@ def _plan_track(config: ProjectConfig, track: LoadedTrack, entries: dict[str, di
 
 
 def _published_render(config: ProjectConfig, render_key: str, entries: dict[str, dict[str, Any]],
-                      state: State) -> dict[str, Any] | None:
+                      state: OutputView) -> dict[str, Any] | None:
     """An index entry of this render whose files are all on disk unchanged, if any."""
     for entry in entries.values():
         if entry.get("keys", {}).get("render") == render_key and all(k in entry for k in AUDIO_FACTS) \
@@ -271,8 +116,8 @@ def _published_render(config: ProjectConfig, render_key: str, entries: dict[str,
     return None
 
 
-def _previous_inputs(name: str, entry: dict[str, Any], kind: str, state: State,
-                     cache: LocalCache) -> dict[str, Any] | None:
+def _previous_inputs(name: str, entry: dict[str, Any], kind: str, state: OutputView,
+                     cache: CacheView) -> dict[str, Any] | None:
     """Key inputs of the last build of a track: from the state, else from its cache entry."""
     remembered = state.tracks.get(name, {}).get(f"{kind}_inputs")
     if remembered:
@@ -282,7 +127,7 @@ def _previous_inputs(name: str, entry: dict[str, Any], kind: str, state: State,
 
 
 def _stale_reasons(config: ProjectConfig, track: LoadedTrack, entry: dict[str, Any] | None,
-                   state: State, cache: LocalCache) -> list[str] | None:
+                   state: OutputView, cache: CacheView) -> list[str] | None:
     """Why the published files are not this track's current render; ``None`` if they are."""
     if entry is None:
         return ["new"]
@@ -313,27 +158,3 @@ def _stale_reasons(config: ProjectConfig, track: LoadedTrack, entry: dict[str, A
     return reasons or None
 
 
-#: What the index takes from a render: the audio, its loop points and its measured loudness.
-AUDIO_FACTS = ("sample_rate", "channels", "samples", "duration", "loop", "loudness")
-
-
-def model_name(config: ProjectConfig, model: ModelRef) -> str:
-    """How the index names a model: a local folder relative to the repo root, else its hub id."""
-    return rel(config, Path(model.source)) if model.is_local else model.source
-
-
-def index_entry(config: ProjectConfig, track: LoadedTrack, files: dict[str, Any],
-                audio_facts: dict[str, Any]) -> dict[str, Any]:
-    """The index entry of a track: spec facts, its ``files`` and the audio facts of those files."""
-    model = track.model
-    return {
-        "spec": rel(config, track.spec.path),
-        "genre": track.spec.genre,
-        "files": files,
-        "model": model_name(config, model),
-        "seed": track.keys.seed,
-        "license": track.license,
-        "keys": {"generation": track.keys.generation, "render": track.keys.render},
-        "meta": track.spec.meta,
-        **{k: audio_facts[k] for k in AUDIO_FACTS},
-    }

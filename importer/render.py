@@ -33,7 +33,7 @@ from .loudness import DEFAULT_MARGIN_DB, measure_file, normalise
 from .tags import TrackTags, tags_for
 
 if TYPE_CHECKING:
-    from .plan import LoadedTrack
+    from .tracks import LoadedTrack
 
 #: Encodes tried before giving up on holding the true-peak ceiling.
 MAX_ENCODES = 3

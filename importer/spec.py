@@ -15,10 +15,10 @@ from typing import Any, Iterator
 from .errors import Location, SpecError
 from .fields import FREE_TABLES, TABLES, TOP_FIELDS, Field, FieldProblem, json_value, suggestion
 from .generate.base import DEFAULT_STRIDE_FRACTION
+from .layout import SPEC_SUFFIX
 from .output_settings import default_crossfade, target_for
 from .tomlsource import TomlDocument, read_toml
 
-SPEC_SUFFIX = ".trackspec"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .fsutil import atomic_write_bytes, sha256_file
+from .layout import STATE_FILE
 
 STATE_VERSION = 1
 
@@ -48,6 +49,11 @@ class State:
                 self.tracks = dict(data.get("tracks", {}))
         except (OSError, ValueError, AttributeError):
             pass
+
+    @classmethod
+    def in_folder(cls, state_dir: Path) -> State:
+        """The state of the repo whose state folder is ``state_dir``."""
+        return cls(state_dir / STATE_FILE)
 
     def digest(self, path: Path) -> str | None:
         """sha256 of ``path`` (``None`` if missing), hashing only when its stat changed."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from importer.errors import EncodeError
 
 if TYPE_CHECKING:
-    from importer.plan import LoadedTrack
+    from importer.tracks import LoadedTrack
 
 TAGGABLE_FORMATS = ("ogg", "mp3", "flac")
 #: How much of an Ogg file ``rpgmaker_loop_points`` reads: the headers live well within it.

@@ -11,7 +11,6 @@ no planner).
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import re
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from importer.locks import FileLock
 
 SPEC_CALM = """\
 name = "calm"
@@ -357,8 +358,8 @@ def test_a_build_with_a_failing_spec_writes_no_record(noop_repo):
 
 def test_a_held_lock_sends_build_to_the_full_path_but_not_check(noop_repo):
     repo = noop_repo
-    with open(repo.root / ".trackspec/lock", "r+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a build in progress holds it
+    with FileLock(repo.root / ".trackspec/lock") as lock:
+        assert lock.try_acquire()  # as a build in progress holds it
         busy = repo.run("build", "--no-wait", "-v")
         check = repo.run("build", "--check", "-v", check_rc=0)
     assert busy.returncode == 3 and "the repo lock is held" in full_reason(busy)

@@ -9,7 +9,7 @@ import pytest
 
 from importer.config import load_config
 from importer.errors import ConfigError, SpecError
-from importer.plan import load_tracks
+from importer.tracks import load_tracks
 from importer.spec import builtin_defaults, parse_spec
 from importer.state import State
 

@@ -140,8 +140,9 @@ def _matching_record(args: argparse.Namespace) -> tuple[str, NoopRecord | None, 
     """(root, the no-op record if it still holds, why not)."""
     import os
 
-    from ..fastpath import check, repo_unlocked
+    from ..fastpath import check
     from ..layout import find_root_dir
+    from ..locks import repo_unlocked
 
     root = str(args.root.resolve()) if args.root else find_root_dir(os.getcwd())
     if root is None:
@@ -149,8 +150,11 @@ def _matching_record(args: argparse.Namespace) -> tuple[str, NoopRecord | None, 
     override, cwd = model_override(args), os.getcwd()
     if args.check:  # reads only, like the full check: no lock
         return (root, *check(root, override, cwd))
-    with repo_unlocked(root) as unlocked:  # not while another process builds: it may be publishing
-        return (root, *check(root, override, cwd)) if unlocked else (root, None, "the repo lock is held")
+    lock = repo_unlocked(root)  # not while another process builds: it may be publishing
+    if lock is None:
+        return root, None, "the repo lock is held"
+    with lock:
+        return (root, *check(root, override, cwd))
 
 
 def _fresh_results(args: argparse.Namespace, record: NoopRecord) -> list[SimpleNamespace]:

@@ -267,11 +267,11 @@ def _remote_error(session, exc, doing: str):
 def _track_items(args: argparse.Namespace, config) -> list[tuple[str, str]]:
     """(kind, key) of the raw audio and render of each track named (exit 2 for an unknown name)."""
     from ..errors import ConfigError, Location
-    from ..plan import load_tracks
+    from ..tracks import load_tracks
     from ..state import State
     from .common import model_override
 
-    loaded, _ = load_tracks(config, State(config.state_dir / "state.json"), model_override(args),
+    loaded, _ = load_tracks(config, State.in_folder(config.state_dir), model_override(args),
                             Path.cwd())
     by_name = {t.spec.name: t for t in loaded}
     unknown = [name for name in args.tracks if name not in by_name]

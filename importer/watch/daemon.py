@@ -19,14 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..build import (BuildOptions, Executor, Reporter, TrackResult, make_plan, remote_session,
-                     sweep_leftovers)
+from ..build import (BuildOptions, Executor, Reporter, TrackResult, make_plan, prefetch_output_digests,
+                     remote_session, sweep_leftovers)
+from ..cache import LocalCache
 from ..config import ProjectConfig, load_config
 from ..errors import TrackspecError
-from ..plan import ParsedSpecs, Plan, TrackPlan, rel
+from ..config import rel
+from ..locks import SharedRepoLock, Stopped, daemon_lock
+from ..plan import Plan, TrackPlan
 from ..state import State
+from ..index import load_index
+from ..layout import SPEC_SUFFIX
+from ..plan import plan_build
+from ..tracks import LoadedTrack, ParsedSpecs, SpecFailure, SpecLoader, spec_paths, without_duplicates
 from .events import OverflowAlarm, Wakeups, make_handler
-from .locks import SharedRepoLock, Stopped, daemon_lock
 from .worker import GenerationWorker, Generated
 
 log = logging.getLogger(__name__)
@@ -65,7 +71,7 @@ class Daemon:
         self.wakeups = Wakeups(options.debounce)
         self._stop_reason: str | None = None  # set from signal handlers: no locks there
         self._signals = 0
-        self.lock = SharedRepoLock(self.config.state_dir / "lock", self._waiting_for_lock, self._stopping)
+        self.lock = SharedRepoLock(self.config.state_dir, self._waiting_for_lock, self._stopping)
         self.worker = GenerationWorker(self.lock, reporter, self._on_generated, options.unload_after,
                                        self._stopping)
         self._jobs_lock = threading.Lock()
@@ -74,6 +80,15 @@ class Daemon:
         self._shown_failures: dict[str, str] = {}  # spec -> error last printed (printed once)
         self._first_cycle = True
         self._parsed = ParsedSpecs()
+        #: Every spec as the last cycles loaded it (before the duplicate-name check), by path;
+        #: ``None``: plan everything in the next cycle.
+        self._known: dict[Path, LoadedTrack | SpecFailure] | None = None
+        self._config_digest = ""
+        self._rescan_due = False
+        #: Specs to plan again in the next cycle although no event named them (generated audio arrived).
+        self._replan: set[Path] = set()
+        #: Tracks waiting for generation, by name (what the worker's queue is made of).
+        self._wanted: dict[str, TrackPlan] = {}
         self._last_queue: tuple[list[str], list[str]] = ([], [])
         self._report_due = options.report  # the first cycle writes it
         self._auditions: dict[str, list[TrackPlan]] = {}  # request id -> its take jobs (``requests``)
@@ -87,9 +102,9 @@ class Daemon:
             self.worker.start()
             try:
                 self.wakeups.poke("initial build")
-                while self.wakeups.wait(self._stopping) is not None:
+                while (work := self.wakeups.wait(self._stopping)) is not None:
                     try:
-                        self._cycle()
+                        self._cycle(*work)
                     except Exception as exc:  # a daemon outlives its bugs; the next save retries
                         log.debug("cycle failed", exc_info=True)
                         self.reporter.error(f"internal error: {type(exc).__name__}: {exc} (run with -v for "
@@ -153,13 +168,15 @@ class Daemon:
 
     def _rescan(self, why: str) -> None:
         self.reporter.error(f"{why}; rescanning every spec")
+        with self._jobs_lock:
+            self._rescan_due = True
         self.wakeups.poke("rescan")
 
     def _waiting_for_lock(self) -> None:
         self.reporter.note("waiting for another trackspec process to release the repo lock ...")
 
     # ----------------------------------------------------------------- cycle
-    def _cycle(self) -> None:
+    def _cycle(self, changes: list[str] | None = None, reasons: list[str] | None = None) -> None:
         try:
             config = load_config(self.root)
         except TrackspecError as exc:
@@ -169,9 +186,9 @@ class Daemon:
         self.config = config
         try:
             with self.lock.held():
-                state = State(config.state_dir / "state.json")
+                state = State.in_folder(config.state_dir)
                 try:
-                    plan = make_plan(config, self.build_options, state, self._parsed)
+                    plan, known = self._plan(config, state, [Path(c) for c in changes or []])
                     if self._first_cycle:
                         sweep_leftovers(config, plan)
                         self._first_cycle = False
@@ -189,15 +206,64 @@ class Daemon:
             return
         self._shown_failures.pop("index", None)
         takes = self._serve_auditions(config)
+        names = {track.spec.name for track in known}
+        for tp in plan.tracks:  # planned again: generation is wanted only if it still says so
+            self._wanted.pop(tp.name, None)
+        self._wanted = {name: tp for name, tp in self._wanted.items() if name in names}
+        self._wanted.update((tp.name, tp) for tp in pending)
         with self._jobs_lock:
-            current = {tp.track.keys.generation for tp in plan.tracks}
+            current = {track.keys.generation for track in known}
             self._generated = {k: g for k, g in self._generated.items() if k in current}
-            pending = [tp for tp in pending if tp.track.keys.generation not in self._failed]
-        self.worker.submit(config, pending + takes)
+            wanted = [tp for tp in self._wanted.values() if tp.track.keys.generation not in self._failed]
+        self.worker.submit(config, wanted + takes)
         queue = self.worker.snapshot()
         if queue != self._last_queue:
             self._last_queue = queue
             self.reporter.queue(*queue)
+
+    def _plan(self, config: ProjectConfig, state: State, changes: list[Path]) -> tuple[Plan, list[LoadedTrack]]:
+        """Plan the specs this cycle concerns; return the plan and every track that loads.
+
+        The first cycle, a rescan, an edit of ``trackspec.toml`` and any change that is not
+        a spec file (a folder moved or deleted) plan every spec. Otherwise only the specs
+        the events named, those whose generated audio arrived, and those that failed last
+        time (a duplicate name may have gone) are loaded and planned again; the others are
+        as the last cycles left them (up to date) and only claim their names.
+        """
+        from .requests import is_request
+
+        with self._jobs_lock:
+            replan, self._replan = self._replan, set()
+            rescan, self._rescan_due = self._rescan_due, False
+        changes = [path for path in changes if not is_request(config, path)]
+        loader = SpecLoader(config, state, self.build_options.model_override, self.build_options.override_base,
+                            self._parsed)
+        full = (rescan or self._known is None or config.digest != self._config_digest
+                or any(not path.name.endswith(SPEC_SUFFIX) for path in changes))
+        self._config_digest = config.digest
+        if full:
+            paths = list(spec_paths(config))
+            self._parsed.keep_only(set(paths))
+            self._known = {path: loader.load(path) for path in paths}
+            dirty = set(paths)
+        else:
+            assert self._known is not None
+            failed = {path for path, result in self._known.items() if isinstance(result, SpecFailure)}
+            dirty = set(changes) | replan | failed
+            for path in dirty:
+                if path.is_file() and path.name.endswith(SPEC_SUFFIX):
+                    self._known[path] = loader.load(path)
+                else:
+                    self._known.pop(path, None)
+        loaded, failures = without_duplicates(
+            [r for r in self._known.values() if isinstance(r, LoadedTrack)],
+            [r for r in self._known.values() if isinstance(r, SpecFailure)], config)
+        dirty |= {f.path for f in failures}
+        planned = [t for t in loaded if t.spec.path in dirty]
+        others = [t for t in loaded if t.spec.path not in dirty]
+        index = load_index(config.index_path)
+        prefetch_output_digests(config, planned, index, state)
+        return plan_build(config, planned, failures, index, LocalCache(config.cache_dir), state, others), loaded
 
     def _serve_auditions(self, config: ProjectConfig) -> list[TrackPlan]:
         """Take new audition requests, answer finished ones; return the take jobs still to generate.
@@ -254,6 +320,7 @@ class Daemon:
         self._report_due = True  # published by the next cycle
         with self._jobs_lock:
             for job in jobs:
+                self._replan.add(job.plan.track.spec.path)
                 key = job.plan.track.keys.generation
                 if job.error:
                     self._failed[key] = job.error

@@ -106,10 +106,9 @@ def make_handler(config_of: Callable[[], ProjectConfig], wakeups: Wakeups):
                 return  # every write in a folder says this; the file's own event follows
             config = config_of()
             paths = [event.src_path, getattr(event, "dest_path", "") or ""]
-            for path in paths:
+            for path in paths:  # both ends of a move: one spec is gone, another is new
                 if path and is_relevant(config, os.fsdecode(path), event.is_directory):
                     wakeups.changed(os.fsdecode(path))
-                    return
 
     return SpecEvents()
 

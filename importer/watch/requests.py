@@ -19,13 +19,12 @@ from typing import Any, Callable
 
 from ..config import ProjectConfig
 from ..fsutil import atomic_write_bytes
-
-REQUESTS = "requests"
+from ..layout import REQUESTS_DIR
 RESULT_SUFFIX = ".result.json"
 
 
 def requests_dir(config: ProjectConfig) -> Path:
-    return config.state_dir / REQUESTS
+    return config.state_dir / REQUESTS_DIR
 
 
 def is_request(config: ProjectConfig, path: Path) -> bool:
@@ -36,9 +35,9 @@ def is_request(config: ProjectConfig, path: Path) -> bool:
 
 def daemon_running(config: ProjectConfig) -> bool:
     """Whether a `trackspec watch` holds this repo's daemon lock."""
-    from .locks import lock_held
+    from ..locks import daemon_lock_path, lock_held
 
-    return lock_held(config.state_dir / "watch.lock")
+    return lock_held(daemon_lock_path(config.state_dir))
 
 
 def send(config: ProjectConfig, request: dict[str, Any]) -> str:

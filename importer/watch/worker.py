@@ -11,29 +11,16 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..build import (generation_batches, generation_request, model_field, model_load_error,
-                     split_by_generation_key, store_raw)
+from .. import generation
 from ..cache import LocalCache
 from ..config import ProjectConfig
-from ..errors import TrackspecError
+from ..generation import Cancelled, Generated, KeptModel, generation_batches, split_by_generation_key
+from ..locks import SharedRepoLock, Stopped
 from ..plan import TrackPlan
-from .locks import SharedRepoLock, Stopped
 
-
-class Cancelled(Exception):
-    """Raised from the progress callback to abandon a generation when the daemon stops."""
-
-
-@dataclass
-class Generated:
-    """One finished job: the raw audio is in the cache unless ``error`` says why not."""
-
-    plan: TrackPlan
-    seconds: float
-    error: str | None = None
+__all__ = ["Cancelled", "Generated", "GenerationWorker"]
 
 
 class GenerationWorker:
@@ -49,8 +36,8 @@ class GenerationWorker:
         self._in_flight: dict[str, str] = {}  # name -> generation key
         self._config: ProjectConfig | None = None
         self._stopping = False
-        self._backend: Any = None
-        self._backend_id: tuple | None = None
+        #: The model, kept loaded between batches (``generation.KeptModel``).
+        self._model = KeptModel(reporter.note)
         self._idle_since = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="trackspec-generation", daemon=True)
 
@@ -97,15 +84,15 @@ class GenerationWorker:
                         self._in_flight.clear()
                         self._idle_since = time.monotonic()
         finally:
-            self._unload()
+            self._model.close()
 
     def _next_batch(self) -> list[TrackPlan] | None:
         with self._cond:
             while not self._pending and not self._stopping:
-                if self._backend is not None:
+                if self._model.loaded:
                     idle = time.monotonic() - self._idle_since
                     if idle >= self.unload_after:
-                        self._unload()
+                        self._model.close()
                         self.reporter.note(f"model unloaded after {idle:.0f} s idle")
                         continue
                     self._cond.wait(self.unload_after - idle)
@@ -145,50 +132,11 @@ class GenerationWorker:
 
     def _generate(self, config: ProjectConfig, cache: LocalCache, batch: list[TrackPlan],
                   start: float) -> list[Generated]:
-        model = batch[0].track.model
-        try:
-            backend = self._load(config, model.source, model.revision)
-        except Exception as exc:
-            message = model_load_error(model.source, exc)
-            return [Generated(tp, time.monotonic() - start, f"{model_field(config, tp.track)}: {message}")
-                    for tp in batch]
-        try:
-            audios = backend.generate([generation_request(tp) for tp in batch], progress=self._progress)
-        except Cancelled:
-            raise
-        except Exception as exc:  # the batch fails; each of its tracks says why
-            audios = [exc] * len(batch)
-        results = []
-        for tp, audio in zip(batch, audios):
-            error = None
-            if isinstance(audio, Exception):
-                error = str(audio) if isinstance(audio, TrackspecError) else f"{type(audio).__name__}: {audio}"
-            else:
-                try:
-                    store_raw(cache, tp.track, audio, backend)
-                except (OSError, TrackspecError) as exc:
-                    error = f"cannot store the generated audio in the cache: {exc}"
-            results.append(Generated(tp, time.monotonic() - start, error))
+        self._model.config = config
+        results = generation.generate(config, batch, cache, self._model, generation.Listener(progress=self._progress))
+        for result in results:  # the job's time includes its wait for the lock
+            result.seconds = time.monotonic() - start
         return results
-
-    def _load(self, config: ProjectConfig, source: str, revision: str | None) -> Any:
-        from ..generate.base import load_backend
-
-        wanted = (source, revision, config.device, config.batch_size)
-        if self._backend is not None and self._backend_id == wanted:
-            return self._backend
-        self._unload()
-        start = time.monotonic()
-        self._backend = load_backend(source, revision, config.device, config.batch_size)
-        self._backend_id = wanted
-        self.reporter.note(f"model loaded: {self._backend.description} ({time.monotonic() - start:.1f} s); "
-                           "kept loaded between generations")
-        return self._backend
-
-    def _unload(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-            self._backend, self._backend_id = None, None
 
     def _progress(self, name: str, done: int, total: int) -> None:
         if self._stopping or self._should_stop():

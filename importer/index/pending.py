@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write_bytes, sha256_file
+from ..fsutil import atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 PENDING_NAME = "pending-removals.json"
@@ -49,7 +49,7 @@ def read(state_dir: Path) -> list[dict[str, Any]]:
 
 def replay(root: Path, assets_dir: Path, state_dir: Path, index: dict[str, Any]) -> list[Path]:
     """Delete noted files that no entry of ``index`` lists, then forget the note; call under the lock."""
-    from .publish import remove_owned
+    from ..publish import remove_owned
 
     noted = read(state_dir)
     if not noted:

@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import IndexCorrupt
-from .fsutil import atomic_write_bytes
+from ..errors import IndexCorrupt
+from ..fsutil import atomic_write_bytes
 
 SCHEMA_VERSION = 1
-SCHEMA_PATH = Path(__file__).with_name("schemas") / "index.schema.json"
+SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "index.schema.json"
 
 
 def empty_index() -> dict[str, Any]:

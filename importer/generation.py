@@ -1,0 +1,255 @@
+"""The one path from plans to raw audio in the cache.
+
+``generate`` takes the tracks that need generating, groups them into batches (same
+model, length and windows; at most ``batch_size``), gets a backend for each model from
+the ``Backends`` the caller passes, generates, and stores each track's raw audio in the
+cache under its generation key. It returns (and reports batch by batch) one
+``Generated`` per track: the cache entry, or the error that track failed with. A model
+that fails to load fails its tracks, a batch that fails fails its own tracks, and one
+track that cannot be stored fails alone.
+
+The callers keep only their own policy: ``build`` renders and publishes each batch while
+the next one generates, the watch worker keeps its model loaded (``KeptModel``) and
+cancels from the progress callback (``Cancelled``), ``audition`` names its takes.
+``load_backend`` is called here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from .config import ProjectConfig, rel
+from .errors import TrackspecError
+from .fsutil import atomic_write_bytes
+from .generate.base import GenerationRequest
+
+if TYPE_CHECKING:
+    from .cache import CacheEntry, LocalCache
+    from .generate.base import Backend
+    from .plan import TrackPlan
+    from .tracks import LoadedTrack
+
+
+class Cancelled(Exception):
+    """Raised from a progress callback to abandon a generation (the daemon is stopping)."""
+
+
+@dataclass
+class Generated:
+    """One track's generation: its raw audio in the cache, or why not."""
+
+    plan: TrackPlan
+    seconds: float
+    raw: CacheEntry | None = None
+    error: str | None = None
+
+
+class Backends(Protocol):
+    """Where ``generate`` gets a loaded model from, and gives it back after its batches."""
+
+    def get(self, source: str, revision: str | None) -> Backend: ...
+    def release(self, backend: Backend) -> None: ...
+
+
+def _ignore(*_args: Any) -> None:
+    pass
+
+
+@dataclass
+class Listener:
+    """What ``generate`` tells its caller as it goes (each part optional)."""
+
+    #: A track's generation begins (before its model loads).
+    started: Callable[[TrackPlan], None] = _ignore
+    #: ``progress(name, steps_done, steps_total)`` after each decoding step; may raise ``Cancelled``.
+    progress: Callable[[str, int, int], None] = _ignore
+    #: A batch is in the cache (or failed): its results, in batch order.
+    batch_done: Callable[[list[Generated]], None] = _ignore
+
+
+def _load(config: ProjectConfig, source: str, revision: str | None, note: Callable[[str], None],
+          suffix: str = "") -> Any:
+    from .generate.base import load_backend
+
+    start = time.monotonic()
+    backend = load_backend(source, revision, config.device, config.batch_size)
+    note(f"model loaded: {backend.description} ({time.monotonic() - start:.1f} s){suffix}")
+    return backend
+
+
+class LoadPerRun:
+    """A model loaded for the batches of one ``generate`` call, then closed (build, audition)."""
+
+    def __init__(self, config: ProjectConfig, note: Callable[[str], None]):
+        self.config = config
+        self.note = note
+
+    def get(self, source: str, revision: str | None) -> Backend:
+        return _load(self.config, source, revision, self.note)
+
+    def release(self, backend: Backend) -> None:
+        backend.close()
+
+
+class KeptModel:
+    """The last model loaded stays loaded across calls until ``close`` (the watch worker)."""
+
+    def __init__(self, note: Callable[[str], None]):
+        self.note = note
+        self.config: ProjectConfig | None = None
+        self._backend: Any = None
+        self._id: tuple | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._backend is not None
+
+    def get(self, source: str, revision: str | None) -> Backend:
+        assert self.config is not None, "set .config before generating"
+        wanted = (source, revision, self.config.device, self.config.batch_size)
+        if self._backend is not None and self._id == wanted:
+            return self._backend
+        self.close()
+        self._backend = _load(self.config, source, revision, self.note, "; kept loaded between generations")
+        self._id = wanted
+        return self._backend
+
+    def release(self, backend: Backend) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend, self._id = None, None
+
+
+def generate(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCache, backends: Backends,
+             listener: Listener,
+             request_for: Callable[[TrackPlan], GenerationRequest] | None = None) -> list[Generated]:
+    """Generate ``plans`` batch by batch into ``cache``; one result per track, in batch order.
+
+    ``Cancelled`` (from the listener's progress) propagates: nothing of the batch in
+    flight is stored. Every other failure becomes the error of the tracks it concerns.
+    """
+    request_for = request_for or generation_request
+    results: list[Generated] = []
+    for (source, revision), batches in generation_batches(plans, config.batch_size).items():
+        start = time.monotonic()
+        group = [tp for batch in batches for tp in batch]
+        for tp in group:
+            listener.started(tp)
+        try:
+            backend = backends.get(source, revision)
+        except Cancelled:
+            raise
+        except Exception as exc:  # a broken model fails its tracks, not the caller
+            message = model_load_error(source, exc)
+            failed = [Generated(tp, time.monotonic() - start, error=f"{model_field(config, tp.track)}: {message}")
+                      for tp in group]
+            listener.batch_done(failed)
+            results += failed
+            continue
+        try:
+            for batch in batches:
+                batch_start = time.monotonic()
+                try:
+                    audios: list[Any] = backend.generate([request_for(tp) for tp in batch],
+                                                         progress=listener.progress)
+                except Cancelled:
+                    raise
+                except Exception as exc:  # the batch fails; each of its tracks says why
+                    audios = [exc] * len(batch)
+                done = [_stored(cache, tp, audio, backend, batch_start) for tp, audio in zip(batch, audios)]
+                listener.batch_done(done)
+                results += done
+        finally:
+            backends.release(backend)
+    return results
+
+
+def _stored(cache: LocalCache, tp: TrackPlan, audio: Any, backend: Backend, start: float) -> Generated:
+    if isinstance(audio, Exception):
+        return Generated(tp, time.monotonic() - start, error=error_text(audio))
+    try:
+        raw = store_raw(cache, tp.track, audio, backend)
+    except (OSError, TrackspecError) as exc:
+        return Generated(tp, time.monotonic() - start, error=f"cannot store the generated audio in the cache: {exc}")
+    return Generated(tp, time.monotonic() - start, raw=raw)
+
+
+def error_text(exc: BaseException) -> str:
+    """What a track's failure says: a trackspec error as it is, anything else as an internal error."""
+    if isinstance(exc, TrackspecError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def split_by_generation_key(plans: list[TrackPlan]) -> tuple[list[TrackPlan], list[TrackPlan]]:
+    """(one track per generation key, the others): identical audio is generated once."""
+    leaders: dict[str, TrackPlan] = {}
+    followers = []
+    for tp in plans:
+        if tp.track.keys.generation in leaders:
+            followers.append(tp)
+        else:
+            leaders[tp.track.keys.generation] = tp
+    return list(leaders.values()), followers
+
+
+def generation_batches(plans: list[TrackPlan], batch_size: int) -> dict[tuple, list[list[TrackPlan]]]:
+    """Batches of tracks that can be generated together, grouped by (model source, revision).
+
+    Tracks share a batch only when they share model, duration and window settings.
+    """
+    groups: dict[tuple, list[TrackPlan]] = {}
+    for tp in plans:
+        spec, model = tp.track.spec, tp.track.model
+        key = (model.source, model.revision, spec.duration, spec.window, spec.window_stride)
+        groups.setdefault(key, []).append(tp)
+    by_model: dict[tuple, list[list[TrackPlan]]] = {}
+    for key, group in groups.items():
+        by_model.setdefault(key[:2], []).extend(group[i:i + batch_size] for i in range(0, len(group), batch_size))
+    return by_model
+
+
+def generation_request(tp: TrackPlan) -> GenerationRequest:
+    spec = tp.track.spec
+    return GenerationRequest(name=tp.name, prompt=spec.prompt, duration=spec.duration, seed=tp.track.keys.seed,
+                             temperature=spec.temperature, top_k=spec.top_k, top_p=spec.top_p,
+                             guidance_scale=spec.guidance_scale, window=spec.window,
+                             window_stride=spec.window_stride)
+
+
+def model_field(config: ProjectConfig, track: LoadedTrack) -> str:
+    """Where a track's model was named: its spec's field, or the run's override."""
+    named = track.spec.model
+    if track.model.source in (named, str((config.root / Path(named).expanduser()).resolve())):
+        return f"{rel(config, track.spec.path)}: generation.model"
+    return "--model/TRACKSPEC_MODEL"
+
+
+def model_load_error(source: str, exc: Exception) -> str:
+    if isinstance(exc, TrackspecError):
+        return str(exc)
+    return f"cannot load model '{source}': {type(exc).__name__}: {exc}"
+
+
+def store_raw(cache: LocalCache, track: LoadedTrack, audio: Any, backend: Any) -> CacheEntry:
+    """Put generated audio in the cache under the track's generation key."""
+    import numpy as np
+
+    samples = np.ascontiguousarray(audio, dtype="<f4")
+    staging = cache.staging_dir()
+    try:
+        path = staging / "audio.f32"
+        atomic_write_bytes(path, samples.tobytes())
+        info = {"sample_rate": backend.sample_rate, "channels": int(samples.shape[0]),
+                "samples": int(samples.shape[1]), "seed": track.keys.seed,
+                "model": backend.description, "inputs": track.keys.generation_inputs}
+        return cache.put("raw", track.keys.generation, {"audio.f32": path}, info)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,139 @@
+"""Changing the index while a build replaces files: the index never names a file whose
+sha256 does not match.
+
+Before files the index on disk lists are replaced or deleted, their tracks are taken out
+of it in one write (their files noted in the pending-removals journal, ``pending``), for
+a whole batch of tracks at once; the new entries come back with the next flush, which
+happens at most every ``flush_seconds`` and at ``commit``. A track whose republication
+fails gets its old entry back if its files are still intact. So republishing N tracks
+costs a handful of index writes, not N.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..config import ProjectConfig
+from ..fsutil import sha256_file
+from ..publish import remove_owned
+from ..state import State
+from . import pending
+from .entry import listed_paths
+from .file import write_index
+
+
+class IndexTransaction:
+    """The executor's view of the index: in memory, written in few atomic writes."""
+
+    def __init__(self, config: ProjectConfig, index: dict[str, Any], state: State,
+                 on_written: Callable[[Path, int], None], flush_seconds: float | None = 0.5):
+        self.config = config
+        self.index = index
+        self.state = state
+        self.on_written = on_written
+        self.flush_seconds = flush_seconds
+        self._dirty = False
+        self._last_flush = float("-inf")
+        #: Paths the index on disk lists now: those files change only after it stops listing them.
+        self._listed_on_disk = listed_paths(index)
+        #: Entries taken out of the index before their files change, by track name.
+        self._unlisted: dict[str, dict[str, Any]] = {}
+        self._unreported = False
+        self.writes = 0
+
+    @property
+    def tracks(self) -> dict[str, dict[str, Any]]:
+        return self.index["tracks"]
+
+    def unlist(self, names: Iterable[str]) -> None:
+        """Before the published files of ``names`` are replaced or deleted: write the index
+        without those of them it lists on disk, in one write (their files noted in ``pending``)."""
+        taken: dict[str, dict[str, Any]] = {}
+        for name in names:
+            entry = self.tracks.get(name)
+            files = list(entry.get("files", {}).values()) if entry else []
+            if entry is not None and any(f.get("path") in self._listed_on_disk for f in files):
+                taken[name] = entry
+        if not taken:
+            return
+        pending.record(self.config.state_dir, [f for e in taken.values() for f in e.get("files", {}).values()])
+        for name in taken:
+            del self.tracks[name]
+        self._write()
+        self._unlisted.update(taken)
+        self._dirty = True  # the entries come back (or go for good) with the next flush,
+        self._unreported = True  # which is reported as the write (the files are done by then)
+
+    def previous(self, name: str) -> dict[str, Any] | None:
+        """The entry ``name`` had before this build touched it (unlisted or still listed)."""
+        return self._unlisted.get(name) or self.tracks.get(name)
+
+    def put(self, name: str, entry: dict[str, Any]) -> None:
+        """``name``'s new entry: its files are published and verified."""
+        self._unlisted.pop(name, None)
+        self.tracks[name] = entry
+        self.changed()
+
+    def relist_if_intact(self, name: str) -> None:
+        """A republication failed: the last good asset stays listed if its files still match."""
+        entry = self._unlisted.pop(name, None)
+        if entry is not None and files_intact(self.config.root, entry):
+            self.tracks[name] = entry
+            self.changed()
+
+    def remove(self, name: str) -> None:
+        """Unlist ``name``, delete its files, forget it (the index first: see ``pending``)."""
+        entry = self.previous(name) or {}
+        self.unlist([name])
+        self._unlisted.pop(name, None)
+        self.delete_files(entry.get("files", {}))
+        if self.tracks.pop(name, None) is not None:
+            self.changed()
+        self.state.forget_track(name)
+
+    def delete_files(self, files: dict[str, dict[str, Any]]) -> None:
+        """Delete published files (only those trackspec owns: ``publish.remove_owned``)."""
+        owned = [(self.config.root / f["path"], f.get("sha256", "")) for f in files.values()]
+        remove_owned(owned, self.config.root, self.config.assets_dir, self.state.digest)
+        for path, _ in owned:
+            self.state.forget(path)
+
+    def changed(self) -> None:
+        self._dirty = True
+        if self.flush_seconds is not None and time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the index if it changed since the last write."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        self._last_flush = time.monotonic()
+        written = self._write()
+        if written or self._unreported:
+            self._unreported = False
+            self.on_written(self.config.index_path, len(self.tracks))
+
+    def settle(self) -> None:
+        """End of a phase: entries unlisted but not republished come back if intact; the
+        index is written; the journal is cleared (every noted file is deleted or listed)."""
+        for name in list(self._unlisted):
+            self.relist_if_intact(name)
+        self.flush()
+        pending.clear(self.config.state_dir)
+
+    def _write(self) -> bool:
+        written = write_index(self.config.index_path, self.index, self.config.staging_dir)
+        self.writes += written
+        self._listed_on_disk = listed_paths(self.index)
+        return written
+
+
+def files_intact(root: Path, entry: dict[str, Any]) -> bool:
+    """Whether every file of an index entry still has the sha256 it records."""
+    try:
+        return all(sha256_file(root / f["path"]) == f["sha256"] for f in entry.get("files", {}).values())
+    except (OSError, KeyError, TypeError):
+        return False

@@ -1,0 +1,188 @@
+"""Spec loading: find the project's specs, parse them, resolve their models, compute keys.
+
+What comes out is a list of ``LoadedTrack`` (ready to plan) and a list of
+``SpecFailure`` (a spec that cannot be built, with its error): one bad spec never stops
+the rest. Deciding what to do with them is ``plan``'s job.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .config import ProjectConfig, rel
+from .errors import Location, SpecError, TrackspecError
+from .keys import TrackKeys, track_keys
+from .licences import check_commercial, license_of
+from .model_ref import ModelRef, resolve_model
+from .spec import TrackSpec, discover_specs, parse_spec
+from .state import State
+from .tomlsource import read_toml
+
+
+@dataclass
+class LoadedTrack:
+    """A spec that parsed, with its resolved model and keys."""
+
+    spec: TrackSpec
+    model: ModelRef
+    keys: TrackKeys
+    #: The licence of the model's weights (``licences.license_of``).
+    license: str = "unknown"
+
+
+@dataclass
+class SpecFailure:
+    """A spec that cannot be built; its last good asset and index entry are kept."""
+
+    path: Path
+    message: str
+
+
+class ParsedSpecs:
+    """Parsed specs kept between planning cycles (the daemon's), keyed by file stat.
+
+    A spec is parsed again when its stat or the project config changed. Like git's racy
+    index entries, a file modified in the last second is not remembered: a second write
+    within the file system's timestamp granularity could keep size and mtime.
+    """
+
+    RACY_NS = 1_000_000_000
+
+    def __init__(self) -> None:
+        self._entries: dict[Path, tuple[tuple, TrackSpec | TrackspecError]] = {}
+
+    def parse(self, path: Path, config: ProjectConfig) -> TrackSpec:
+        try:
+            st = path.stat()
+            signature: tuple | None = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, config.digest)
+        except OSError:
+            signature = None
+        known = self._entries.get(path)
+        if signature is not None and known is not None and known[0] == signature:
+            result = known[1]
+        else:
+            try:
+                result = parse_spec(path, config.spec_defaults, config.max_duration)
+            except TrackspecError as exc:
+                result = exc
+            if signature is not None and time.time_ns() - signature[1] >= self.RACY_NS:
+                self._entries[path] = (signature, result)
+            else:
+                self._entries.pop(path, None)
+        if isinstance(result, TrackspecError):
+            raise result
+        return result
+
+    def keep_only(self, paths: set[Path]) -> None:
+        for path in [p for p in self._entries if p not in paths]:
+            del self._entries[path]
+
+
+def spec_paths(config: ProjectConfig, walked: list[Path] | None = None) -> Iterator[Path]:
+    """The project's spec files, as every command finds them (``walked``: see ``discover_specs``)."""
+    skip = [config.assets_dir, config.state_dir, config.cache_dir]
+    return discover_specs(config.root, config.spec_dirs, skip, walked)
+
+
+def check_inside_repo(config: ProjectConfig, path: Path) -> None:
+    """A spec must be a file of the repo: one linked from outside would make the build
+    depend on files the repo does not hold (and that others cannot check out). Spec folders
+    are resolved inside the repo and not walked through links, so only the file can be one."""
+    if not path.is_symlink():
+        return
+    target = path.resolve()
+    if config.root not in target.parents:
+        raise SpecError(Location(path), f"links to {target}, outside the game repo ({config.root}); "
+                        "copy the spec into the repo")
+
+
+@dataclass
+class SpecLoader:
+    """Loads specs one by one, resolving each model and licence once per loader."""
+
+    config: ProjectConfig
+    state: State
+    model_override: str | None = None
+    override_base: Path | None = None
+    parsed: ParsedSpecs | None = None
+    _models: dict[tuple[str, str, Path], ModelRef | Exception] = field(default_factory=dict)
+    _licenses: dict[str, str | Exception] = field(default_factory=dict)
+
+    def load(self, path: Path) -> LoadedTrack | SpecFailure:
+        config = self.config
+        try:
+            check_inside_repo(config, path)
+            if self.parsed is not None:
+                spec = self.parsed.parse(path, config)
+            else:
+                spec = parse_spec(path, config.spec_defaults, config.max_duration)
+        except TrackspecError as exc:
+            return SpecFailure(path, str(exc))
+        model_name = self.model_override or spec.model
+        base = self.override_base if self.model_override and self.override_base else config.root
+        cache_key = (model_name, spec.revision, base)
+        if cache_key not in self._models:
+            try:
+                self._models[cache_key] = resolve_model(model_name, spec.revision, base, self.state)
+            except OSError as exc:
+                self._models[cache_key] = exc
+        model = self._models[cache_key]
+        if isinstance(model, Exception):
+            where = "--model/TRACKSPEC_MODEL" if self.model_override else f"{path}: generation.model"
+            return SpecFailure(path, f"{where}: {model}")
+        if model.source not in self._licenses:
+            try:
+                self._licenses[model.source] = license_of(model.source, model.revision)
+            except TrackspecError as exc:
+                self._licenses[model.source] = exc
+        license = self._licenses[model.source]
+        try:
+            if isinstance(license, Exception):
+                raise license
+            if config.commercial:
+                check_commercial(model_name, license, config.allow_noncommercial_models)
+        except TrackspecError as exc:
+            return SpecFailure(path, f"{path}: generation.model: {exc}")
+        return LoadedTrack(spec, model, track_keys(spec, model), license)
+
+
+def load_tracks(config: ProjectConfig, state: State, model_override: str | None = None,
+                override_base: Path | None = None, parsed: ParsedSpecs | None = None,
+                paths: Iterable[Path] | None = None) -> tuple[list[LoadedTrack], list[SpecFailure]]:
+    """Parse every spec (or those at ``paths``), resolve its model and compute keys."""
+    loader = SpecLoader(config, state, model_override, override_base, parsed)
+    loaded: list[LoadedTrack] = []
+    failures: list[SpecFailure] = []
+    seen: set[Path] = set()
+    for path in spec_paths(config) if paths is None else paths:
+        seen.add(path)
+        result = loader.load(path)
+        (failures if isinstance(result, SpecFailure) else loaded).append(result)  # type: ignore[arg-type]
+    if parsed is not None and paths is None:
+        parsed.keep_only(seen)
+    return without_duplicates(loaded, failures, config)
+
+
+def without_duplicates(loaded: list[LoadedTrack], failures: list[SpecFailure],
+                       config: ProjectConfig) -> tuple[list[LoadedTrack], list[SpecFailure]]:
+    """Two specs claiming one name: both fail, each error naming both files."""
+    by_name: dict[str, list[LoadedTrack]] = {}
+    for track in loaded:
+        by_name.setdefault(track.spec.name, []).append(track)
+    kept = []
+    failures = list(failures)
+    for name, tracks in by_name.items():
+        if len(tracks) == 1:
+            kept.append(tracks[0])
+            continue
+        files = " and ".join(rel(config, t.spec.path) for t in tracks)
+        for track in tracks:
+            where = read_toml(track.spec.path, SpecError).locate("name")
+            if not where.line:  # the name comes from the file name
+                where = Location(track.spec.path, 1, 1)
+            failures.append(SpecFailure(track.spec.path, str(SpecError(
+                where, f"track name '{name}' is claimed by {files}; give each spec its own name", "name"))))
+    return kept, failures
