@@ -75,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _call(fast, args, full=False)
         if code is not None:
             return code
-    return _call(args.run, args, full=True)
+    code = _call(args.run, args, full=True)
+    return 0 if code is None else code
 
 
 def _call(run: Callable[[Any], int | None], args: Any, full: bool) -> int | None:

@@ -280,7 +280,7 @@ def _fix_mp3_padding(path: Path, n: int) -> None:
         fh.write(frame[: xing + 156])
 
 
-def _crc16(data: bytes) -> int:
+def _crc16(data: bytes | bytearray) -> int:
     """CRC-16/ARC (polynomial 0x8005, reflected), the checksum of the LAME tag."""
     crc = 0
     for byte in data:

@@ -20,6 +20,7 @@ busy machine).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -182,7 +183,7 @@ def normalise(
     aim, headroom = target_lufs, _SAFETY_DB
     for _ in range(_MAX_ROUNDS):
         limit = limit_db - headroom
-        gain_db = _search(lambda g, limit=limit: control.loudness(g, limit), aim, gain_db)
+        gain_db = _search(functools.partial(control.loudness, limit_db=limit), aim, gain_db)
         gains, limited_db = control.gain(gain_db, limit)
         if limited_db > MAX_LIMITING_DB:
             raise ValueError(

@@ -54,15 +54,14 @@ def pin_take(config: ProjectConfig, name: str, take: int, model_override: str | 
 def write_seed(path: Path, seed: int) -> None:
     """Set the spec's top-level ``seed``, keeping every other byte of the file."""
     import tomlkit
-    from tomlkit.items import Integer
+    from tomlkit.items import Integer, Item
 
     raw = path.read_bytes()
     bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
     document = tomlkit.parse(raw[len(bom):].decode("utf-8"))
-    if "seed" in document:
-        document["seed"] = Integer(seed, document.item("seed").trivia, str(seed))
-    else:
-        document["seed"] = seed
+    old = document.item("seed") if "seed" in document else None
+    # an existing value keeps its trivia (comment, whitespace)
+    document["seed"] = Integer(seed, old.trivia, str(seed)) if isinstance(old, Item) else seed
     target = path.resolve()  # a symlinked spec: edit the file, keep the link
     mode = os.stat(target).st_mode & 0o7777
     atomic_write_bytes(target, bom + tomlkit.dumps(document).encode("utf-8"))

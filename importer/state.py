@@ -95,7 +95,7 @@ class State:
 
         with ThreadPoolExecutor(workers) as pool:
             digests = list(pool.map(_digest_or_none, [path for path, _ in todo]))
-        for (path, sig), digest in zip(todo, digests):
+        for (path, sig), digest in zip(todo, digests, strict=True):
             if digest is not None:
                 self.files[str(path)] = [*sig, digest]
                 self._dirty = True

@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--here", action="store_true",
                         help="generate in this process even when a `trackspec watch` runs on the repo "
                              "(by default the daemon generates, with the model it keeps loaded)")
-    parser.add_argument("--json", action="store_true", help="print the takes as JSON on stdout (importer/schemas/audition.schema.json)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the takes as JSON on stdout (importer/schemas/audition.schema.json)")
     parser.set_defaults(run=run)
 
 

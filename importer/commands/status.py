@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             notes.append(f"  {label}: {'; '.join(row.reasons)}")
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for line in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
     if notes:
         print("\n" + "\n".join(notes))
     return EXIT_FAILED if any(r.state == "failed" for r in rows) else EXIT_OK

@@ -191,7 +191,8 @@ class MusicGenBackend:
         for indices in groups.values():
             for start in range(0, len(indices), self.max_batch):
                 chunk = indices[start:start + self.max_batch]
-                for i, audio in zip(chunk, self._generate_with_oom_retry([requests[i] for i in chunk], progress)):
+                audios = self._generate_with_oom_retry([requests[i] for i in chunk], progress)
+                for i, audio in zip(chunk, audios, strict=True):
                     results[i] = audio
         return results  # type: ignore[return-value]
 

@@ -104,7 +104,8 @@ class RemoteSession:
                 return None
 
         with ThreadPoolExecutor(min(WORKERS, len(wanted))) as pool:
-            found = {item: entry for item, entry in zip(wanted, pool.map(one, wanted)) if entry is not None}
+            found = {item: entry for item, entry in zip(wanted, pool.map(one, wanted), strict=True)
+                     if entry is not None}
         self.fetched += len(found)
         return found
 

@@ -42,7 +42,8 @@ def render_page(config: ProjectConfig, tracks: list[TrackView]) -> str:
 <style>{CSS}</style></head>
 <body>
 <h1>trackspec report: {_e(config.root.name)}</h1>
-<div class="sub">{len(tracks)} track{"" if len(tracks) == 1 else "s"}: {summary}. Written {time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+<div class="sub">{len(tracks)} track{"" if len(tracks) == 1 else "s"}: {summary}.
+Written {time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 by trackspec {__version__}. Loop points are marked on the waveforms; "seam" plays the last seconds of the
 loop flowing into its first.</div>
 {body}
