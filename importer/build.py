@@ -32,8 +32,7 @@ from .plan import Plan, TrackPlan, plan_build
 from .publish import publish_entry
 from .render_pool import InOrder, RenderJob, RenderPool
 from .state import PARALLEL_MIN_BYTES, State
-from .tags import tags_for
-from .tracks import LoadedTrack, ParsedSpecs, load_tracks
+from .tracks import LoadedTrack, ParsedSpecs, load_tracks, tags_for
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +97,12 @@ def repo_lock(config: ProjectConfig, reporter: Reporter, wait: bool):
                           lambda: reporter.note("waiting for another trackspec process to finish ..."))
 
 
-def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) -> BuildReport:
-    """Plan and (unless ``options.check``) execute the build of every track."""
+def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter,
+              backends: generation.Backends | None = None) -> BuildReport:
+    """Plan and (unless ``options.check``) execute the build of every track.
+
+    ``backends`` gives the models to generate with (default: ``generation.LoadPerRun``).
+    """
     if options.check:
         plan = inspect_plan(config, options)
         return BuildReport(_check_results(config, plan), config.index_path, checked_only=True)
@@ -111,7 +114,7 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) 
             noop = is_noop(plan)
             sweep_leftovers(config, plan)
             report = Executor(config, plan, state, reporter, options.index_flush_seconds,
-                              remote_session(config, options.require_remote)).run()
+                              remote_session(config, options.require_remote), backends).run()
             if noop and report.ok:
                 record_noop(config, options, plan)
             return report
@@ -434,21 +437,24 @@ class Executor:
         self.index.unlist(g.plan.name for g in results if g.raw is not None)  # one write per batch
         start = time.monotonic() - max((g.seconds for g in results), default=0.0)
         for g in results:
-            tp = g.plan
-            tp.action = "generate"
-            if g.error is not None or g.raw is None:
-                error = g.error or "no audio"
-                queue.add(None, lambda tp=tp, e=error, s=start: self._finish(self._result(tp, s, error=e)))
-                continue
-            try:
-                job = self._submit_render(pool, tp.track, g.raw)
-            except Exception as exc:
-                step = _raiser(exc)
-                queue.add(None, lambda tp=tp, step=step, s=start: self._attempt(tp, s, step))
-                continue
-            queue.add(job, lambda tp=tp, job=job, s=start: self._attempt(tp, s, lambda: self._publish(tp.track,
-                                                                                                  job.result())))
+            g.plan.action = "generate"
+            queue.add(*self._publication(g, pool, start))
         queue.run_ready()  # publish what is done; the rest renders during the next batch
+
+    def _publication(self, g: Generated, pool: RenderPool, start: float
+                     ) -> tuple[RenderJob | None, Callable[[], object]]:
+        """The render job of a generated track (if any) and the step that publishes it or
+        reports its failure."""
+        tp = g.plan
+        if g.error is not None or g.raw is None:
+            error = g.error or "no audio"
+            return None, lambda: self._finish(self._result(tp, start, error=error))
+        try:
+            job = self._submit_render(pool, tp.track, g.raw)
+        except Exception as exc:
+            failed = _raiser(exc)
+            return None, lambda: self._attempt(tp, start, failed)
+        return job, lambda: self._attempt(tp, start, lambda: self._publish(tp.track, job.result()))
 
     def _render_pool(self) -> RenderPool:
         return RenderPool(self.config.encode_workers)

@@ -14,7 +14,7 @@ import importlib
 import sys
 
 from . import __version__
-from .commands.common import EXIT_CODES, EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
+from .commands.common import EXIT_CODES, EXIT_USAGE
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms of a no-op build
 if TYPE_CHECKING:
@@ -106,14 +106,12 @@ def _configure_logging(verbose: bool) -> None:
 
 def _exit_code(exc: Exception) -> int | None:
     """The exit code of an error every command may meet; ``None``: a bug, shown with its traceback."""
-    from .errors import ConfigError, IndexCorrupt, LockBusy, ProjectNotFound, TrackspecError
+    from .errors import TrackspecError
 
-    if isinstance(exc, LockBusy):
-        return EXIT_LOCKED
-    if isinstance(exc, (ProjectNotFound, ConfigError, IndexCorrupt, FileExistsError)):
-        return EXIT_USAGE
     if isinstance(exc, TrackspecError):
-        return EXIT_FAILED
+        return exc.exit_code
+    if isinstance(exc, FileExistsError):  # `new`/`init` never overwrite a file
+        return EXIT_USAGE
     return None
 
 

@@ -34,8 +34,8 @@ def _paths(value: Any) -> list[str]:
 
 
 def _device(value: Any) -> str:
-    if value not in ("auto", "cuda", "cpu"):
-        raise FieldProblem(f"{value!r} is not a device; allowed: 'auto', 'cuda', 'cpu'")
+    if value not in ("auto", "cuda", "mps", "cpu"):
+        raise FieldProblem(f"{value!r} is not a device; allowed: 'auto', 'cuda', 'mps', 'cpu'")
     return value
 
 
@@ -61,7 +61,7 @@ PROJECT_FIELDS: dict[str, Field] = {
     "assets": Field(text(required=True), "assets/music", "where <genre>/<name>.<ext> files are written"),
     "index": Field(text(required=True), "assets/music/index.json", "the asset index the engine reads"),
     "cache": Field(text(required=True), None, "cache folder; default: the user cache dir"),
-    "device": Field(_device, "auto", "auto (CUDA when present), cuda or cpu"),
+    "device": Field(_device, "auto", "auto (CUDA when present, else Apple mps when present), cuda, mps or cpu"),
     "max_duration": Field(ranged(0.0, 3600.0, lo_open=True), 300.0, "longest duration a spec may ask for"),
     "batch_size": Field(ranged(1, 256, integer=True), 8, "most tracks generated together in one batch"),
     "encode_workers": Field(_workers, "auto", "tracks encoded at once (one ffmpeg each); auto: the cores, "

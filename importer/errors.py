@@ -9,9 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .exit_codes import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
+
 
 class TrackspecError(Exception):
-    """Base class: an error with a message meant for the user."""
+    """Base class: an error with a message meant for the user, and the exit code it means
+    when it ends a command (``cli`` maps every error through ``exit_code``, in one place)."""
+
+    exit_code = EXIT_FAILED
 
 
 @dataclass
@@ -50,9 +55,13 @@ class SpecError(InputError):
 class ConfigError(InputError):
     """``trackspec.toml`` is invalid."""
 
+    exit_code = EXIT_USAGE
+
 
 class ProjectNotFound(TrackspecError):
     """No ``trackspec.toml`` above the working directory."""
+
+    exit_code = EXIT_USAGE
 
 
 class ModelError(TrackspecError):
@@ -74,6 +83,10 @@ class CacheCorrupt(TrackspecError):
 class IndexCorrupt(TrackspecError):
     """The asset index exists but cannot be read; it is never silently reset."""
 
+    exit_code = EXIT_USAGE
+
 
 class LockBusy(TrackspecError):
     """Another trackspec process holds the repository lock."""
+
+    exit_code = EXIT_LOCKED

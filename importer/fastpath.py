@@ -233,7 +233,7 @@ def _record_data(config: ProjectConfig, plan: Plan, started_ns: int, model_overr
     # The models, as resolve_model found them: a hub id where no folder is, or a folder's files.
     override = model_override
     base = cwd if override and override_base else root
-    models = {}
+    models: dict[str, Any] = {}
     for tp in plan.tracks:
         models.setdefault(model_candidate(override or tp.track.spec.model, base), tp.track.model)
     for candidate, model in models.items():

@@ -71,10 +71,24 @@ class Listener:
     batch_done: Callable[[list[Generated]], None] = _ignore
 
 
+def load_backend(model: str, revision: str | None, device: str, max_batch: int = 8) -> Backend:
+    """Load the MusicGen backend for a hub id or a local directory (same code path)."""
+    try:
+        from .generate.musicgen import MusicGenBackend
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("torch", "transformers", "tokenizers", "safetensors"):
+            from .errors import ModelError
+
+            raise ModelError(f"generating needs {exc.name}, which is not installed: "
+                             "pip install 'trackspec[generate]' (for CUDA, install torch from "
+                             "https://pytorch.org first)") from exc
+        raise
+
+    return MusicGenBackend.load(model, revision=revision, device=device, max_batch=max_batch)
+
+
 def _load(config: ProjectConfig, source: str, revision: str | None, note: Callable[[str], None],
           suffix: str = "") -> Any:
-    from .generate.base import load_backend
-
     start = time.monotonic()
     backend = load_backend(source, revision, config.device, config.batch_size)
     note(f"model loaded: {backend.description} ({time.monotonic() - start:.1f} s){suffix}")

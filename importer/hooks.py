@@ -29,6 +29,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .errors import TrackspecError
 from .layout import CONFIG_NAME, SPEC_SUFFIX, STATE_DIR_NAME, STATE_FILE
 
 #: Marks a hook file as ours: reinstalling replaces it; any other file needs --force.
@@ -55,12 +56,12 @@ exec "$@" hooks check-staged --root "$TRACKSPEC_ROOT"{flags}
 """
 
 
-class HookError(Exception):
+class HookError(TrackspecError):
     """A hook problem with the exit code it means (1 refused or failed, 2 usage)."""
 
     def __init__(self, message: str, code: int = 2):
         super().__init__(message)
-        self.code = code
+        self.code = self.exit_code = code
 
 
 def git(args: list[str], cwd: Path, *, input: bytes | None = None) -> bytes:

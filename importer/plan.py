@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, Sequence
 
+from .cache import Kind
 from .config import ProjectConfig, rel
 from .index import AUDIO_FACTS, index_entry, output_paths
 from .keys import changed_fields
@@ -20,8 +21,8 @@ from .tracks import LoadedTrack, SpecFailure
 class CacheView(Protocol):
     """What the plan asks of the cache: presence, and the inputs an entry was made from."""
 
-    def has(self, kind: str, key: str) -> bool: ...
-    def peek_info(self, kind: str, key: str) -> dict[str, Any]: ...
+    def has(self, kind: Kind, key: str) -> bool: ...
+    def peek_info(self, kind: Kind, key: str) -> dict[str, Any]: ...
 
 
 class OutputView(Protocol):
@@ -122,7 +123,7 @@ def _previous_inputs(name: str, entry: dict[str, Any], kind: str, state: OutputV
     remembered = state.tracks.get(name, {}).get(f"{kind}_inputs")
     if remembered:
         return remembered
-    cache_kind = "raw" if kind == "generation" else "render"
+    cache_kind: Kind = "raw" if kind == "generation" else "render"
     return cache.peek_info(cache_kind, entry.get("keys", {}).get(kind, "")).get("inputs")
 
 

@@ -30,7 +30,7 @@ from .encode import EncodeSettings, encode
 from .errors import CacheCorrupt, EncodeError
 from .loop import make_seamless
 from .loudness import DEFAULT_MARGIN_DB, measure_file, normalise
-from .tags import TrackTags, tags_for
+from .tags import TrackTags
 
 if TYPE_CHECKING:
     from .tracks import LoadedTrack
@@ -55,6 +55,8 @@ class RenderSettings:
 
 def settings_for(track: LoadedTrack) -> RenderSettings:
     """What a loaded track's spec asks the render for, with the tags its files carry."""
+    from .tracks import tags_for
+
     spec = track.spec
     encoding = EncodeSettings(formats=spec.formats, sample_rate=spec.sample_rate,
                               ogg_quality=spec.ogg_quality, mp3_quality=spec.mp3_quality)

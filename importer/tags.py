@@ -26,12 +26,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from importer.errors import EncodeError
-
-if TYPE_CHECKING:
-    from importer.tracks import LoadedTrack
 
 TAGGABLE_FORMATS = ("ogg", "mp3", "flac")
 #: How much of an Ogg file ``rpgmaker_loop_points`` reads: the headers live well within it.
@@ -76,16 +73,6 @@ class TrackTags:
         if self.license is not None:
             pairs.append(("LICENSE", self.license))
         return pairs
-
-
-def tags_for(track: LoadedTrack, loop: dict[str, Any] | None = None) -> TrackTags:
-    """What the files of ``track`` say about it; ``loop`` is the index's loop entry."""
-    from importer import __version__
-    from importer.model_ref import model_label
-
-    return TrackTags(title=track.spec.name, render_key=track.keys.render, model=model_label(track.model),
-                     seed=track.keys.seed, version=__version__, license=track.license,
-                     loop_start=loop["start"] if loop else None, loop_length=loop["length"] if loop else None)
 
 
 def write_tags(path: Path, fmt: str, tags: TrackTags) -> None:

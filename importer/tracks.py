@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from .config import ProjectConfig, rel
 from .errors import Location, SpecError, TrackspecError
@@ -19,6 +19,7 @@ from .licences import check_commercial, license_of
 from .model_ref import ModelRef, resolve_model
 from .spec import TrackSpec, discover_specs, parse_spec
 from .state import State
+from .tags import TrackTags
 from .tomlsource import read_toml
 
 
@@ -39,6 +40,16 @@ class SpecFailure:
 
     path: Path
     message: str
+
+
+def tags_for(track: LoadedTrack, loop: dict[str, Any] | None = None) -> TrackTags:
+    """What the files of ``track`` say about it; ``loop`` is the index's loop entry."""
+    from . import __version__
+    from .model_ref import model_label
+
+    return TrackTags(title=track.spec.name, render_key=track.keys.render, model=model_label(track.model),
+                     seed=track.keys.seed, version=__version__, license=track.license,
+                     loop_start=loop["start"] if loop else None, loop_length=loop["length"] if loop else None)
 
 
 class ParsedSpecs:

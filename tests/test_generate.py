@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from importer.errors import GenerationError, ModelError
-from importer.generate.base import GenerationRequest, load_backend
+from importer.generate.base import GenerationRequest
+from importer.generation import load_backend
 from importer.generate.decoder import StepDecoder, fuse_layers
 from importer.generate.musicgen import plan_windows
 from importer.generate.sampling import GuidedSampler

@@ -249,13 +249,18 @@ def fake_repo(folder: Path, specs: dict[str, str], batch_size: int) -> Path:
 
 
 def build_in_process(root: Path, workers: int, delay: float, monkeypatch) -> tuple[Recorder, list]:
-    import importer.generate.base as base
-
     timeline: list[tuple[str, float]] = []
-    monkeypatch.setattr(base, "load_backend", lambda *args, **kwargs: FakeBackend(delay, timeline))
+
+    class FakeBackends:  # what `generation.generate` gets its models from
+        def get(self, source, revision):
+            return FakeBackend(delay, timeline)
+
+        def release(self, backend):
+            backend.close()
+
     config = dataclasses.replace(load_config(root), encode_workers=workers)
     recorder = Recorder()
-    run_build(config, BuildOptions(), recorder)
+    run_build(config, BuildOptions(), recorder, backends=FakeBackends())
     return recorder, timeline
 
 

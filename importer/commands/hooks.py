@@ -59,14 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_install(args: argparse.Namespace) -> int:
-    from ..hooks import HookError, install_git_hook
+    from ..hooks import install_git_hook
 
     root = project_root(args)
-    try:
-        path, done = install_git_hook(root, build=args.build, force=args.force)
-    except HookError as exc:
-        print(f"trackspec: {exc}", file=sys.stderr)
-        return exc.code
+    path, done = install_git_hook(root, build=args.build, force=args.force)  # HookError: its own exit code
     what = ("runs `trackspec build` before each commit" if args.build else
             "stops commits of unbuilt .trackspec files (checks the staged state)")
     print(f"{done}: {path}\n  {what}; skip it once with git commit --no-verify")
@@ -74,18 +70,14 @@ def run_install(args: argparse.Namespace) -> int:
 
 
 def run_check_staged(args: argparse.Namespace) -> int:
-    from ..hooks import HookError, build_working_tree, check_staged, staged_changes, toplevel
+    from ..hooks import build_working_tree, check_staged, staged_changes, toplevel
 
     root = project_root(args)
-    try:
-        if args.build:
-            if not args.always and not _touches_music(root, staged_changes(toplevel(root))):
-                return EXIT_OK
-            return build_working_tree(root, model_override(args))
-        result = check_staged(root, model_override(args), Path.cwd(), force=args.always)
-    except HookError as exc:
-        print(f"trackspec: {exc}", file=sys.stderr)
-        return exc.code
+    if args.build:  # a HookError ends the command with its own exit code (``cli``)
+        if not args.always and not _touches_music(root, staged_changes(toplevel(root))):
+            return EXIT_OK
+        return build_working_tree(root, model_override(args))
+    result = check_staged(root, model_override(args), Path.cwd(), force=args.always)
     for line in result.lines:
         print(line)
     for note in result.notes:

@@ -60,19 +60,3 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the model (and GPU memory)."""
         ...
-
-
-def load_backend(model: str, revision: str | None, device: str, max_batch: int = 8) -> Backend:
-    """Load the MusicGen backend for a hub id or a local directory (same code path)."""
-    try:
-        from .musicgen import MusicGenBackend
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("torch", "transformers", "tokenizers", "safetensors"):
-            from ..errors import ModelError
-
-            raise ModelError(f"generating needs {exc.name}, which is not installed: "
-                             "pip install 'trackspec[generate]' (for CUDA, install torch from "
-                             "https://pytorch.org first)") from exc
-        raise
-
-    return MusicGenBackend.load(model, revision=revision, device=device, max_batch=max_batch)

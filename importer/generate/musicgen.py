@@ -67,11 +67,21 @@ def _quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
 def resolve_device(device: str) -> torch.device:
+    """``auto``: CUDA when torch sees a GPU, else Apple's Metal (``mps``) when present, else the CPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelError("device = 'cuda' was asked for, but torch sees no CUDA GPU (use 'auto' or 'cpu')")
+    if device == "mps" and not _mps_available():
+        raise ModelError("device = 'mps' was asked for, but torch sees no Apple Metal device (use 'auto' or 'cpu')")
     return torch.device(device)
 
 

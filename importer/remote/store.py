@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
+from ..errors import TrackspecError
 
-class StoreError(Exception):
+
+class StoreError(TrackspecError):
     """The store could not be used; ``cause`` classifies why, the message says it for people."""
 
     def __init__(self, cause: str, message: str):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import MANIFEST, CacheEntry, Kind, LocalCache, manifest_digest, render_formats
+from ..errors import TrackspecError
 from .store import ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ LAYOUT = "v1"
 KINDS: tuple[Kind, ...] = ("raw", "render")
 
 
-class RemoteCorrupt(Exception):
+class RemoteCorrupt(TrackspecError):
     """A remote entry failed verification (the message says which object and how)."""
 
 
