@@ -289,6 +289,11 @@ def _load_exact(module, state: dict, what: str) -> None:
 def _load_t5(t5: str):
     from transformers import AutoTokenizer, T5EncoderModel
 
+    from ..model_ref import looks_like_path
+
+    if not os.path.isdir(t5) and looks_like_path(t5):
+        raise ModelError(f"the T5 text encoder folder {t5} does not exist (audiocraft checkpoints do not hold "
+                         "the T5: pass --t5 with the folder or hub id of the one the model was trained with)")
     kwargs: dict = {}
     if not os.path.isdir(t5):
         try:  # the Hugging Face cache first, as for models
@@ -307,6 +312,16 @@ def _load_t5(t5: str):
 
 
 # --------------------------------------------------------------------- convert
+def _usual_permissions(directory: Path) -> None:
+    """mkdtemp makes a private folder (and safetensors a private file): give them the
+    permissions a plain mkdir and write would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
+    for path in directory.iterdir():
+        os.chmod(path, 0o666 & ~umask)
+
+
 def convert(src: Path, out: Path, t5: str | None = None, license_id: str = "unknown") -> Path:
     """Write the trackspec model folder ``out`` for the audiocraft checkpoint in ``src``."""
     import torch
@@ -386,6 +401,7 @@ def convert(src: Path, out: Path, t5: str | None = None, license_id: str = "unkn
         feature_extractor = EncodecFeatureExtractor(feature_size=1, sampling_rate=codec["sampling_rate"])
         MusicgenProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(staging)
         declare_license(staging, normalize(license_id))
+        _usual_permissions(staging)
         if out.exists():
             out.rmdir()
         os.replace(staging, out)
