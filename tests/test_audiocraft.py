@@ -223,7 +223,7 @@ def test_import_errors_are_clear(tmp_path):
         cfg["transformer_lm"]["positional_embedding"] = "rope"
 
     (tmp_path / "not-t5").mkdir()
-    with pytest.raises(ModelError, match="cannot load the T5 text encoder .*pass --t5"):
+    with pytest.raises(ModelError, match="(?s)cannot load the T5 text encoder .*pass --t5"):
         convert(FIXTURE / "checkpoint", tmp_path / "out", t5=str(tmp_path / "not-t5"))
 
     with pytest.raises(ModelError, match=r"transformer_lm.positional_embedding = 'rope'"):
