@@ -253,7 +253,14 @@ def test_import_stereo_with_any_codebook_count(tmp_path):
         cfg["codebooks_pattern"]["delay"]["delays"] = [0, 0, 1, 1, 2, 2, 3, 3]
         cfg["interleave_stereo_codebooks"]["use"] = True
 
+    from safetensors.torch import load_file
+
+    t5_weights = load_file(FIXTURE / "checkpoint" / "t5" / "model.safetensors")
+
     def stereo_state(state):
+        # and a T5 fine-tuned with the LM (t5.finetune = true): its weights travel in the checkpoint
+        for key, value in t5_weights.items():
+            state["condition_provider.conditioners.description.t5." + key] = value * 1.5
         for c in range(4, 8):
             state[f"emb.{c}.weight"] = state[f"emb.{c - 4}.weight"].flip(0).clone()
             state[f"linears.{c}.weight"] = state[f"linears.{c - 4}.weight"].flip(0).clone()
@@ -261,6 +268,9 @@ def test_import_stereo_with_any_codebook_count(tmp_path):
     out = convert(_checkpoint_copy(tmp_path, stereo_cfg, stereo_state), tmp_path / "stereo",
                   t5=str(FIXTURE / "checkpoint" / "t5"), license_id="cc-by-4.0")
     assert license_of(str(out)) == "CC-BY-4.0"
+    converted = load_file(out / "model.safetensors")
+    key = "text_encoder.encoder.block.0.layer.0.SelfAttention.q.weight"
+    assert torch.equal(converted[key], t5_weights["encoder.block.0.layer.0.SelfAttention.q.weight"] * 1.5)
     backend = load_backend(str(out), None, "cpu")
     try:
         assert (backend.channels, backend.num_codebooks, backend.delays) == (2, 8, [0, 0, 1, 1, 2, 2, 3, 3])

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+import yaml
+
 from ..errors import ModelError
 
 LM_FILE = "state_dict.bin"
@@ -59,9 +62,6 @@ def _get(cfg: dict, dotted: str, default: Any = KeyError) -> Any:
 
 
 def _load_part(path: Path) -> tuple[dict, dict]:
-    import torch
-    import yaml
-
     try:
         package = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same answer
@@ -261,6 +261,7 @@ def encodec_state(comp_state: dict, target_keys: set[str], num_quantizers: int) 
     for key, value in comp_state.items():
         new = key.replace("encoder.model.", "encoder.layers.").replace("decoder.model.", "decoder.layers.")
         new = new.replace(".conv.conv.", ".conv.").replace(".convtr.convtr.", ".conv.")
+        new = new.replace(".conv.norm.", ".norm.").replace(".convtr.norm.", ".norm.")  # time_group_norm
         new = new.replace("quantizer.vq.layers.", "quantizer.layers.").replace("._codebook.", ".codebook.")
         if new.startswith("quantizer.layers.") and int(new.split(".")[2]) >= num_quantizers:
             continue  # levels the LM never uses
@@ -311,6 +312,22 @@ def _load_t5(t5: str):
     return encoder.float(), tokenizer
 
 
+T5_PREFIX = "condition_provider.conditioners.description.t5."
+
+
+def _load_finetuned_t5(text_encoder, lm_state: dict) -> None:
+    """A model trained with ``t5.finetune = true`` carries its own T5 weights: they replace
+    the ones loaded from ``--t5`` (which still gives the tokenizer and the architecture)."""
+    tuned = {k[len(T5_PREFIX):]: v.float() for k, v in lm_state.items() if k.startswith(T5_PREFIX)}
+    if not tuned:
+        return
+    result = text_encoder.load_state_dict(tuned, strict=False)
+    missing = [k for k in result.missing_keys if k != "encoder.embed_tokens.weight"]  # tied to shared
+    if missing or result.unexpected_keys:
+        raise ModelError(f"the checkpoint's fine-tuned T5 does not fit the T5 given with --t5: missing "
+                         f"{missing[:5]}, unexpected {result.unexpected_keys[:5]}")
+
+
 # --------------------------------------------------------------------- convert
 def _usual_permissions(directory: Path) -> None:
     """mkdtemp makes a private folder (and safetensors a private file): give them the
@@ -324,7 +341,6 @@ def _usual_permissions(directory: Path) -> None:
 
 def convert(src: Path, out: Path, t5: str | None = None, license_id: str = "unknown") -> Path:
     """Write the trackspec model folder ``out`` for the audiocraft checkpoint in ``src``."""
-    import torch
     from transformers import (
         EncodecConfig,
         EncodecFeatureExtractor,
@@ -382,6 +398,7 @@ def convert(src: Path, out: Path, t5: str | None = None, license_id: str = "unkn
         raise _unsupported("rvq.bins", card, f"transformers' EnCodec cannot hold {per_stream} codebooks of it")
     with torch.no_grad():
         model.text_encoder.load_state_dict(text_encoder.state_dict())
+        _load_finetuned_t5(model.text_encoder, checkpoint.lm_state)
         _load_exact(model.decoder, lm_weights, "LM checkpoint")
         _load_exact(model.enc_to_dec_proj, proj, "text projection")
         target = set(model.audio_encoder.state_dict())
