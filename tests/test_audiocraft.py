@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from gamerepo import PROJECT_ROOT
 
 torch = pytest.importorskip("torch")
@@ -42,7 +41,7 @@ if not FIXTURE.is_dir():
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     return subprocess.run([sys.executable, "-m", "importer", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+                          env=env, timeout=600, check=False)
 
 
 def ref(case: str, name: str) -> np.ndarray:

@@ -64,7 +64,7 @@ def _get(cfg: dict, dotted: str, default: Any = KeyError) -> Any:
 def _load_part(path: Path) -> tuple[dict, dict]:
     try:
         package = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same answer
+    except Exception as exc:  # any unreadable file gets the same answer
         raise ModelError(f"{path} is not an audiocraft checkpoint file: {exc}") from exc
     if not isinstance(package, dict) or "best_state" not in package or "xp.cfg" not in package:
         raise ModelError(f"{path} is not an audiocraft export (it needs 'best_state' and 'xp.cfg', as "
