@@ -199,7 +199,7 @@ def check_model(ctx: Context) -> list[Check]:
 
 
 def _check_model(model: str, revision: str, base: Path, users: list[str]) -> Check:
-    from .model_ref import looks_like_path
+    from .layout import looks_like_path
 
     used_by = f" (used by {', '.join(users[:3])}{' ...' if len(users) > 3 else ''})" if users else ""
     details: dict[str, Any] = {"model": model, "revision": revision, "specs": users}

@@ -23,7 +23,7 @@ from .spec import TrackSpec
 
 BACKEND = "transformers-musicgen"
 #: Bump when the generation code changes what a key produces.
-GENERATION_FORMAT_VERSION = 2  # 2: own step decoder; CUDA batches padded to batch_size rows
+GENERATION_FORMAT_VERSION = 3  # 2: own step decoder; CUDA batches padded to batch_size rows; 3: windows and strides floor to frames (audiocraft)
 #: Bump when resampling or encoding changes what a render key produces.
 ENCODER_VERSION = 2  # 2: tags, loudness and loops in the chain
 RESAMPLER = "soxr-hq"

@@ -33,6 +33,11 @@ AUDITIONS_DIR = "auditions"
 REQUESTS_DIR = "requests"
 
 
+def looks_like_path(model: str) -> bool:
+    """Hub ids are ``name`` or ``org/name``; anything else that looks like a path is one."""
+    return model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
+
+
 def find_root_dir(start: str) -> str | None:
     """The nearest folder at or above ``start`` (resolved) holding ``trackspec.toml``, or ``None``."""
     folder = os.path.realpath(start)

@@ -17,7 +17,6 @@ the repo lock for a moment and must not pay for more.
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 from .layout import DAEMON_LOCK, REPO_LOCK
@@ -170,6 +169,8 @@ class SharedRepoLock:
     starts and released when the last one stops."""
 
     def __init__(self, state_dir: Path, on_wait: Callable[[], None], should_stop: Callable[[], bool]):
+        import threading  # (not at module level: the no-op fast path imports this module)
+
         self._file = FileLock(repo_lock_path(state_dir))
         self._mutex = threading.Lock()
         self._holders = 0

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .layout import looks_like_path
 from .state import State
 
 _SKIP_DIRS = {".git", ".cache", "__pycache__"}
@@ -25,11 +26,6 @@ class ModelRef:
     revision: str | None
     identity: dict[str, str]
     is_local: bool
-
-
-def looks_like_path(model: str) -> bool:
-    """Hub ids are ``name`` or ``org/name``; anything else that looks like a path is one."""
-    return model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
 
 
 def resolve_model(model: str, revision: str, base: Path, state: State) -> ModelRef:

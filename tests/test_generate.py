@@ -223,3 +223,14 @@ def test_directory_that_is_not_a_model(tmp_path):
     empty.mkdir()
     with pytest.raises(ModelError, match="not a loadable MusicGen model directory"):
         load_backend(str(empty), None, "cpu")
+
+
+def test_windows_and_strides_floor_to_frames_as_audiocraft():
+    from importer.generate.musicgen import seconds_to_frames
+
+    # audiocraft's int(seconds * frame_rate): 0.58 * 50 is 28.999999999999996, so 28 frames
+    assert (seconds_to_frames(0.58, 50.0), seconds_to_frames(1.2, 50.0), seconds_to_frames(30.0, 50.0)) == (28, 60, 1500)
+    # its windows for 3.0 s at a 0.58 s stride (100-frame window): 0->100, 72->100, 72->94
+    assert [(w.prompt, w.new) for w in plan_windows(150, 100, 28)] == [(0, 100), (72, 28), (72, 22)]
+    # continuing from 25 frames: they prompt the first window (25->100), then 40->90
+    assert [(w.prompt, w.new) for w in plan_windows(150, 100, 60, primed=25)] == [(25, 75), (40, 50)]

@@ -44,18 +44,33 @@ class WindowPlan:
     new: int
 
 
-def plan_windows(total_frames: int, window_frames: int, stride_frames: int) -> list[WindowPlan]:
-    """Split ``total_frames`` into windows of at most ``window_frames`` (audiocraft's scheme)."""
-    if total_frames <= window_frames:
-        return [WindowPlan(0, total_frames)]
-    overlap = window_frames - stride_frames
-    windows = [WindowPlan(0, window_frames)]
-    made = window_frames
-    while made < total_frames:
-        new = min(stride_frames, total_frames - made)
-        windows.append(WindowPlan(overlap, new))
-        made += new
+def plan_windows(total_frames: int, window_frames: int, stride_frames: int, primed: int = 0) -> list[WindowPlan]:
+    """Split ``total_frames`` into windows of at most ``window_frames`` (audiocraft's scheme).
+
+    ``primed`` frames (codes the track continues from) lead the track and prompt the first
+    window. Each later window starts ``stride_frames`` after the one before and is
+    prompted with everything of that window after its first ``stride_frames`` frames, as
+    audiocraft's ``_generate_tokens`` does; the last window is cut to ``total_frames``.
+    """
+    first = min(total_frames, window_frames)
+    windows = [WindowPlan(primed, first - primed)]
+    offset, length = 0, first
+    while offset + length < total_frames:
+        offset += stride_frames
+        prompt = length - stride_frames
+        length = min(total_frames - offset, window_frames)
+        windows.append(WindowPlan(prompt, length - prompt))
     return windows
+
+
+def seconds_to_frames(seconds: float, frame_rate: float) -> int:
+    """Whole frames in ``seconds``, truncated as audiocraft does (``int(seconds * frame_rate)``).
+
+    audiocraft floors the float product, so a 0.58 s stride is 28 frames (0.58 * 50 is
+    28.999999999999996), not 29; windows and strides follow it so that a model's windows
+    fall where audiocraft puts them.
+    """
+    return int(seconds * frame_rate)
 
 
 def _quiet_transformers() -> None:
@@ -215,10 +230,12 @@ class MusicGenBackend:
     # --------------------------------------------------------------- batching
     def _frames(self, request: GenerationRequest) -> tuple[int, int, int]:
         """(total frames, window frames, stride frames) of a request."""
+        # The total is the exact requested length (rounded up to whole frames, the audio cut
+        # to the sample); audiocraft floors it instead. Windows and strides floor as there.
         samples = round(request.duration * self.sample_rate)
         total = math.ceil(samples / self.hop)
-        window = max(1, round(request.window * self.frame_rate))
-        stride = max(1, round(request.window_stride * self.frame_rate))
+        window = max(1, seconds_to_frames(request.window, self.frame_rate))
+        stride = max(1, seconds_to_frames(request.window_stride, self.frame_rate))
         if window + self.max_delay + 1 > self.max_positions:
             raise GenerationError(
                 f"{request.name}: window of {request.window:g} s is longer than this model can attend to "
@@ -287,9 +304,29 @@ class MusicGenBackend:
 
     @torch.inference_mode()
     def _generate_batch(self, batch: list[GenerationRequest], progress: ProgressFn | None) -> list[np.ndarray]:
+        codes = self.generate_codes(batch, progress)
+        audio = self._codes_to_audio(codes)
+        samples = round(batch[0].duration * self.sample_rate)
+        return [np.ascontiguousarray(audio[i, :, :samples]) for i in range(len(batch))]
+
+    @torch.inference_mode()
+    def generate_codes(self, batch: list[GenerationRequest], progress: ProgressFn | None = None,
+                       primed: torch.Tensor | None = None) -> torch.Tensor:
+        """The codes (len(batch), K, frames) of a batch of requests with equal signatures.
+
+        ``primed`` (len(batch), K, P), if given, are codes the tracks continue from: they
+        lead the result, count towards each request's duration and prompt the first window
+        (audiocraft's continuation, once the audio is encoded). Without it, a track starts
+        from nothing.
+        """
         total, window, stride = self._frames(batch[0])
+        primed_frames = 0 if primed is None else int(primed.shape[-1])
+        if primed is not None and (primed.shape[:2] != (len(batch), self.num_codebooks)
+                                   or primed_frames >= min(total, window)):
+            raise GenerationError(f"{batch[0].name}: {primed_frames} frames to continue from do not fit "
+                                  f"a window of {window} frames and a track of {total}")
         bucket = math.ceil(max(self._text_length(r) for r in batch) / TEXT_BUCKET) * TEXT_BUCKET
-        windows = plan_windows(total, window, stride)
+        windows = plan_windows(total, window, stride, primed_frames)
         steps_total = sum(w.new + self.max_delay for w in windows)
         steps_done = 0
 
@@ -307,13 +344,14 @@ class MusicGenBackend:
         decoder.set_text(*self._encode_text([r.prompt for r in padded], bucket))
         sampler = GuidedSampler(batch, self.device)
         codes = torch.empty((rows, self.num_codebooks, 0), dtype=torch.long, device=self.device)
+        if primed is not None:
+            primed = primed.to(self.device, torch.long)
+            codes = torch.cat([primed, primed[:1].expand(rows - len(batch), -1, -1)])
         for plan in windows:
             prompt = codes[:, :, codes.shape[-1] - plan.prompt:] if plan.prompt else codes[:, :, :0]
             new = self._decode_window(decoder, sampler, prompt, plan.new, step_done)
             codes = torch.cat([codes, new], dim=-1)
-        audio = self._codes_to_audio(codes[:len(batch)])
-        samples = round(batch[0].duration * self.sample_rate)
-        return [np.ascontiguousarray(audio[i, :, :samples]) for i in range(len(batch))]
+        return codes[:len(batch)]
 
     def _decoder(self, rows: int, text_len: int, max_len: int) -> StepDecoder:
         """The step decoder for these shapes; kept (with its CUDA graphs) while they repeat."""

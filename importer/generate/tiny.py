@@ -122,9 +122,10 @@ def finish_random_model(model) -> None:
             layer.codebook.cluster_size.fill_(1.0)
             layer.codebook.inited.fill_(True)
     gen = model.generation_config
-    gen.decoder_start_token_id = 2048
-    gen.pad_token_id = 2048
-    gen.bos_token_id = 2048
+    special = model.decoder.config.vocab_size  # the id after the last code: start and padding
+    gen.decoder_start_token_id = special
+    gen.pad_token_id = special
+    gen.bos_token_id = special
     gen.max_length = 1500
     gen.do_sample = True
     gen.guidance_scale = 3.0
