@@ -23,7 +23,7 @@ from .cache import CacheEntry, LocalCache
 from .config import ProjectConfig
 from .errors import GenerationError, LockBusy, TrackspecError
 from .fsutil import atomic_write_bytes, sweep_temp_files
-from . import pending
+from . import engines, pending
 from .generate.base import GenerationRequest
 from .index import load_index, write_index
 from .plan import (AUDIO_FACTS, LoadedTrack, ParsedSpecs, Plan, TrackPlan, index_entry, load_tracks,
@@ -119,8 +119,10 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) 
             plan = make_plan(config, options, state)
             noop = is_noop(plan)
             sweep_leftovers(config, plan)
+            listed_before = engines.snapshot(plan.index)
             report = Executor(config, plan, state, reporter, options.index_flush_seconds,
                               remote_session(config, options.require_remote)).run()
+            engines.sync(config, plan.index, listed_before)  # Godot .import sidecars from the final index
             if noop and report.ok:
                 record_noop(config, options, plan)
             return report

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from ..build import (BuildOptions, Executor, Reporter, TrackResult, make_plan, remote_session,
                      sweep_leftovers)
+from .. import engines
 from ..config import ProjectConfig, load_config
 from ..errors import TrackspecError
 from ..plan import ParsedSpecs, Plan, TrackPlan, rel
@@ -175,9 +176,11 @@ class Daemon:
                     if self._first_cycle:
                         sweep_leftovers(config, plan)
                         self._first_cycle = False
+                    listed_before = engines.snapshot(plan.index)
                     executor = Executor(config, plan, state, _CycleReporter(self, plan),
                                         index_flush_seconds=None, remote=remote_session(config))
                     pending = executor.run_quick()
+                    engines.sync(config, plan.index, listed_before)  # Godot .import sidecars
                     if self.options.report and (self._report_due or any(r.action != "fresh" for r in executor.results)):
                         self._write_report(config, state)
                 finally:
