@@ -26,7 +26,7 @@ from ..config import ProjectConfig, load_config
 from ..errors import TrackspecError
 from ..plan import ParsedSpecs, Plan, TrackPlan, rel
 from ..state import State
-from .events import OverflowAlarm, Wakeups, make_handler
+from .events import FolderWatches, OverflowAlarm, Wakeups, make_handler
 from .locks import SharedRepoLock, Stopped, daemon_lock
 from .worker import GenerationWorker, Generated
 
@@ -78,6 +78,7 @@ class Daemon:
         self._last_queue: tuple[list[str], list[str]] = ([], [])
         self._report_due = options.report  # the first cycle writes it
         self._auditions: dict[str, list[TrackPlan]] = {}  # request id -> its take jobs (``requests``)
+        self.watches: FolderWatches | None = None
 
     # ------------------------------------------------------------------ life
     def run(self) -> int:
@@ -131,10 +132,11 @@ class Daemon:
 
         alarm = OverflowAlarm(self._rescan)
         logging.getLogger("watchdog").addHandler(alarm)
-        handler = make_handler(lambda: self.config, self.wakeups)
+        handler = make_handler(lambda: self.config, self.wakeups, lambda: self.watches)
         observer = PollingObserver(timeout=self.options.poll) if self.options.poll else Observer()
-        observer.schedule(handler, str(self.root), recursive=True)
+        self.watches = FolderWatches(observer, handler, lambda: self.config)  # no ignored tree is watched
         try:
+            self.watches.schedule_all()
             observer.start()
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EMFILE):
@@ -144,7 +146,8 @@ class Daemon:
                 "Raise the limit with `sudo sysctl fs.inotify.max_user_watches=524288` "
                 "(and max_user_instances), or use --poll SECONDS")
             observer = PollingObserver(timeout=1.0)
-            observer.schedule(handler, str(self.root), recursive=True)
+            self.watches = FolderWatches(observer, handler, lambda: self.config)
+            self.watches.schedule_all()
             observer.start()
             self._rescan("switched to polling")
         kind = f"polling every {self.options.poll or 1.0:g} s" if isinstance(observer, PollingObserver) \
