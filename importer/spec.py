@@ -201,7 +201,7 @@ def discover_specs(root: Path, spec_dirs: list[Path], skip: list[Path],
 
     read: list[str] | None = [] if walked is not None else None
     root_str = str(root)
-    skip_resolved = {p.resolve() for p in skip}
+    skip_strs = {str(p.resolve()) for p in skip}
     seen: set[Path] = set()
     for top in spec_dirs:  # inside the root (``config`` checks)
         top_str = str(top)
@@ -212,7 +212,8 @@ def discover_specs(root: Path, spec_dirs: list[Path], skip: list[Path],
             here = Path(dirpath)
             if walked is not None:
                 walked.append(here)
-            rel_here = os.path.relpath(dirpath, root_str).replace(os.sep, "/")
+            # Under the (resolved) root: the relative path is a slice, not os.path.relpath's work.
+            rel_here = dirpath[len(root_str) + 1:].replace(os.sep, "/") if dirpath != root_str else "."
             if rel_here == ".":
                 ignores = Ignores.at_root(root_str, read)
             else:
@@ -221,9 +222,11 @@ def discover_specs(root: Path, spec_dirs: list[Path], skip: list[Path],
                 ignores = above.descend(rel_here, dirpath, IGNORE_FILE in filenames)
             rules[dirpath] = ignores
             prefix = "" if rel_here == "." else rel_here + "/"
+            # The walk starts at resolved folders and never follows a link, so a joined path is
+            # already resolved unless it is a link itself (which is listed, not walked).
             dirnames[:] = sorted(
                 d for d in dirnames
-                if not d.startswith(".") and (here / d).resolve() not in skip_resolved
+                if not d.startswith(".") and os.path.join(dirpath, d) not in skip_strs
                 and not ignores.ignored(prefix + d, True)
             )
             for name in sorted(filenames):
