@@ -11,6 +11,7 @@
 // Quality: the index entry's `ogg_quality` (the spec's [output] ogg_quality, -1..10) mapped to
 // Unity's 0..1; without one, DefaultQuality. Changing this file's Version re-imports every clip.
 
+using System;
 using System.Collections.Generic;
 using System.IO;
 using UnityEditor;
@@ -53,7 +54,11 @@ public class TrackspecAudioPostprocessor : AssetPostprocessor
         return string.IsNullOrEmpty(configured) ? DefaultIndex : configured;
     }
 
-    // The index entry whose files include `path` (relative to the Unity project), or null.
+    static TrackspecIndex cached;
+    static string cachedKey;
+
+    // The index entry whose files include `path` (relative to the Unity project), or null. The
+    // index is parsed once per change of the file, not once per imported clip.
     static TrackspecIndex.Track ListedTrack(string path)
     {
         string indexPath = IndexPath();
@@ -61,13 +66,26 @@ public class TrackspecAudioPostprocessor : AssetPostprocessor
         {
             return null;
         }
-        TrackspecIndex index = TrackspecIndex.Parse(File.ReadAllText(indexPath), RootOf(indexPath));
+        string key = indexPath + "@" + File.GetLastWriteTimeUtc(indexPath).Ticks;
+        if (key != cachedKey)
+        {
+            try
+            {
+                cached = TrackspecIndex.Parse(File.ReadAllText(indexPath), RootRelativeToProject());
+                cachedKey = key;
+            }
+            catch (Exception e)
+            {
+                Debug.LogWarning("trackspec: cannot read " + indexPath + ": " + e.Message);
+                return null;
+            }
+        }
         string wanted = path.Replace('\\', '/');
-        foreach (KeyValuePair<string, TrackspecIndex.Track> pair in index.Tracks)
+        foreach (KeyValuePair<string, TrackspecIndex.Track> pair in cached.Tracks)
         {
             foreach (string file in pair.Value.files.Values)
             {
-                if (index.AssetPath(file) == wanted)
+                if (cached.AssetPath(file) == wanted)
                 {
                     return pair.Value;
                 }
@@ -76,10 +94,21 @@ public class TrackspecAudioPostprocessor : AssetPostprocessor
         return null;
     }
 
-    // The trackspec root relative to the Unity project ("" when it is the project folder).
-    static string RootOf(string indexPath)
+    // The trackspec root (TRACKSPEC_ROOT / EditorPrefs "Trackspec.Root", as TrackspecPreBuild reads
+    // it) relative to the Unity project folder: "" when it is the project folder.
+    static string RootRelativeToProject()
     {
-        string root = EditorPrefs.GetString("Trackspec.Root", "");
-        return root;
+        string project = Directory.GetParent(Application.dataPath).FullName;
+        string root = Environment.GetEnvironmentVariable("TRACKSPEC_ROOT");
+        if (string.IsNullOrEmpty(root))
+        {
+            root = EditorPrefs.GetString("Trackspec.Root", "");
+        }
+        if (string.IsNullOrEmpty(root))
+        {
+            return "";
+        }
+        string relative = Path.GetRelativePath(project, Path.GetFullPath(Path.Combine(project, root)));
+        return relative == "." ? "" : relative.Replace('\\', '/');
     }
 }
