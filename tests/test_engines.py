@@ -183,11 +183,33 @@ def test_a_spec_anywhere_builds_with_its_godot_sidecar_kept_in_step(tmp_path, ti
     assert not ogg.exists() and not sidecar.exists() and not ogg.parent.exists()
 
 
-def test_no_godot_project_no_sidecars(game_repo, tiny_model):
-    game_repo.env["TRACKSPEC_MODEL"] = str(tiny_model)
-    game_repo.write_spec("boss", BOSS)
-    game_repo.run("build", check_rc=0)
-    assert list((game_repo.root / "assets").rglob("*.import")) == []
+def test_sync_writes_only_inside_a_godot_project(tmp_path):
+    from importer import engines
+    from importer.config import load_config
+
+    root = tmp_path / "game"
+    ogg = root / "assets/music/combat/boss.ogg"
+    ogg.parent.mkdir(parents=True)
+    ogg.write_bytes(b"OggS")
+    (root / "trackspec.toml").write_text("")
+    index = {"schema_version": 1, "tracks": {"boss": {**LOOPED, "files": {
+        "ogg": {"path": "assets/music/combat/boss.ogg", "sha256": "0" * 64, "bytes": 4}}}}}
+    sidecar = ogg.with_name("boss.ogg.import")
+    assert engines.sync(load_config(root), index).written == [] and not sidecar.exists()  # no project.godot
+    (root / "godot").mkdir()
+    (root / "godot" / "project.godot").write_text("")
+    (root / "trackspec.toml").write_text('[engine]\ngodot = "godot"\n')  # a project that does not hold the assets
+    assert engines.sync(load_config(root), index).written == [] and not sidecar.exists()
+    (root / "trackspec.toml").write_text("")
+    (root / "project.godot").write_text("")
+    result = engines.sync(load_config(root), index)
+    assert result.written == [sidecar] and ini(sidecar.read_text())["params"]["loop"] is True
+    assert engines.sync(load_config(root), index).written == []  # nothing changed: nothing written
+    # A file still on disk keeps its sidecar when unlisted (it is not trackspec's to delete) ...
+    assert engines.sync(load_config(root), {"tracks": {}}, index).removed == []
+    ogg.unlink()  # ... and loses it once the build has deleted it
+    assert engines.sync(load_config(root), {"tracks": {}}, index).removed == [sidecar]
+    assert not sidecar.exists() and not sidecar.parent.exists()
 
 
 # ------------------------------------------------------------------------------- Unity and Unreal
