@@ -27,6 +27,9 @@ first untimed run), as on a usual install.
 sets no `specs` (the whole repo is searched), the repo also holds that many other files
 spread over that many folders (two levels deep, as game source and art trees are), and an
 ignored `Library/` tree (`.gitignore`) of the same size that discovery must never walk.
+`--ab` then also builds a plain copy (the same specs in `track_specs/`, `specs =
+["track_specs"]`, no other files) and times warm runs of both alternately, so the difference is
+measured at one machine pace.
 """
 
 from __future__ import annotations
@@ -122,6 +125,8 @@ def main() -> int:
     parser.add_argument("--other-files", type=int, default=0,
                         help="repo-wide case: this many non-spec files besides the specs (specs unset)")
     parser.add_argument("--other-folders", type=int, default=2000, help="folders the other files are spread over")
+    parser.add_argument("--ab", action="store_true",
+                        help="with --other-files: also time warm runs of a plain copy, alternately")
     args = parser.parse_args()
     runs = max(5, args.runs)
 
@@ -151,6 +156,24 @@ def main() -> int:
             record.unlink(missing_ok=True)
 
         results: dict[str, list[tuple[float, float]]] = {}
+        if args.other_files and args.ab:
+            plain = tmp / "plain"
+            (plain / "track_specs").mkdir(parents=True)
+            (plain / "trackspec.toml").write_text('specs = ["track_specs"]\n')
+            for spec in (root / "track_specs").iterdir():
+                (plain / "track_specs" / spec.name).write_text(spec.read_text())
+            subprocess.run([*cli, "build", "-q"], cwd=plain, env=env, check=True, capture_output=True)
+            time.sleep(RACY_WAIT)
+            for cwd in (plain, root):
+                timed(build, cwd, env)  # records written, caches warm
+                assert_path(build, cwd, env, fast=True)
+            for label, cmd in (("build", build), ("build --check", check)):
+                pairs: dict[str, list[tuple[float, float]]] = {"plain": [], "repo-wide": []}
+                for _ in range(runs):
+                    pairs["plain"].append(timed(cmd, plain, env))
+                    pairs["repo-wide"].append(timed(cmd, root, env))
+                for kind, values in pairs.items():
+                    results[f"{label}, warm, A/B {kind}"] = values
         for label, code in (("python -c pass", "pass"), ("import importer.cli", "import importer.cli")):
             timed([py, "-c", code], root, env)  # untimed first run (writes bytecode with --pyc)
             results[label] = [timed([py, "-c", code], root, env) for _ in range(runs)]
