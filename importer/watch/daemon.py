@@ -170,7 +170,10 @@ class Daemon:
             self._show_failure("trackspec.toml", str(exc))
             return
         self._shown_failures.pop("trackspec.toml", None)
+        changed_config = config.digest != self.config.digest
         self.config = config
+        if changed_config and self.watches is not None:
+            self.watches.schedule_all(tolerant=True)  # `specs` may name other folders now (only added)
         try:
             with self.lock.held():
                 state = State(config.state_dir / "state.json")

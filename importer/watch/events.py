@@ -122,9 +122,17 @@ class FolderWatches:
         self._lock = threading.Lock()
         self._watches: dict[Path, tuple[bool, object]] = {}
 
-    def schedule_all(self) -> int:
+    def schedule_all(self, tolerant: bool = False) -> int:
+        """Add the watches ``watch_plan`` asks for and are not there yet; return how many there are.
+
+        ``tolerant``: a watch that cannot be added (limits, a folder gone) is skipped; else the
+        ``OSError`` is raised (at start, where the daemon falls back to polling)."""
         for folder, recursive in watch_plan(self.config_of()):
-            self._add(folder, recursive)
+            try:
+                self._add(folder, recursive)
+            except OSError:
+                if not tolerant:
+                    raise
         return len(self._watches)
 
     def _add(self, folder: Path, recursive: bool) -> None:
