@@ -22,6 +22,14 @@ the runs a bytecode cache of their own (PYTHONPYCACHEPREFIX in the temp dir, wri
 first untimed run), as on a usual install.
 
     .venv/bin/python bench/noop_build.py [--specs 1000] [--runs 7] [--model models/tiny] [--pyc]
+
+`--other-files 20000 --other-folders 2000` is the repo-wide case (issue 19): trackspec.toml
+sets no `specs` (the whole repo is searched), the repo also holds that many other files
+spread over that many folders (two levels deep, as game source and art trees are), and an
+ignored `Library/` tree (`.gitignore`) of the same size that discovery must never walk.
+`--ab` then also builds a plain copy (the same specs in `track_specs/`, `specs =
+["track_specs"]`, no other files) and times warm runs of both alternately, so the difference is
+measured at one machine pace.
 """
 
 from __future__ import annotations
@@ -84,6 +92,19 @@ def assert_path(cmd: list[str], cwd: Path, env: dict[str, str], fast: bool) -> N
                          f"{proc.stderr[-2000:]}")
 
 
+def add_other_files(root: Path, files: int, folders: int) -> None:
+    """The repo-wide case: no `specs` setting, ``files`` other files in ``folders`` folders, and an
+    ignored ``Library/`` tree as big (Unity's import cache) that discovery must not walk."""
+    (root / "trackspec.toml").write_text("# specs unset: the whole repo is searched\n")
+    (root / ".gitignore").write_text("Library/\n*.tmp\n")
+    per_group = max(1, int(folders ** 0.5))
+    for top in ("src", "Library"):
+        for i in range(files):
+            folder = root / top / f"group{(i % folders) // per_group:03d}" / f"dir{i % folders:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"file{i:05d}.txt").write_text("x")
+
+
 def line(label: str, samples: list[tuple[float, float]], goal: float | None = None) -> str:
     ms = [wall * 1000 for wall, _ in samples]
     cpu = [c * 1000 for _, c in samples]
@@ -101,6 +122,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7, help="timed runs per case (at least 5)")
     parser.add_argument("--model", type=Path, help="a local model dir (default: a tiny one made here)")
     parser.add_argument("--pyc", action="store_true", help="let the timed runs use a bytecode cache")
+    parser.add_argument("--other-files", type=int, default=0,
+                        help="repo-wide case: this many non-spec files besides the specs (specs unset)")
+    parser.add_argument("--other-folders", type=int, default=2000, help="folders the other files are spread over")
+    parser.add_argument("--ab", action="store_true",
+                        help="with --other-files: also time warm runs of a plain copy, alternately")
     args = parser.parse_args()
     runs = max(5, args.runs)
 
@@ -114,6 +140,8 @@ def main() -> int:
             env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
         for i in range(args.specs):
             (root / "track_specs" / f"track{i:04d}.trackspec").write_text(SPEC)
+        if args.other_files:
+            add_other_files(root, args.other_files, args.other_folders)
         start = time.perf_counter()
         subprocess.run([*cli, "build", "-q"], cwd=root, env=env, check=True, capture_output=True)
         first = time.perf_counter() - start
@@ -128,6 +156,24 @@ def main() -> int:
             record.unlink(missing_ok=True)
 
         results: dict[str, list[tuple[float, float]]] = {}
+        if args.other_files and args.ab:
+            plain = tmp / "plain"
+            (plain / "track_specs").mkdir(parents=True)
+            (plain / "trackspec.toml").write_text('specs = ["track_specs"]\n')
+            for spec in (root / "track_specs").iterdir():
+                (plain / "track_specs" / spec.name).write_text(spec.read_text())
+            subprocess.run([*cli, "build", "-q"], cwd=plain, env=env, check=True, capture_output=True)
+            time.sleep(RACY_WAIT)
+            for cwd in (plain, root):
+                timed(build, cwd, env)  # records written, caches warm
+                assert_path(build, cwd, env, fast=True)
+            for label, cmd in (("build", build), ("build --check", check)):
+                pairs: dict[str, list[tuple[float, float]]] = {"plain": [], "repo-wide": []}
+                for _ in range(runs):
+                    pairs["plain"].append(timed(cmd, plain, env))
+                    pairs["repo-wide"].append(timed(cmd, root, env))
+                for kind, values in pairs.items():
+                    results[f"{label}, warm, A/B {kind}"] = values
         for label, code in (("python -c pass", "pass"), ("import importer.cli", "import importer.cli")):
             timed([py, "-c", code], root, env)  # untimed first run (writes bytecode with --pyc)
             results[label] = [timed([py, "-c", code], root, env) for _ in range(runs)]
@@ -148,7 +194,9 @@ def main() -> int:
     bytecode = ("own bytecode cache (--pyc)" if args.pyc else
                 "PYTHONDONTWRITEBYTECODE=1: no bytecode cache for importer/"
                 if os.environ.get("PYTHONDONTWRITEBYTECODE") else "environment's bytecode settings")
-    print(f"no-op build, {args.specs} specs (all fresh), {runs} runs per case, whole process; {bytecode} "
+    other = (f", repo-wide search with {args.other_files} other files in {args.other_folders} folders "
+             f"(+ an ignored Library/ as big)" if args.other_files else "")
+    print(f"no-op build, {args.specs} specs (all fresh){other}, {runs} runs per case, whole process; {bytecode} "
           f"(first build: {first:.1f} s)")
     for label, values in results.items():
         goal = GOALS["warm"] if label.endswith("warm") else GOALS["cold"] if label.endswith("cold") else None

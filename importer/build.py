@@ -23,6 +23,7 @@ from . import generation
 from .cache import CacheEntry, LocalCache
 from .config import ProjectConfig, rel
 from .errors import GenerationError, TrackspecError
+from . import engines
 from .fsutil import sweep_temp_files
 from .generation import Generated, LoadPerRun, split_by_generation_key
 from .index import (AUDIO_FACTS, IndexTransaction, index_entry, load_index, output_paths)
@@ -113,8 +114,10 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter,
             plan = make_plan(config, options, state)
             noop = is_noop(plan)
             sweep_leftovers(config, plan)
+            listed_before = engines.snapshot(plan.index)
             report = Executor(config, plan, state, reporter, options.index_flush_seconds,
                               remote_session(config, options.require_remote), backends).run()
+            engines.sync(config, plan.index, listed_before)  # Godot .import sidecars from the final index
             if noop and report.ok:
                 record_noop(config, options, plan)
             return report

@@ -57,7 +57,8 @@ def auto_workers() -> int:
 
 
 PROJECT_FIELDS: dict[str, Field] = {
-    "specs": Field(_paths, ["."], "folders searched (recursively) for *.trackspec files"),
+    "specs": Field(_paths, ["."], "folders searched (recursively) for *.trackspec files; default: the whole "
+                                  "repo, less what .gitignore ignores, the assets folder and hidden folders"),
     "assets": Field(text(required=True), "assets/music", "where <genre>/<name>.<ext> files are written"),
     "index": Field(text(required=True), "assets/music/index.json", "the asset index the engine reads"),
     "cache": Field(text(required=True), None, "cache folder; default: the user cache dir"),
@@ -68,6 +69,13 @@ PROJECT_FIELDS: dict[str, Field] = {
                                               f"at most {MAX_AUTO_WORKERS}; {WORKERS_ENV} overrides"),
     "commercial": Field(boolean, False, "a commercial game: refuse models whose licence forbids commercial use"),
     "allow_noncommercial_models": Field(boolean, False, "with commercial = true, build with such models anyway"),
+}
+
+
+#: ``[engine]``: where the game engine's project is, when trackspec cannot find it by itself.
+ENGINE_FIELDS: dict[str, Field] = {
+    "godot": Field(text(required=True), None, "the Godot project folder (with project.godot); default: the "
+                                              "nearest folder at or above the assets folder that has one"),
 }
 
 
@@ -103,6 +111,8 @@ class ProjectConfig:
     resolved_from: tuple[tuple[str, str], ...] = ()
     #: The team cache tier under the local cache (``[cache.remote]``); ``None``: local only.
     remote: Any = None
+    #: ``[engine] godot``: the Godot project folder as configured; ``None``: found from the assets folder.
+    godot_project: Path | None = None
 
     @property
     def staging_dir(self) -> Path:
@@ -165,12 +175,13 @@ def load_config(root: Path) -> ProjectConfig:
         raise ProjectNotFound(f"{root} has no {CONFIG_NAME}; run `trackspec init` there first")
     doc = read_toml(path, ConfigError)
     data, remote = _cache_table(doc)
-    values = check_table(doc, data, PROJECT_FIELDS, (), ConfigError, free_tables=("defaults",))
+    values = check_table(doc, data, PROJECT_FIELDS, (), ConfigError, {"engine": ENGINE_FIELDS},
+                         free_tables=("defaults",))
     default_fields = {k: f for k, f in TOP_FIELDS.items() if k != "name"}
     spec_defaults_own = check_table(doc, values.get("defaults", {}), default_fields, ("defaults",),
                                     ConfigError, TABLES, FREE_TABLES)
     settings = {k: f.default for k, f in PROJECT_FIELDS.items()}
-    settings.update({k: v for k, v in values.items() if k != "defaults"})
+    settings.update({k: v for k, v in values.items() if k not in ("defaults", "engine")})
     if isinstance(doc.data.get("cache"), dict):
         settings["cache"] = doc.data["cache"].get("dir")
 
@@ -188,6 +199,8 @@ def load_config(root: Path) -> ProjectConfig:
         cache = default_cache_dir()
     spec_dirs = [_inside(root, root / d, doc, "specs", resolved_from) for d in settings["specs"]]
     resolved_from.append((str(cache), str(cache.resolve())))
+    engine = values.get("engine", {})
+    godot = _inside(root, root / engine["godot"], doc, "engine", resolved_from) if "godot" in engine else None
     if "prompt" in spec_defaults_own:
         raise ConfigError(doc.locate("defaults", "prompt"), "a prompt belongs in each spec, not in [defaults]",
                           "defaults.prompt")
@@ -209,6 +222,7 @@ def load_config(root: Path) -> ProjectConfig:
         digest=sha256_bytes(doc.text.encode()),
         resolved_from=tuple(resolved_from),
         remote=remote,
+        godot_project=godot,
     )
 
 

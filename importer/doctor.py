@@ -92,10 +92,10 @@ def _override_models(model_override: str | None) -> dict[tuple[str, str], tuple[
 def _collect_models(ctx: Context, config: Any, model_override: str | None) -> None:
     """Parse every spec for the model it names (``--model`` replaces them all, as in build)."""
     from .errors import TrackspecError
-    from .spec import discover_specs, parse_spec
+    from .spec import parse_spec
+    from .tracks import spec_paths
 
-    skip = [config.assets_dir, config.state_dir, config.cache_dir]
-    for path in discover_specs(config.root, config.spec_dirs, skip):
+    for path in spec_paths(config):
         ctx.spec_count += 1
         try:
             spec = parse_spec(path, config.spec_defaults, config.max_duration)

@@ -7,6 +7,7 @@ validates with, so they cannot drift from the code.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import tomlkit
@@ -17,16 +18,53 @@ from .fsutil import atomic_write_bytes
 from .spec import SPEC_SUFFIX
 
 
-def project_config_text() -> str:
+#: Folder ``init`` makes for specs and ``new`` writes to when the specs are searched repo-wide.
+SPEC_FOLDER = "track_specs"
+
+
+@dataclass(frozen=True)
+class EnginePreset:
+    """What ``trackspec init --engine NAME`` sets: where the files go and in which formats."""
+
+    assets: str
+    formats: tuple[str, ...]
+    note: str
+
+
+#: ``--engine`` presets. Unity and Unreal re-encode every audio file they import, so they get
+#: lossless files (no second lossy pass); Godot plays the OGG as it is (streamed).
+ENGINE_PRESETS: dict[str, EnginePreset] = {
+    "godot": EnginePreset("assets/music", ("ogg",),
+                          "Godot 4: OGG streams as it is; trackspec writes each file's .import (loop, bpm)"),
+    "unity": EnginePreset("Assets/Music", ("wav",),
+                          "Unity re-encodes what it imports: lossless WAV in, Vorbis out "
+                          "(build_hooks/unity/Editor/TrackspecAudioPostprocessor.cs); flac works too"),
+    "unreal": EnginePreset("Audio/Music", ("wav",),
+                           "Unreal imports source WAV files into SoundWave assets "
+                           "(build_hooks/unreal/trackspec_import.py); keep them outside Content/"),
+}
+
+
+def project_config_text(engine: str | None = None) -> str:
+    """The commented ``trackspec.toml`` ``init`` writes; ``engine`` applies an ``ENGINE_PRESETS`` entry."""
+    preset = ENGINE_PRESETS[engine] if engine else None
     doc = tomlkit.document()
     doc.add(tomlkit.comment("trackspec project file: marks the game repo root. Paths are relative to it."))
     doc.add(tomlkit.comment("Every setting below shows its default; `trackspec build --help` explains the build."))
+    if preset is not None:
+        doc.add(tomlkit.comment(f"Preset --engine {engine}: {preset.note}."))
     doc.add(tomlkit.nl())
-    doc.add("specs", tomlkit.array('["track_specs"]'))
-    doc["specs"].comment(PROJECT_FIELDS["specs"].doc)
+    doc.add("specs", tomlkit.array('["."]'))
+    doc["specs"].comment("the whole repo: a spec may lie anywhere; .gitignore'd folders, the assets folder "
+                         "and hidden folders are skipped")
     for key in ("assets", "index", "device", "max_duration", "batch_size", "encode_workers", "commercial",
                 "allow_noncommercial_models"):
-        item = tomlkit.item(PROJECT_FIELDS[key].default)
+        value = PROJECT_FIELDS[key].default
+        if preset is not None and key == "assets":
+            value = preset.assets
+        elif preset is not None and key == "index":
+            value = f"{preset.assets}/index.json"
+        item = tomlkit.item(value)
         item.comment(PROJECT_FIELDS[key].doc)
         doc.add(key, item)
     doc.add(tomlkit.comment(f'cache = "~/.cache/trackspec"   # {PROJECT_FIELDS["cache"].doc}; '
@@ -41,7 +79,8 @@ def project_config_text() -> str:
         generation.add(key, GENERATION_FIELDS[key].default)
         generation[key].comment(GENERATION_FIELDS[key].doc)
     output = tomlkit.table()
-    output.add("formats", tomlkit.array('["ogg", "mp3"]'))
+    formats = preset.formats if preset is not None else ("ogg", "mp3")
+    output.add("formats", tomlkit.array("[" + ", ".join(f'"{f}"' for f in formats) + "]"))
     for key in ("sample_rate", "ogg_quality", "mp3_quality", "loudness_profile", "true_peak"):
         output.add(key, OUTPUT_FIELDS[key].default)
         output[key].comment(OUTPUT_FIELDS[key].doc)
@@ -51,15 +90,21 @@ def project_config_text() -> str:
     return tomlkit.dumps(doc)
 
 
-def write_project_config(root: Path) -> Path:
-    """Write ``root/trackspec.toml``; refuse to overwrite an existing one."""
+def write_project_config(root: Path, engine: str | None = None) -> Path:
+    """Write ``root/trackspec.toml`` (``engine``: a preset); refuse to overwrite an existing one."""
     path = root / CONFIG_NAME
     if path.exists():
         raise FileExistsError(f"{path} already exists; edit it, or delete it to start over")
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, project_config_text().encode("utf-8"))
-    (root / "track_specs").mkdir(exist_ok=True)
+    atomic_write_bytes(path, project_config_text(engine).encode("utf-8"))
+    (root / SPEC_FOLDER).mkdir(exist_ok=True)
     return path
+
+
+def default_spec_folder(config: ProjectConfig) -> Path:
+    """Where ``new`` writes: the first spec folder, or its ``track_specs/`` when that is the repo root."""
+    first = config.spec_dirs[0]
+    return first / SPEC_FOLDER if first == config.root else first
 
 
 def spec_text(prompt: str, duration: float, genre: str | None) -> str:
@@ -100,15 +145,16 @@ def spec_text(prompt: str, duration: float, genre: str | None) -> str:
 
 def write_spec(config: ProjectConfig, name: str, prompt: str, duration: float, genre: str | None,
                folder: Path | None = None) -> Path:
-    """Write ``<folder>/<name>.trackspec`` (default: the first spec folder), checked by the parser.
+    """Write ``<folder>/<name>.trackspec`` (default: ``default_spec_folder``), checked by the parser.
 
     Refuses to overwrite, and removes the file again if the parser rejects it, so `new`
     never leaves a spec that `build` would fail on.
     """
     from .spec import parse_spec
 
-    folder = folder or config.spec_dirs[0]
+    folder = folder or default_spec_folder(config)
     path = folder / f"{name}{SPEC_SUFFIX}"
+    folder.mkdir(parents=True, exist_ok=True)
     if path.exists():
         raise FileExistsError(f"{path} already exists; edit it, or pick another name")
     atomic_write_bytes(path, spec_text(prompt, duration, genre).encode("utf-8"))

@@ -185,31 +185,56 @@ def _loop_crossfade(doc: TomlDocument, out: dict[str, Any], values: dict[str, An
 
 def discover_specs(root: Path, spec_dirs: list[Path], skip: list[Path],
                    walked: list[Path] | None = None) -> Iterator[Path]:
-    """Every ``*.trackspec`` under ``spec_dirs`` (sorted; hidden folders and ``skip`` pruned).
+    """Every ``*.trackspec`` under ``spec_dirs`` (sorted): hidden folders, ``skip`` and what the
+    repo's ``.gitignore`` files ignore (``gitignore``) are pruned, so an engine's generated
+    trees (Unity's ``Library/``, Godot's ``.godot/``) are never read.
 
-    ``walked``, if given, receives every folder listed (or that could not be listed):
-    their stat says whether the result can have changed (the no-op record, ``fastpath``).
+    ``walked``, if given, receives every folder listed (or that could not be listed) and every
+    ignore file read: their stat says whether the result can have changed (the no-op record,
+    ``fastpath``).
     """
+    from .gitignore import IGNORE_FILE, Ignores, path_ignored
+
     def unlisted(exc: OSError) -> None:
         if walked is not None and exc.filename:
             walked.append(Path(exc.filename))
 
-    skip_resolved = {p.resolve() for p in skip}
+    read: list[str] | None = [] if walked is not None else None
+    root_str = str(root)
+    skip_strs = {str(p.resolve()) for p in skip}
     seen: set[Path] = set()
-    for top in spec_dirs:
-        if not top.is_dir():
-            continue
+    for top in spec_dirs:  # inside the root (``config`` checks)
+        top_str = str(top)
+        if not top.is_dir() or (top_str != root_str and path_ignored(root_str, top_str, True)):
+            continue  # a configured folder the repo ignores holds no sources
+        rules: dict[str, Ignores] = {}
         for dirpath, dirnames, filenames in os.walk(top, onerror=unlisted):
             here = Path(dirpath)
             if walked is not None:
                 walked.append(here)
+            # Under the (resolved) root: the relative path is a slice, not os.path.relpath's work.
+            rel_here = dirpath[len(root_str) + 1:].replace(os.sep, "/") if dirpath != root_str else "."
+            if rel_here == ".":
+                ignores = Ignores.at_root(root_str, read)
+            else:
+                above = rules.get(os.path.dirname(dirpath)) \
+                    or Ignores.for_folder(root_str, os.path.dirname(dirpath), read)
+                ignores = above.descend(rel_here, dirpath, IGNORE_FILE in filenames)
+            rules[dirpath] = ignores
+            prefix = "" if rel_here == "." else rel_here + "/"
+            # The walk starts at resolved folders and never follows a link, so a joined path is
+            # already resolved unless it is a link itself (which is listed, not walked).
             dirnames[:] = sorted(
                 d for d in dirnames
-                if not d.startswith(".") and (here / d).resolve() not in skip_resolved
+                if not d.startswith(".") and os.path.join(dirpath, d) not in skip_strs
+                and not ignores.ignored(prefix + d, True)
             )
             for name in sorted(filenames):
-                if name.endswith(SPEC_SUFFIX) and not name.startswith("."):
+                if name.endswith(SPEC_SUFFIX) and not name.startswith(".") \
+                        and not ignores.ignored(prefix + name, False):
                     path = here / name
                     if path not in seen:
                         seen.add(path)
                         yield path
+    if walked is not None and read:
+        walked.extend(Path(p) for p in dict.fromkeys(read))

@@ -415,3 +415,29 @@ def test_the_model_is_unloaded_after_the_idle_time_and_loaded_again_when_needed(
     notes = [e["message"] for e in daemon.since(0, "note")]
     assert [n.split(":")[0] for n in notes if n.startswith("model")] == ["model loaded", "model unloaded after 1 s idle"] * 2
     assert daemon.stop() == 0
+
+
+def test_a_spec_in_a_new_folder_anywhere_is_built_and_ignored_trees_are_not(warm_repo, daemons):
+    # specs unset: the whole repo is searched (issue 19); Library/ is ignored, as in a Unity repo.
+    (warm_repo.root / "trackspec.toml").write_text("# specs unset: the whole repo\n")
+    (warm_repo.root / ".gitignore").write_text("Library/\n")
+    (warm_repo.root / "Library" / "cache").mkdir(parents=True)
+    warm_repo.write_spec("a", SPEC)
+    daemon = daemons(warm_repo)
+    daemon.finished("a", action="restore")
+    mark = daemon.mark()
+    ignored = warm_repo.root / "Library" / "cache" / "hidden.trackspec"
+    ignored.write_text(SPEC)  # in a tree watch does not watch, and discovery never reads
+    boss = warm_repo.root / "levels" / "forest" / "boss.trackspec"
+    boss.parent.mkdir(parents=True)  # a new folder, two levels deep, where no spec was
+    boss.write_text(SPEC)
+    daemon.finished("boss", after=mark, action="restore")
+    mark = daemon.mark()
+    boss.write_text(SPEC.replace("bpm = 90", "bpm = 95"))  # the new folder is watched now
+    daemon.finished("boss", after=mark, action="index")
+    assert daemon.stop() == 0
+    assert not [e for e in daemon.events if e.get("name") == "hidden"]
+    index = assert_index_matches_disk(warm_repo)
+    assert sorted(index["tracks"]) == ["a", "boss"]
+    assert index["tracks"]["boss"]["spec"] == "levels/forest/boss.trackspec"
+    assert index["tracks"]["boss"]["meta"] == {"bpm": 95}

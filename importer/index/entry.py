@@ -38,6 +38,7 @@ def index_entry(config: ProjectConfig, track: LoadedTrack, files: dict[str, Any]
         "model": model_name(config, model),
         "seed": track.keys.seed,
         "license": track.license,
+        "ogg_quality": track.spec.ogg_quality,
         "keys": {"generation": track.keys.generation, "render": track.keys.render},
         "meta": track.spec.meta,
         **{k: audio_facts[k] for k in AUDIO_FACTS},

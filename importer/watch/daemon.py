@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from ..build import (BuildOptions, Executor, Reporter, TrackResult, make_plan, prefetch_output_digests,
                      remote_session, sweep_leftovers)
+from .. import engines
 from ..cache import LocalCache
 from ..config import ProjectConfig, load_config
 from ..errors import TrackspecError
@@ -32,7 +33,7 @@ from ..index import load_index
 from ..layout import SPEC_SUFFIX
 from ..plan import plan_build
 from ..tracks import LoadedTrack, ParsedSpecs, SpecFailure, SpecLoader, spec_paths, without_duplicates
-from .events import OverflowAlarm, Wakeups, make_handler
+from .events import FolderWatches, OverflowAlarm, Wakeups, make_handler
 from .worker import GenerationWorker, Generated
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Daemon:
         self._last_queue: tuple[list[str], list[str]] = ([], [])
         self._report_due = options.report  # the first cycle writes it
         self._auditions: dict[str, list[TrackPlan]] = {}  # request id -> its take jobs (``requests``)
+        self.watches: FolderWatches | None = None
 
     # ------------------------------------------------------------------ life
     def run(self) -> int:
@@ -145,10 +147,11 @@ class Daemon:
 
         alarm = OverflowAlarm(self._rescan)
         logging.getLogger("watchdog").addHandler(alarm)
-        handler = make_handler(lambda: self.config, self.wakeups)
+        handler = make_handler(lambda: self.config, self.wakeups, lambda: self.watches)
         observer = PollingObserver(timeout=self.options.poll) if self.options.poll else Observer()
-        observer.schedule(handler, str(self.root), recursive=True)
+        self.watches = FolderWatches(observer, handler, lambda: self.config)  # no ignored tree is watched
         try:
+            self.watches.schedule_all()
             observer.start()
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EMFILE):
@@ -158,7 +161,8 @@ class Daemon:
                 "Raise the limit with `sudo sysctl fs.inotify.max_user_watches=524288` "
                 "(and max_user_instances), or use --poll SECONDS")
             observer = PollingObserver(timeout=1.0)
-            observer.schedule(handler, str(self.root), recursive=True)
+            self.watches = FolderWatches(observer, handler, lambda: self.config)
+            self.watches.schedule_all()
             observer.start()
             self._rescan("switched to polling")
         kind = f"polling every {self.options.poll or 1.0:g} s" if isinstance(observer, PollingObserver) \
@@ -183,7 +187,10 @@ class Daemon:
             self._show_failure("trackspec.toml", str(exc))
             return
         self._shown_failures.pop("trackspec.toml", None)
+        changed_config = config.digest != self.config.digest
         self.config = config
+        if changed_config and self.watches is not None:
+            self.watches.schedule_all(tolerant=True)  # `specs` may name other folders now (only added)
         try:
             with self.lock.held():
                 state = State.in_folder(config.state_dir)
@@ -192,9 +199,11 @@ class Daemon:
                     if self._first_cycle:
                         sweep_leftovers(config, plan)
                         self._first_cycle = False
+                    listed_before = engines.snapshot(plan.index)
                     executor = Executor(config, plan, state, _CycleReporter(self, plan),
                                         index_flush_seconds=None, remote=remote_session(config))
                     pending = executor.run_quick()
+                    engines.sync(config, plan.index, listed_before)  # Godot .import sidecars
                     if self.options.report and (self._report_due or any(r.action != "fresh" for r in executor.results)):
                         self._write_report(config, state)
                 finally:

@@ -16,21 +16,24 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import CONFIG_NAME, ProjectConfig
+from ..gitignore import IGNORE_FILE, path_ignored
 from ..spec import SPEC_SUFFIX
-from .requests import is_request
+from .requests import is_request, requests_dir
 
 #: Event types that never mean content changed.
 _IGNORED_TYPES = {"opened", "closed_no_write"}
 
 
 def is_relevant(config: ProjectConfig, path: str, is_directory: bool) -> bool:
-    """Could a change at ``path`` change the build? Mirrors ``discover_specs``' rules."""
+    """Could a change at ``path`` change the build? Mirrors ``discover_specs``' rules: a spec,
+    a folder that may hold specs, a ``.gitignore`` (it changes what is searched), outside the
+    trees discovery prunes (hidden, ignored, the assets, state and cache folders)."""
     p = Path(os.path.abspath(path))
     if not is_directory and is_request(config, p):
         return True  # `trackspec audition` asking for takes (``watch.requests``)
     if not is_directory and p.name == CONFIG_NAME:
         return p.parent == config.root
-    if not is_directory and (not p.name.endswith(SPEC_SUFFIX) or p.name.startswith(".")):
+    if not is_directory and p.name != IGNORE_FILE and (not p.name.endswith(SPEC_SUFFIX) or p.name.startswith(".")):
         return False  # editor temp files (.swp, ~, ___jb_tmp___, .#lock) end up here
     try:
         parts = p.relative_to(config.root).parts
@@ -42,7 +45,132 @@ def is_relevant(config: ProjectConfig, path: str, is_directory: bool) -> bool:
     for skip in (config.assets_dir, config.state_dir, config.cache_dir):
         if p == skip or skip in p.parents:
             return False
-    return any(p == top or top in p.parents for top in config.spec_dirs)
+    if not any(p == top or top in p.parents for top in config.spec_dirs):
+        return False
+    return not path_ignored(str(config.root), str(p), is_directory)
+
+
+def _pruned(config: ProjectConfig) -> set[Path]:
+    return {config.assets_dir, config.state_dir, config.cache_dir}
+
+
+def watch_plan(config: ProjectConfig, top: Path | None = None) -> list[tuple[Path, bool]]:
+    """``(folder, recursive)`` watches that see every folder discovery searches (under ``top``,
+    default each spec folder) and no tree it prunes: Unity's ``Library/``, ``.git``, build output.
+
+    A folder whose subtree prunes nothing gets one recursive watch; one that holds a pruned
+    folder is watched alone and its other subfolders are planned the same way. The root is
+    always watched (``trackspec.toml``), and the audition requests folder.
+    """
+    from ..gitignore import IGNORE_FILE as IGNORES, Ignores
+
+    root = str(config.root)
+    pruned = _pruned(config)
+    plan: list[tuple[Path, bool]] = []
+
+    def visit(folder: Path, ignores: Ignores) -> bool:
+        """Plan ``folder``'s subtree; True if nothing in it is pruned (the caller may cover it)."""
+        try:
+            entries = [e for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
+            has_ignore_file = os.path.exists(os.path.join(folder, IGNORES))
+        except OSError:
+            return True
+        rel = os.path.relpath(folder, root).replace(os.sep, "/")
+        prefix = "" if rel == "." else rel + "/"
+        if rel != ".":
+            ignores = ignores.descend(rel, str(folder), has_ignore_file)
+        clean_children, all_clean = [], True
+        for entry in sorted(entries, key=lambda e: e.name):
+            child = Path(entry.path)
+            if entry.name.startswith(".") or child in pruned or ignores.ignored(prefix + entry.name, True):
+                all_clean = False
+                continue
+            if visit(child, ignores):
+                clean_children.append(child)
+            else:
+                all_clean = False
+        if all_clean:
+            return True
+        plan.append((folder, False))
+        plan.extend((child, True) for child in clean_children)
+        return False
+
+    tops = [top] if top is not None else list(config.spec_dirs)
+    for folder in tops:
+        if not folder.is_dir() or (folder != config.root and path_ignored(root, str(folder), True)):
+            continue
+        start = Ignores.for_folder(root, str(folder.parent)) if folder != config.root else Ignores.at_root(root)
+        if visit(folder, start):
+            plan.append((folder, True))
+    if top is None:
+        if not any(folder == config.root for folder, _ in plan):
+            plan.append((config.root, False))
+        requests = requests_dir(config)
+        requests.mkdir(parents=True, exist_ok=True)
+        plan.append((requests, False))
+    return plan
+
+
+class FolderWatches:
+    """The observer's watches, per ``watch_plan``; a folder created where only its parent is
+    watched (not recursively) gets watches of its own before the cycle looks at it."""
+
+    def __init__(self, observer, handler, config_of: Callable[[], ProjectConfig]):
+        self.observer = observer
+        self.handler = handler
+        self.config_of = config_of
+        self._lock = threading.Lock()
+        self._watches: dict[Path, tuple[bool, object]] = {}
+
+    def schedule_all(self, tolerant: bool = False) -> int:
+        """Add the watches ``watch_plan`` asks for and are not there yet; return how many there are.
+
+        ``tolerant``: a watch that cannot be added (limits, a folder gone) is skipped; else the
+        ``OSError`` is raised (at start, where the daemon falls back to polling)."""
+        for folder, recursive in watch_plan(self.config_of()):
+            try:
+                self._add(folder, recursive)
+            except OSError:
+                if not tolerant:
+                    raise
+        return len(self._watches)
+
+    def _add(self, folder: Path, recursive: bool) -> None:
+        with self._lock:
+            if folder in self._watches:
+                return
+            self._watches[folder] = (recursive, self.observer.schedule(self.handler, str(folder),
+                                                                       recursive=recursive))
+
+    def covered(self, path: Path) -> bool:
+        """Is ``path`` already inside a recursive watch?"""
+        with self._lock:
+            return any(rec and (path == folder or folder in path.parents)
+                       for folder, (rec, _w) in self._watches.items())
+
+    def folder_created(self, path: str) -> None:
+        folder = Path(os.path.abspath(path))
+        if self.covered(folder) or not folder.is_dir():
+            return
+        config = self.config_of()
+        if not is_relevant(config, str(folder), True):
+            return
+        for sub, recursive in watch_plan(config, folder):
+            try:
+                self._add(sub, recursive)
+            except OSError:
+                pass  # gone again, or out of watches: the next rescan finds its specs anyway
+
+    def folder_deleted(self, path: str) -> None:
+        folder = Path(os.path.abspath(path))
+        with self._lock:
+            gone = [f for f in self._watches if f == folder or folder in f.parents]
+            watches = [self._watches.pop(f)[1] for f in gone]
+        for watch in watches:
+            try:
+                self.observer.unschedule(watch)
+            except (KeyError, OSError):
+                pass
 
 
 class Wakeups:
@@ -94,8 +222,10 @@ class Wakeups:
                 self._cond.wait(max(timeout, 0.001))
 
 
-def make_handler(config_of: Callable[[], ProjectConfig], wakeups: Wakeups):
-    """A watchdog event handler that forwards relevant events to ``wakeups``."""
+def make_handler(config_of: Callable[[], ProjectConfig], wakeups: Wakeups,
+                 watches: Callable[[], FolderWatches | None] = lambda: None):
+    """A watchdog event handler that forwards relevant events to ``wakeups`` (and new or
+    deleted folders to the ``FolderWatches`` that ``watches`` returns, first)."""
     from watchdog.events import FileSystemEventHandler
 
     class SpecEvents(FileSystemEventHandler):
@@ -104,6 +234,12 @@ def make_handler(config_of: Callable[[], ProjectConfig], wakeups: Wakeups):
                 return
             if event.is_directory and event.event_type == "modified":
                 return  # every write in a folder says this; the file's own event follows
+            folders = watches()
+            if folders is not None and event.is_directory:
+                if event.event_type in ("created", "moved"):
+                    folders.folder_created(os.fsdecode(getattr(event, "dest_path", "") or event.src_path))
+                if event.event_type in ("deleted", "moved"):
+                    folders.folder_deleted(os.fsdecode(event.src_path))
             config = config_of()
             paths = [event.src_path, getattr(event, "dest_path", "") or ""]
             for path in paths:  # both ends of a move: one spec is gone, another is new

@@ -18,8 +18,12 @@ func _export_begin(
 ) -> void:
 	if not ProjectSettings.get_setting(SETTING_BEFORE_EXPORT, true):
 		return
+	var before := Runner.music_files()
 	var result := Runner.build()
 	if int(result["code"]) != 0:
 		push_error(
 			Runner.describe_failure(result) + "\nThe export goes on with the music as it is."
 		)
+		return
+	if Engine.is_editor_hint() and EditorInterface.get_resource_filesystem() != null:
+		Runner.reimport_changed(EditorInterface.get_resource_filesystem(), before)

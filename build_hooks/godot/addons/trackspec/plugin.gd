@@ -2,7 +2,9 @@
 extends EditorPlugin
 ## Builds the music with `trackspec build` before the project runs from the editor (F5, F6) and
 ## before an export, so the game never runs with music older than its .trackspec files.
-## A failed build stops the run: the reason goes to the Output panel and a dialog.
+## A failed build stops the run: the reason goes to the Output panel and a dialog. Files the
+## build changed (audio or the .import settings it writes: loop, bpm) are re-imported before
+## the game starts (EditorFileSystem.reimport_files blocks until they are).
 ## Project Settings (Advanced): trackspec/executable, trackspec/root, trackspec/build_before_run,
 ## trackspec/build_before_export.
 
@@ -35,12 +37,14 @@ func _exit_tree() -> void:
 func _build() -> bool:
 	if not ProjectSettings.get_setting(SETTING_BEFORE_RUN, true):
 		return true
+	var before := Runner.music_files()
 	var result := Runner.build(PackedStringArray(["--no-wait"]))
 	var code := int(result["code"])
 	if code == 0:
 		if not str(result["output"]).is_empty():
 			print("trackspec: ", result["output"])
-		get_editor_interface().get_resource_filesystem().scan()  # import new or changed files
+		# Synchronously, before the game starts: scan() would import in the background.
+		Runner.reimport_changed(get_editor_interface().get_resource_filesystem(), before)
 		return true
 	if code == EXIT_LOCKED:
 		push_warning(

@@ -8,7 +8,7 @@ extends RefCounted
 ##
 ## Paths in the index are relative to the trackspec root (the folder with trackspec.toml): pass
 ## its res:// path as `trackspec_root` when that is not the Godot project folder. Looping comes
-## from the spec's [meta] table when present: `loop = true`, `loop_offset = <seconds>`.
+## from the index's `loop` entry (a spec with `[output] loop = true`), as in the .import files.
 ## Exports: add `*.json` to the preset's "Filters to export non-resource files" so the index ships.
 
 const DEFAULT_INDEX := "res://assets/music/index.json"
@@ -61,7 +61,9 @@ func path_of(track: String, format: String = "") -> String:
 
 
 ## The track as an AudioStream (imported resource, or the raw file when not imported yet),
-## with loop settings from its [meta]; null (and an error in the log) if it cannot be loaded.
+## looping as the index says: its `loop` entry (loop_offset = loop.start_seconds) and its
+## `tempo` (bpm, beat_count, bar_beats) when the build measured one. The spec's [meta] is free
+## data and plays no part. null (and an error in the log) if it cannot be loaded.
 func stream(track: String, format: String = "") -> AudioStream:
 	var path := path_of(track, format)
 	if path.is_empty():
@@ -84,9 +86,32 @@ func stream(track: String, format: String = "") -> AudioStream:
 	if audio == null:
 		push_error("trackspec: cannot load %s (track '%s')" % [path, track])
 		return null
-	var meta: Dictionary = tracks[track].get("meta", {})
-	if meta.has("loop") and "loop" in audio:
-		audio.set("loop", bool(meta["loop"]))
-	if meta.has("loop_offset") and "loop_offset" in audio:
-		audio.set("loop_offset", float(meta["loop_offset"]))
+	apply_loop(audio, tracks[track])
 	return audio
+
+
+## Sets `loop`, `loop_offset`, `bpm`, `beat_count` and `bar_beats` of `audio` from an index
+## entry, as the build's .import sidecar does for imported files.
+static func apply_loop(audio: AudioStream, entry: Dictionary) -> void:
+	var loop = entry.get("loop")
+	var looped := typeof(loop) == TYPE_DICTIONARY
+	if "loop" in audio:
+		audio.set("loop", looped)
+	if looped and "loop_offset" in audio:
+		audio.set("loop_offset", float(loop.get("start_seconds", 0.0)))
+	var tempo = entry.get("tempo")
+	if typeof(tempo) != TYPE_DICTIONARY or float(tempo.get("bpm", 0.0)) <= 0.0:
+		return
+	if "bpm" in audio:
+		audio.set("bpm", float(tempo["bpm"]))
+	if "bar_beats" in audio and int(tempo.get("bar_beats", 0)) >= 2:
+		audio.set("bar_beats", int(tempo["bar_beats"]))
+	if "beat_count" in audio and int(tempo.get("beats", 0)) > 0:
+		var beats := int(tempo["beats"])
+		if looped:
+			# Godot ends a loop after beat_count beats: only when they end where the loop ends.
+			var rate := float(entry.get("sample_rate", 0))
+			var loop_end := float(int(loop["start"]) + int(loop["length"])) / maxf(rate, 1.0)
+			if absf(beats * 60.0 / float(tempo["bpm"]) - loop_end) > 0.001:
+				beats = 0
+		audio.set("beat_count", beats)
