@@ -18,6 +18,7 @@ from .errors import Location, SpecError, TrackspecError
 from .keys import TrackKeys, changed_fields, track_keys
 from .licences import check_commercial, license_of
 from .model_ref import ModelRef, resolve_model
+from .output_settings import with_declared
 from .spec import TrackSpec, discover_specs, parse_spec
 from .state import State
 from .tomlsource import read_toml
@@ -314,7 +315,7 @@ def _stale_reasons(config: ProjectConfig, track: LoadedTrack, entry: dict[str, A
 
 
 #: What the index takes from a render: the audio, its loop points and its measured loudness.
-AUDIO_FACTS = ("sample_rate", "channels", "samples", "duration", "loop", "loudness")
+AUDIO_FACTS = ("sample_rate", "channels", "samples", "duration", "loop", "loudness", "tempo")
 
 
 def model_name(config: ProjectConfig, model: ModelRef) -> str:
@@ -336,4 +337,5 @@ def index_entry(config: ProjectConfig, track: LoadedTrack, files: dict[str, Any]
         "keys": {"generation": track.keys.generation, "render": track.keys.render},
         "meta": track.spec.meta,
         **{k: audio_facts[k] for k in AUDIO_FACTS},
+        "tempo": with_declared(audio_facts["tempo"], track.spec.meta),
     }

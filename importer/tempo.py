@@ -6,13 +6,14 @@ tempo measured here. The steps:
 1. A mono mix at ``ANALYSIS_RATE`` (soxr), its log-mel spectrogram and onset-strength
    envelope (``librosa.feature.melspectrogram``, ``librosa.onset.onset_strength``).
 2. A global tempo (``librosa.feature.tempo``; its prior is centred on the declared
-   ``meta.bpm`` when there is one, so a 170 BPM track is not heard as 85) and the beats
-   (``librosa.beat.beat_track``, Ellis' dynamic-programming tracker).
+   ``meta.bpm`` when there is one) and the beats (``librosa.beat.beat_track``, Ellis'
+   dynamic-programming tracker). Where the tracker locked to half or double the declared
+   tempo, the grid takes the declared octave (a 170 BPM track is not heard as 85).
 3. A straight beat grid fitted to those beats by least squares (beat number -> time): its
    slope is the measured tempo, far finer than the tracker's frame grid, and its phase is
    corrected by ``ONSET_LATENCY`` (the onset envelope peaks a little after an attack).
 4. The downbeat: of the ``bar_beats`` phases of the grid, the one whose beats carry the most
-   onset strength, low band (kick) and full band together.
+   low-band onset strength (kick, bass), the full band breaking ties.
 5. A confidence in 0..1: the onset envelope's autocorrelation at one to ``bar_beats`` beat
    periods (a pulse that repeats gives ~0.3-1, noise ~0). Below ``MIN_CONFIDENCE`` the
    tempo is not trusted and loops fall back to the plain crossfade.
@@ -44,8 +45,7 @@ ONSET_LATENCY = 0.018
 MIN_CONFIDENCE = 0.15
 #: Tracked beats needed for a grid.
 MIN_BEATS = 8
-#: Bump when the analysis changes what it measures (part of the render key).
-ANALYSIS_VERSION = 1
+# A change to what this module measures must bump keys.TEMPO_ANALYSIS_VERSION (render key).
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,14 @@ def analyse(pcm: np.ndarray, rate: int, bar_beats: int = 4, declared_bpm: float 
     if frames.size < MIN_BEATS:
         return Analysis(None, f"only {frames.size} beats found", beats, guess, 0.0)
     period, phase = _fit_grid(_snap(env, frames, beats[1:] - beats[:-1]))
+    if declared_bpm:
+        # The tracker can lock to half or double the tempo; the declared one says which octave.
+        factor = min((0.5, 1.0, 2.0), key=lambda f: abs(math.log(f * 60.0 / period / declared_bpm)))
+        if factor != 1.0:
+            period /= factor
+            grid = phase + period * np.arange(math.ceil(-phase / period), (env.size * HOP / ANALYSIS_RATE - phase) / period)
+            grid_frames = np.clip(np.round(grid * ANALYSIS_RATE / HOP).astype(np.int64), 0, env.size - 1)
+            period, phase = _fit_grid(_snap(env, grid_frames, np.full(2, period)))
     bpm = 60.0 / period
     confidence = _pulse_confidence(env, period * ANALYSIS_RATE / HOP, bar_beats)
     if confidence < MIN_CONFIDENCE:
@@ -217,7 +225,7 @@ def _first_downbeat(env: np.ndarray, low: np.ndarray, phase: float, period: floa
                                                     curve[np.minimum(frames + 1, n_frames - 1)]))
         return near / peak
 
-    salience = strength(env) + strength(low)
+    salience = strength(low) + 0.25 * strength(env)  # bass and kick mark the bar; the rest breaks ties
     scores = [float(salience[(ks - p) % bar_beats == 0].mean()) for p in range(bar_beats)]
     best = int(np.argmax(scores))
     downbeats = times[(ks - best) % bar_beats == 0]
