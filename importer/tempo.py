@@ -229,7 +229,7 @@ def _first_downbeat(env: np.ndarray, low: np.ndarray, phase: float, period: floa
     scores = [float(salience[(ks - p) % bar_beats == 0].mean()) for p in range(bar_beats)]
     best = int(np.argmax(scores))
     downbeats = times[(ks - best) % bar_beats == 0]
-    loud = np.flatnonzero(env >= 0.25 * np.percentile(env, 99))
+    loud = np.flatnonzero((env >= 0.25 * np.percentile(env, 99)) | (low >= 0.25 * np.percentile(low, 99)))
     first_sound = loud[0] * hop_s - ONSET_LATENCY if loud.size else first_beat
     start = min(first_beat, first_sound) - 0.5 * period
     later = downbeats[downbeats >= start]

@@ -212,7 +212,9 @@ def test_origin_track_loops_whole_bars_and_loop_bars_rerenders_without_generatin
     assert abs(loop["length"] / 44100 - loop["bars"] * 240.0 / loop["bpm"]) < 0.001  # at the measured tempo
     assert abs(loop["length"] / 44100 - loop["bars"] * bar) < 0.005  # 22 bars: 0.1 per mille of tempo
     assert track["samples"] == loop["length"] and tempo["beats"] == 4 * loop["bars"]
-    status = game_repo.run("status", "--json", check_rc=0).json()
+    status_run = game_repo.run("status", "--json", check_rc=0)
+    assert status_run.imported == []  # status stays light: no numpy, no librosa
+    status = status_run.json()
     row = next(t for t in status["tracks"] if t["name"] == "origin")
     assert row["tempo"]["bpm"] == tempo["bpm"] and row["tempo"]["declared"] == 90.0 and row["tempo"]["warning"]
     assert "warning: measured tempo 94.0 BPM (declared 90, +4.4 %, over 3 %)" in game_repo.run("status").stdout
