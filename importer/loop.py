@@ -130,7 +130,7 @@ def make_seamless(audio: np.ndarray, rate: int, crossfade_seconds: float) -> Loo
     out = np.empty((audio.shape[0], n - c), dtype=np.float32)
     out[:, : n - 2 * c] = audio[:, c : n - c]
     out[:, n - 2 * c :] = tail * fade_out + head * fade_in
-    return LoopResult(out, rate, 0, n - c, c)
+    return LoopResult(out, rate, 0, n - c, c, trimmed=c)
 
 
 class LoopDoesNotFit(ValueError):

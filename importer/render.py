@@ -133,6 +133,10 @@ def _loop(pcm: np.ndarray, rate: int, settings: RenderSettings, tempo: Tempo | N
                         crossfade_seconds=settings.loop_crossfade if settings.loop_crossfade_set else None,
                         bars=settings.loop_bars, start=settings.loop_start)
     except LoopDoesNotFit as exc:
+        if settings.loop_bars is None and settings.loop_start is None:  # nothing asked that could be kept
+            log.warning("%s: %s; the loop falls back to a plain %.2f s crossfade", title, exc,
+                        settings.loop_crossfade)
+            return make_seamless(pcm, rate, settings.loop_crossfade)
         raise EncodeError(f"{title}: {exc}; lower [output] loop_bars or loop_start, or lengthen the track") from exc
 
 

@@ -93,6 +93,39 @@ def test_noise_has_no_reliable_tempo():
     assert found.tempo is None and "no steady beat" in found.reason
 
 
+# --- the loop construction -------------------------------------------------------------------
+
+@pytest.mark.parametrize("start, bars, first_sample, loop_start_sample", [
+    (None, None, 1000 + 4800, 0),          # whole file from the first downbeat with room for the fade
+    ("auto", 3, 0, 1000 + 4800),           # the same downbeat, the audio before it kept as an intro
+    (2, None, 0, 1000 + 2 * 4800),         # two bars after the first downbeat
+    (1.3, 2, 0, 1000 + 4800),              # the downbeat nearest 1.3 s (1.45 s)
+])
+def test_bar_loop_joins_the_end_to_what_preceded_the_loop_start(start, bars, first_sample, loop_start_sample):
+    from importer.loop import bar_loop
+
+    rate = 4000  # 200 BPM, 4/4: a bar is 1.2 s = 4800 samples; first downbeat at 0.25 s = sample 1000
+    audio = np.random.default_rng(0).standard_normal((2, 40000)).astype(np.float32)
+    result = bar_loop(audio, rate, bpm=200.0, first_downbeat=0.25, bar_beats=4, crossfade_seconds=None,
+                      bars=bars, start=start)
+    s = first_sample + loop_start_sample  # the loop start in the input
+    assert result.start == loop_start_sample and result.trimmed == first_sample
+    assert result.length % 4800 == 0 and result.bars == result.length // 4800
+    assert result.bars == (bars or (40000 - s) // 4800)
+    assert result.audio.shape[1] == result.start + result.length
+    assert np.array_equal(result.audio[:, -1], audio[:, s - 1])  # the end is what preceded the loop start...
+    assert np.array_equal(result.audio[:, result.start], audio[:, s])  # ...so the wrap is the track's own step
+    assert np.array_equal(result.audio[:, : result.start + 10], audio[:, first_sample : s + 10])  # intro untouched
+
+
+def test_bar_loop_refuses_more_bars_than_fit():
+    from importer.loop import LoopDoesNotFit, bar_loop
+
+    audio = np.zeros((1, 40000), dtype=np.float32)
+    with pytest.raises(LoopDoesNotFit, match="at most 7 bars fit"):
+        bar_loop(audio, 4000, bpm=200.0, first_downbeat=0.25, bar_beats=4, crossfade_seconds=None, bars=8, start=None)
+
+
 # --- loops through the render chain, checked in the decoded files -----------------------------
 
 def raw_entry(cache: LocalCache, audio: np.ndarray, key: str, info: dict | None = None):
@@ -165,6 +198,32 @@ def test_bar_loop_in_decoded_ogg_and_mp3(tmp_path, bpm, first, loop_start, loop_
         end = pcm.shape[1] / RATE
         before, after = hits[hits < end - 0.005][-1], hits[hits >= end - 0.005][0]
         assert abs((after - before) - 60.0 / bpm) < 0.010, (fmt, before, after)
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra", ['loop_bars = 8', 'loop_start = "auto"', "loop_start = 2", "loop_start = 4.5",
+                                   "bar_beats = 3", 'tempo = "off"'])
+def test_tempo_and_loop_settings_change_only_the_render_key(tmp_path, extra):
+    from test_keys import BASE, keys_of
+
+    looped = BASE.replace("mp3_quality = 4", "mp3_quality = 4\nloop = true")
+    base = keys_of(tmp_path, looped, "a.trackspec")
+    changed = keys_of(tmp_path, looped.replace("loop = true", f"loop = true\n{extra}"), "b.trackspec")
+    assert changed.generation == base.generation
+    assert changed.render != base.render
+
+
+def test_bad_loop_settings_name_the_field(tmp_path):
+    from importer.errors import SpecError
+
+    path = tmp_path / "bad.trackspec"
+    path.write_text('prompt = "x"\n[output]\nloop = true\nloop_bars = 0\n', encoding="utf-8")
+    with pytest.raises(SpecError, match=r"output.loop_bars"):
+        parse_spec(path, builtin_defaults(), max_duration=600.0)
+    path.write_text('prompt = "x"\n[output]\nloop = true\nloop_start = "intro"\n', encoding="utf-8")
+    with pytest.raises(SpecError, match=r"output.loop_start.*auto"):
+        parse_spec(path, builtin_defaults(), max_duration=600.0)
 
 
 # --- the CLI ---------------------------------------------------------------------------------
