@@ -277,6 +277,10 @@ def test_origin_track_loops_whole_bars_and_loop_bars_rerenders_without_generatin
     row = next(t for t in status["tracks"] if t["name"] == "origin")
     assert row["tempo"]["bpm"] == tempo["bpm"] and row["tempo"]["declared"] == 90.0 and row["tempo"]["warning"]
     assert "warning: measured tempo 94.0 BPM (declared 90, +4.4 %, over 3 %)" in game_repo.run("status").stdout
+    game_repo.run("report", check_rc=0)
+    page = (game_repo.root / "assets/music/.report/index.html").read_text(encoding="utf-8")
+    assert "measured tempo 94.0 BPM (declared 90, +4.4 %, over 3 %)" in page
+    assert f"length {loop['length']} samples: {loop['bars']} bars at {loop['bpm']:g} BPM" in page
 
     spec.write_text(spec.read_text().replace("loop = true", "loop = true\nloop_bars = 8"))
     result = game_repo.run("build", "--json", check_rc=0)
