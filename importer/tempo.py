@@ -25,6 +25,7 @@ functions costs seconds of CPU once per process (see bench/RESULTS.md section 2c
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,20 @@ class Analysis:
     beats: np.ndarray
     measured: float | None
     confidence: float
+
+
+def preload() -> threading.Thread:
+    """Load librosa and its numba-compiled functions on a daemon thread (about 5 s of CPU, once
+    per process), so that a build can start it when it knows it will render, e.g. while the
+    model generates; ``analyse`` then finds them loaded (Python's import lock makes it wait
+    for a load in progress rather than start another)."""
+    def load() -> None:
+        import librosa.beat  # noqa: F401  (librosa.beat pulls in onset, feature and core)
+        import librosa.feature  # noqa: F401
+
+    thread = threading.Thread(target=load, name="trackspec-librosa-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def analyse(pcm: np.ndarray, rate: int, bar_beats: int = 4, declared_bpm: float | None = None) -> Analysis:
