@@ -124,6 +124,9 @@ def _loop(pcm: np.ndarray, rate: int, settings: RenderSettings, tempo: Tempo | N
     """Whole bars from a downbeat at the measured tempo; without one, today's plain loop."""
     assert settings.loop_crossfade is not None
     if tempo is None:
+        if not settings.tempo:
+            log.warning("%s: tempo = \"off\": the loop is a plain %.2f s crossfade, not bar-aligned", title,
+                        settings.loop_crossfade)
         if settings.loop_start is not None or settings.loop_bars is not None:
             log.warning("%s: without a measured tempo, loop_start and loop_bars are not used: "
                         "the whole file loops with a %.2f s crossfade", title, settings.loop_crossfade)

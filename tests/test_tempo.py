@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import jsonschema
 import numpy as np
 import pytest
+from gamerepo import PROJECT_ROOT
+from helpers import assert_index_matches_disk
 
 from importer.cache import LocalCache
 from importer.encode import EncodeSettings, decode_pcm
@@ -263,7 +266,7 @@ def test_origin_track_loops_whole_bars_and_loop_bars_rerenders_without_generatin
     put_raw(game_repo, spec, np.stack([synth(measured, 0.7, 60.0, drums=True)] * 2))
     result = game_repo.run("build", "--json", check_rc=0)
     assert actions(result) == {"origin": "encode"}  # rendered from the cached audio, nothing generated
-    track = game_repo.index()["tracks"]["origin"]
+    track = assert_index_matches_disk(game_repo)["tracks"]["origin"]  # schema, digests, decoded lengths
     bar = 4 * 60.0 / measured
     loop, tempo = track["loop"], track["tempo"]
     assert abs(tempo["bpm"] - measured) < 0.5 and tempo["declared"] == 90.0 and tempo["bar_beats"] == 4
@@ -274,6 +277,7 @@ def test_origin_track_loops_whole_bars_and_loop_bars_rerenders_without_generatin
     status_run = game_repo.run("status", "--json", check_rc=0)
     assert status_run.imported == []  # status stays light: no numpy, no librosa
     status = status_run.json()
+    jsonschema.validate(status, json.loads((PROJECT_ROOT / "importer/schemas/status.schema.json").read_text()))
     row = next(t for t in status["tracks"] if t["name"] == "origin")
     assert row["tempo"]["bpm"] == tempo["bpm"] and row["tempo"]["declared"] == 90.0 and row["tempo"]["warning"]
     assert "warning: measured tempo 94.0 BPM (declared 90, +4.4 %, over 3 %)" in game_repo.run("status").stdout
@@ -311,7 +315,7 @@ def test_noise_falls_back_to_the_plain_loop_and_says_so(game_repo, tiny_model):
     result = game_repo.run("build", check_rc=0)
     assert "tempo not measured: no steady beat" in result.stderr
     assert "loop_start and loop_bars are not used" in result.stderr
-    track = game_repo.index()["tracks"]["static"]
+    track = assert_index_matches_disk(game_repo)["tracks"]["static"]
     assert track["tempo"] is None
     assert track["loop"] == {"start": 0, "length": track["samples"], "start_seconds": 0.0, "bars": None, "bpm": None}
     assert track["samples"] == 12 * RATE - 2 * RATE  # today's 2 s crossfade
