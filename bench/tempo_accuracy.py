@@ -21,13 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from importer.tempo import analyse  # noqa: E402
-from test_tempo import RATE, synth  # noqa: E402
+from test_tempo import RATE, synth
+
+from importer.tempo import analyse
 
 
 def main() -> int:

@@ -67,7 +67,7 @@ class Tempo:
     def bar_seconds(self) -> float:
         return self.bar_beats * self.beat_seconds
 
-    def shifted(self, seconds: float) -> "Tempo":
+    def shifted(self, seconds: float) -> Tempo:
         """The same grid seen from a file that starts ``seconds`` later: its first downbeat is
         the earliest downbeat at or after the new start."""
         t = self.first_downbeat - seconds
@@ -110,8 +110,8 @@ def preload() -> threading.Thread:
     per process), so that a build can start it when it knows it will render, e.g. while the
     model generates; ``analyse`` then finds them loaded (Python's import lock makes it wait
     for a load in progress rather than start another)."""
-    def load() -> None:
-        import librosa.beat  # noqa: F401  (librosa.beat pulls in onset, feature and core)
+    def load() -> None:  # librosa.beat pulls in librosa's onset, feature and core modules
+        import librosa.beat
         import librosa.feature  # noqa: F401
 
     thread = threading.Thread(target=load, name="trackspec-librosa-preload", daemon=True)
@@ -208,7 +208,7 @@ def _pulse_confidence(env: np.ndarray, lag: float, bar_beats: int) -> float:
     values = []
     for m in range(1, bar_beats + 1):
         d = m * lag
-        lo = int(math.floor(d))
+        lo = math.floor(d)
         if lo + 1 >= e.size // 2:
             break
         # Linear interpolation between the two integer lags around m beats; best of +-1 frame
