@@ -10,6 +10,10 @@
     entry): resample, DC removal, a 2 s seamless loop, loudness to -16 LUFS under -1 dBTP
     (limited where needed), encode with tags, verify, then decode and measure loudness and
     true peak of both files; (c1)-(c3) time its new steps alone.
+(d) tempo: 60 s of a drum pattern at 92.5 BPM over a pad (32 kHz raw, as (c)): `render_raw`
+    with the plain 2 s loop and no tempo analysis (d0), then with tempo = "auto" and the
+    bar-aligned loop (d), and the analysis alone (d1). The first analysis in a process also
+    loads librosa and its numba-compiled functions: timed once, printed apart (d-first).
 
 Prints median (and min/max) of --runs runs, in seconds and x real time.
 
@@ -48,6 +52,24 @@ def test_audio(seconds: float, rate: int) -> np.ndarray:
     right = sum(0.15 * np.sin(2 * np.pi * f * t) for f in (146.83, 220.0, 293.66))
     noise = 0.05 * rng.standard_normal((2, t.size))
     return (np.stack([left, right]) + noise).astype(np.float32)
+
+
+def drum_audio(seconds: float, rate: int, bpm: float = 92.5, first: float = 0.7) -> np.ndarray:
+    """Stereo float32: kick on 1 (half on 3), noise snare on 2 and 4, over a pad and noise."""
+    rng = np.random.default_rng(1)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    y = 0.25 * (np.sin(2 * np.pi * 110 * t) + np.sin(2 * np.pi * 164.8 * t)) + 0.05 * rng.standard_normal(n)
+    h = np.arange(int(0.12 * rate)) / rate
+    ramp = np.minimum(1.0, h / 0.001)
+    kick = ramp * np.sin(2 * np.pi * (50 + 80 * np.exp(-h / 0.02)) * h) * np.exp(-h / 0.05)
+    k = 0
+    while (at := first + k * 60.0 / bpm) < seconds - 0.15:
+        hit = kick * (0.6 if k % 4 == 0 else 0.3) if k % 2 == 0 else ramp * 0.3 * rng.standard_normal(h.size) * np.exp(-h / 0.03)
+        s = round(at * rate)
+        y[s : s + h.size] += hit[: n - s]
+        k += 1
+    return np.stack([0.3 * y, 0.3 * y]).astype(np.float32)  # about -16 LUFS: a gain, little limiting
 
 
 def measure(runs: int, work: Callable[[], object]) -> list[float]:
@@ -94,12 +116,39 @@ def main() -> int:
             args.runs, lambda: [measure_file(out / f"x.{f}", 2, 44100) for f in SETTINGS.formats])
         sizes = {p.name: p.stat().st_size for p in sorted(out.glob("x.*"))}
 
+        drums32 = drum_audio(args.seconds, 32000)
+        drum_file = out / "drums.f32"
+        drums32.tofile(drum_file)
+        drum_raw = cache.put("raw", "d" * 64, {"audio.f32": drum_file},
+                             {"sample_rate": 32000, "channels": 2, "samples": drums32.shape[1]})
+        drums44 = remove_dc(resample(drums32, 32000, 44100), 44100)
+        from importer.tempo import analyse
+
+        start = time.perf_counter()
+        analyse(drums44, 44100, 4, 90.0)  # librosa and its numba functions load here
+        first_call = time.perf_counter() - start
+        plain = RenderSettings(SETTINGS, loop_crossfade=2.0, loudness_target=-16.0, true_peak=-1.0)
+        tempo = RenderSettings(SETTINGS, loop_crossfade=2.0, loudness_target=-16.0, true_peak=-1.0,
+                               tempo=True, bpm_hint=90.0)
+        # Interleaved, so that a change in the machine's load hits both alike.
+        d0, d = [], []
+        for _ in range(args.runs):
+            d0 += measure(1, lambda: render_raw(cache, drum_raw, plain, f"{next(runs):064d}", {}))
+            d += measure(1, lambda: render_raw(cache, drum_raw, tempo, f"{next(runs):064d}", {}))
+        rows["(d0) drums: render_raw, plain loop"] = d0
+        rows["(d) drums: render_raw, tempo + bars"] = d
+        rows["(d1) of which: tempo analysis"] = measure(args.runs, lambda: analyse(drums44, 44100, 4, 90.0))
+
     print(f"post chain on {args.seconds:.0f} s of stereo audio, median of {args.runs} runs "
           f"(outputs: {', '.join(f'{k} {v / 1024:.0f} KiB' for k, v in sizes.items())})")
     for label, times in rows.items():
         med = statistics.median(times)
         print(f"  {label:<34} median {med:6.3f} s   min {min(times):6.3f}   max {max(times):6.3f}   "
               f"{args.seconds / med:6.1f}x real time")
+    d0_med, d_med = statistics.median(rows["(d0) drums: render_raw, plain loop"]), \
+        statistics.median(rows["(d) drums: render_raw, tempo + bars"])
+    print(f"  tempo + bar alignment add {d_med - d0_med:+.3f} s ({100 * (d_med / d0_med - 1):+.1f} %) to a "
+          f"{args.seconds:.0f} s render; first analysis in a process: {first_call:.3f} s (librosa + numba load)")
     return 0
 
 

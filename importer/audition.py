@@ -110,7 +110,9 @@ def take_track(track: LoadedTrack, take: int, seconds: float | None) -> LoadedTr
         crossfade = spec.loop_crossfade
         if crossfade is not None and crossfade * 2 >= seconds:
             crossfade = seconds / 4  # a preview too short for the spec's crossfade still loops
-        spec = dataclasses.replace(spec, duration=float(seconds), loop_crossfade=crossfade)
+        # A preview loops as many whole bars as it holds, from the first downbeat it has room for.
+        spec = dataclasses.replace(spec, duration=float(seconds), loop_crossfade=crossfade, loop_bars=None,
+                                   loop_start=None)
     return LoadedTrack(spec, track.model, track_keys(spec, track.model), track.license)
 
 

@@ -149,6 +149,26 @@ def json_value(value: Any) -> Any:
     return value
 
 
+def loop_bars(value: Any) -> str | int:
+    """``"auto"`` or a whole number of bars, 1 or more."""
+    if value == "auto":
+        return value
+    if isinstance(value, str):
+        raise FieldProblem(f"{value!r} is not allowed; use \"auto\" or a whole number of bars")
+    return ranged(1, 100_000, integer=True)(value)
+
+
+def loop_start(value: Any) -> str | int | float:
+    """``"auto"``, a whole number of bars (integer) or seconds (a number with a point)."""
+    if value == "auto":
+        return value
+    if isinstance(value, str):
+        raise FieldProblem(f"{value!r} is not allowed; use \"auto\", a number of bars (2) or of seconds (4.5)")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return ranged(0, 100_000, integer=True)(value)
+    return ranged(0.0, 3600.0)(value)
+
+
 @dataclass(frozen=True)
 class Field:
     check: Callable[[Any], Any]
@@ -191,6 +211,14 @@ OUTPUT_FIELDS: dict[str, Field] = {
     "loop_crossfade": Field(ranged(0.0, 60.0), None,
                             "seconds of the tail crossfaded into the head; default: one bar at meta.bpm, else 2"),
     "channels": Field(choice(1, 2), None, "1 or 2; default: as the model makes them (stereo models: 2)"),
+    "tempo": Field(choice("auto", "off"), "auto",
+                   "auto: measure tempo, beats and downbeats (index, bar-aligned loops); off: do not"),
+    "bar_beats": Field(ranged(1, 16, integer=True), 4, "beats per bar (the metre) for downbeats and loop bars"),
+    "loop_bars": Field(lambda v: loop_bars(v), "auto",
+                       "whole bars in the loop at the measured tempo; auto: as many as fit"),
+    "loop_start": Field(lambda v: loop_start(v), None,
+                        "auto, <bars> (integer) or <seconds> (number): keep an intro, loop from that "
+                        "downbeat; default: loop the whole file"),
 }
 
 #: Tables of a spec and their fields; ``meta`` is free-form.

@@ -25,7 +25,9 @@ BACKEND = "transformers-musicgen"
 #: Bump when the generation code changes what a key produces.
 GENERATION_FORMAT_VERSION = 3  # 2: own step decoder; CUDA batches padded to batch_size rows; 3: windows and strides floor to frames (audiocraft)
 #: Bump when resampling or encoding changes what a render key produces.
-ENCODER_VERSION = 2  # 2: tags, loudness and loops in the chain
+ENCODER_VERSION = 3  # 2: tags, loudness and loops in the chain; 3: measured tempo, bar-aligned loops
+#: Bump when the tempo analysis (importer/tempo.py, imported only to render) measures differently.
+TEMPO_ANALYSIS_VERSION = 1
 RESAMPLER = "soxr-hq"
 WINDOW_MARGIN = 0.1
 
@@ -87,6 +89,15 @@ def track_keys(spec: TrackSpec, model: ModelRef) -> TrackKeys:
         render_inputs["channels"] = int(spec.channels)
     if spec.loop_crossfade is not None:
         render_inputs["loop_crossfade"] = float(spec.loop_crossfade)
+    render_inputs["tempo"] = spec.tempo
+    if spec.tempo == "auto":
+        render_inputs["tempo_analysis"] = TEMPO_ANALYSIS_VERSION
+        render_inputs["bar_beats"] = int(spec.bar_beats)
+    if spec.loop_crossfade is not None and spec.tempo == "auto":
+        render_inputs["loop_bars"] = spec.loop_bars if spec.loop_bars is not None else "auto"
+        render_inputs["loop_start"] = spec.loop_start
+        render_inputs["loop_crossfade_set"] = bool(spec.loop_crossfade_set)
+        render_inputs["bpm_hint"] = spec.loop_bpm_hint
     render_inputs["loudness"] = spec.loudness_target
     if spec.loudness_target is not None:
         render_inputs["true_peak"] = float(spec.true_peak)

@@ -19,6 +19,14 @@ limiter must run after this.
 
 Run it at the output rate (after resampling): the loop points are samples of the published
 file, and the published length is exactly ``N - C``.
+
+**Bar-aligned loops** (``bar_loop``, used when the tempo is measured): the loop is the region
+``[S, E)`` of the audio, ``S`` a downbeat and ``E - S`` a whole number of bars at the measured
+tempo. Its last ``C`` samples are crossfaded (equal power, as above) with the ``C`` samples
+just before ``S``, which are at the same place in the bar: the file's last sample is then
+``audio[S - 1]``, followed at the wrap by ``audio[S]``, so the seam is the track's own step
+and the beat grid runs on across it. The audio before ``S`` is either dropped (the loop is
+the whole file, ``LOOPSTART`` 0) or kept as an intro played once (``LOOPSTART`` = ``S``).
 """
 
 from __future__ import annotations
@@ -45,15 +53,21 @@ class LoopResult:
     start: int
     length: int
     crossfade: int
+    #: Whole bars in the loop and the tempo they were counted at; ``None``: not bar-aligned.
+    bars: int | None = None
+    bpm: float | None = None
+    #: Samples of the input dropped before the file's first sample.
+    trimmed: int = 0
 
     @property
     def start_seconds(self) -> float:
         """Godot's ``loop_offset`` is in seconds."""
         return self.start / self.rate
 
-    def index_entry(self) -> dict[str, int | float]:
+    def index_entry(self) -> dict[str, int | float | None]:
         """The index's ``"loop"`` object."""
-        return {"start": self.start, "length": self.length, "start_seconds": self.start_seconds}
+        return {"start": self.start, "length": self.length, "start_seconds": self.start_seconds,
+                "bars": self.bars, "bpm": None if self.bpm is None else round(self.bpm, 3)}
 
 
 @dataclass(frozen=True)
@@ -116,18 +130,87 @@ def make_seamless(audio: np.ndarray, rate: int, crossfade_seconds: float) -> Loo
     out = np.empty((audio.shape[0], n - c), dtype=np.float32)
     out[:, : n - 2 * c] = audio[:, c : n - c]
     out[:, n - 2 * c :] = tail * fade_out + head * fade_in
-    return LoopResult(out, rate, 0, n - c, c)
+    return LoopResult(out, rate, 0, n - c, c, trimmed=c)
 
 
-def seam_check(audio: np.ndarray) -> SeamCheck:
-    """Measure the jump a looping player makes from the last sample to the first.
+class LoopDoesNotFit(ValueError):
+    """The loop asked for does not fit the audio (too many bars, a start too late)."""
+
+
+def bar_loop(audio: np.ndarray, rate: int, *, bpm: float, first_downbeat: float, bar_beats: int,
+             crossfade_seconds: float | None, bars: int | None, start: int | float | str | None) -> LoopResult:
+    """A loop of whole bars starting on a downbeat (see the module docstring).
+
+    ``first_downbeat`` (seconds) and ``bpm`` describe the measured grid. ``start``: ``None``
+    loops from the first downbeat with room for the crossfade before it, dropping what comes
+    before; ``"auto"`` the same downbeat, keeping the audio before it as an intro; an ``int``
+    that many bars after the first downbeat; a ``float`` the downbeat nearest that many seconds
+    (both keep the intro). ``bars``: whole bars in the loop, ``None`` for as many as fit.
+    ``crossfade_seconds``: ``None`` for one bar; it is shortened to the audio before the loop
+    start where that is less. Raises ``LoopDoesNotFit``.
+    """
+    if audio.ndim != 2 or audio.shape[1] == 0:
+        raise ValueError(f"expected non-empty (channels, n) audio, got shape {audio.shape}")
+    if not (math.isfinite(bpm) and bpm > 0) or bar_beats < 1:
+        raise ValueError(f"bad tempo: {bpm!r} BPM, {bar_beats!r} beats per bar")
+    n = audio.shape[1]
+    bar = bar_beats * 60.0 / bpm  # seconds
+    fade = bar if crossfade_seconds is None else float(crossfade_seconds)
+    c = round(fade * rate)
+    downbeat = first_downbeat - math.floor(first_downbeat / bar) * bar  # earliest one >= 0
+    skip = round((first_downbeat - downbeat) / bar)  # downbeats before the first one
+    if start is None or start == "auto":
+        j = max(0, math.ceil((c / rate - downbeat) / bar - 1e-9))
+        j = max(j, skip)
+    elif isinstance(start, int):
+        j = skip + start
+    else:
+        j = max(0, round((float(start) - downbeat) / bar))
+    s = round((downbeat + j * bar) * rate)
+    if s >= n:
+        raise LoopDoesNotFit(f"the loop start ({s / rate:.2f} s) is past the end of the track ({n / rate:.2f} s)")
+    c = min(c, s)
+    fit = math.floor((n - s) / (bar * rate) + 1e-9)
+    if bars is None:
+        bars = fit
+    elif bars > fit:
+        raise LoopDoesNotFit(f"{bars} bars of {bar:.3f} s ({bpm:.2f} BPM, {bar_beats}/bar) from the loop start "
+                             f"at {s / rate:.2f} s need {bars * bar:.2f} s; the track has {(n - s) / rate:.2f} s "
+                             f"after it (at most {fit} bars fit)")
+    if bars < 1:
+        raise LoopDoesNotFit(f"not one whole bar ({bar:.2f} s at {bpm:.2f} BPM) fits after the loop start "
+                             f"at {s / rate:.2f} s")
+    length = round(bars * bar * rate)
+    if c >= length:
+        c = length - 1
+    e = s + length
+    keep_intro = start is not None
+    first = 0 if keep_intro else s
+    x = np.asarray(audio, dtype=np.float32)
+    out = np.array(x[:, first:e], dtype=np.float32, order="C")
+    if c >= 2:
+        t = np.linspace(0.0, 1.0, c, dtype=np.float64)
+        fade_in = np.sin(0.5 * np.pi * t)
+        fade_out = np.cos(0.5 * np.pi * t)
+        fade_in[-1], fade_out[-1] = 1.0, 0.0
+        tail = x[:, e - c : e].astype(np.float64)
+        before = x[:, s - c : s].astype(np.float64)
+        out[:, out.shape[1] - c :] = tail * fade_out + before * fade_in
+    return LoopResult(out, rate, s - first, length, c if c >= 2 else 0, bars=bars, bpm=bpm, trimmed=first)
+
+
+def seam_check(audio: np.ndarray, start: int = 0) -> SeamCheck:
+    """Measure the jump a looping player makes from the last sample to the loop start
+    (sample ``start``, LOOPSTART).
 
     Meant for decoded output files: the seam is audible when that jump is larger than
     almost every step the music itself makes.
     """
     if audio.ndim != 2 or audio.shape[1] < 2:
         raise ValueError(f"expected (channels, n >= 2) audio, got shape {audio.shape}")
+    if not 0 <= start < audio.shape[1]:
+        raise ValueError(f"loop start {start} is outside the {audio.shape[1]} samples")
     x = audio.astype(np.float64)
-    jump = np.abs(x[:, -1] - x[:, 0])
+    jump = np.abs(x[:, -1] - x[:, start])
     limit = np.percentile(np.abs(np.diff(x, axis=1)), SEAM_PERCENTILE, axis=1)
     return SeamCheck(jump, limit)

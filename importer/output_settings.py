@@ -36,11 +36,40 @@ def target_for(profile: str | None, loudness: float | None) -> float | None:
     return PROFILES[name]
 
 
-def default_crossfade(bpm: float | None) -> float:
-    """One bar of 4/4 when the tempo is known (a bar-long fade hides the seam inside the
-    music's own phrase), else ``DEFAULT_CROSSFADE_SECONDS``."""
+#: Measured and declared tempos further apart than this (relative) are warned about.
+TEMPO_WARN_FRACTION = 0.03
+
+
+def default_crossfade(bpm: float | None, bar_beats: int = BEATS_PER_BAR) -> float:
+    """One bar (of ``bar_beats`` beats) when the tempo is known (a bar-long fade hides the seam
+    inside the music's own phrase), else ``DEFAULT_CROSSFADE_SECONDS``."""
     if bpm is None:
         return DEFAULT_CROSSFADE_SECONDS
+    return bar_beats * 60.0 / declared_bpm(bpm)
+
+
+def declared_bpm(bpm: object) -> float:
+    """``meta.bpm`` as a tempo: a positive finite number."""
     if isinstance(bpm, bool) or not isinstance(bpm, (int, float)) or not math.isfinite(bpm) or bpm <= 0:
         raise ValueError(f"bpm must be a positive number, got {bpm!r}")
-    return BEATS_PER_BAR * 60.0 / bpm
+    return float(bpm)
+
+
+def with_declared(tempo: dict | None, meta: dict) -> dict | None:
+    """An index ``tempo`` entry with ``declared`` taken from the spec's current ``meta.bpm``
+    (``[meta]`` is in no key, so an edit of it re-indexes without re-rendering)."""
+    if not isinstance(tempo, dict):
+        return tempo
+    bpm = meta.get("bpm")
+    try:
+        declared = declared_bpm(bpm) if bpm is not None else None
+    except ValueError:
+        declared = None
+    return {**tempo, "declared": declared}
+
+
+def tempo_difference(tempo: dict | None) -> float | None:
+    """(measured - declared) / declared of an index ``tempo`` entry; ``None`` without both."""
+    if not isinstance(tempo, dict) or not tempo.get("declared") or not tempo.get("bpm"):
+        return None
+    return (float(tempo["bpm"]) - float(tempo["declared"])) / float(tempo["declared"])

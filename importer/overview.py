@@ -14,6 +14,7 @@ from typing import Any
 from .config import ProjectConfig
 from .config import rel
 from .index import output_paths
+from .output_settings import TEMPO_WARN_FRACTION, tempo_difference
 from .plan import Plan, TrackPlan
 
 #: What each action means, for `plan`'s legend and its JSON ``explanation``.
@@ -57,6 +58,9 @@ class StatusRow:
     lufs: float | None = None
     true_peak: float | None = None
     loop: bool = False
+    #: Measured vs declared tempo of the published files: ``{"bpm", "declared", "difference",
+    #: "warning"}`` (difference relative to the declared; warning past 3 %); ``None``: not measured.
+    tempo: dict[str, Any] | None = None
 
 
 def plan_rows(config: ProjectConfig, plan: Plan) -> list[PlanRow]:
@@ -95,6 +99,28 @@ def _add_audio_facts(row: StatusRow, entry: dict[str, Any]) -> None:
     peaks = [m["true_peak"] for m in measured if m.get("true_peak") is not None]
     row.lufs = min(readings) if readings else None
     row.true_peak = max(peaks) if peaks else None
+    row.tempo = tempo_summary(entry.get("tempo"))
+
+
+def tempo_summary(tempo: Any) -> dict[str, Any] | None:
+    """Measured vs declared tempo of an index entry's ``tempo`` (for status and the report)."""
+    if not isinstance(tempo, dict) or not isinstance(tempo.get("bpm"), (int, float)):
+        return None
+    difference = tempo_difference(tempo)
+    return {"bpm": tempo["bpm"], "declared": tempo.get("declared"),
+            "difference": None if difference is None else round(difference, 4),
+            "warning": difference is not None and abs(difference) > TEMPO_WARN_FRACTION}
+
+
+def tempo_text(summary: dict[str, Any] | None) -> str:
+    """``92.5 BPM (declared 90, +2.8 %)``; ``-`` when not measured."""
+    if summary is None:
+        return "-"
+    text = f"{summary['bpm']:.1f} BPM"
+    if summary["declared"] is not None:
+        text += f" (declared {summary['declared']:g}, {100 * summary['difference']:+.1f} %"
+        text += ", over 3 %)" if summary["warning"] else ")"
+    return text
 
 
 def _track_status(config: ProjectConfig, tp: TrackPlan, entry: dict[str, Any] | None) -> StatusRow:

@@ -17,6 +17,7 @@ it pulls in numpy, scipy, soxr and the ffmpeg bindings.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,15 @@ from .audio import remove_dc, resample
 from .cache import CacheEntry, LocalCache
 from .encode import EncodeSettings, encode
 from .errors import CacheCorrupt, EncodeError
-from .loop import make_seamless
+from .loop import LoopDoesNotFit, LoopResult, bar_loop, make_seamless
 from .loudness import DEFAULT_MARGIN_DB, measure_file, normalise
 from .tags import TrackTags
 
 if TYPE_CHECKING:
     from .tracks import LoadedTrack
+    from .tempo import Tempo
+
+log = logging.getLogger(__name__)
 
 #: Encodes tried before giving up on holding the true-peak ceiling.
 MAX_ENCODES = 3
@@ -51,6 +55,12 @@ class RenderSettings:
     loudness_target: float | None = None  # LUFS; None: left as generated
     true_peak: float = -1.0               # ceiling in dBTP
     tags: TrackTags | None = None
+    tempo: bool = False                   # measure tempo, beats and downbeats
+    bar_beats: int = 4
+    bpm_hint: float | None = None         # centre of the tempo analysis (a loop's meta.bpm)
+    loop_bars: int | None = None          # None: as many as fit
+    loop_start: int | float | str | None = None
+    loop_crossfade_set: bool = False      # False: one bar at the measured tempo
 
 
 def settings_for(track: LoadedTrack) -> RenderSettings:
@@ -61,7 +71,10 @@ def settings_for(track: LoadedTrack) -> RenderSettings:
     encoding = EncodeSettings(formats=spec.formats, sample_rate=spec.sample_rate,
                               ogg_quality=spec.ogg_quality, mp3_quality=spec.mp3_quality)
     return RenderSettings(encode=encoding, channels=spec.channels, loop_crossfade=spec.loop_crossfade,
-                          loudness_target=spec.loudness_target, true_peak=spec.true_peak, tags=tags_for(track))
+                          loudness_target=spec.loudness_target, true_peak=spec.true_peak, tags=tags_for(track),
+                          tempo=spec.tempo == "auto", bar_beats=spec.bar_beats, bpm_hint=spec.loop_bpm_hint,
+                          loop_bars=spec.loop_bars, loop_start=spec.loop_start,
+                          loop_crossfade_set=spec.loop_crossfade_set)
 
 
 def render_raw(cache: LocalCache, raw: CacheEntry, settings: RenderSettings, key: str,
@@ -78,21 +91,58 @@ def render_raw(cache: LocalCache, raw: CacheEntry, settings: RenderSettings, key
     pcm = remove_dc(resample(pcm, int(raw.info["sample_rate"]), rate), rate)
     loop = None
     tags = settings.tags
+    title = tags.title if tags is not None else key[:12]
+    tempo = None
+    if settings.tempo:
+        from .tempo import analyse
+
+        found = analyse(pcm, rate, settings.bar_beats, settings.bpm_hint)
+        tempo = found.tempo
+        if tempo is None:
+            log.warning("%s: tempo not measured: %s%s", title, found.reason,
+                        "; the loop falls back to a plain crossfade" if settings.loop_crossfade is not None else "")
     if settings.loop_crossfade is not None:
-        looped = make_seamless(pcm, rate, settings.loop_crossfade)
+        looped = _loop(pcm, rate, settings, tempo, title)
         pcm, loop = looped.audio, looped.index_entry()
+        if tempo is not None:
+            tempo = tempo.shifted(looped.trimmed / rate)
         if tags is not None:
             tags = dataclasses.replace(tags, loop_start=looped.start, loop_length=looped.length)
     staging = cache.staging_dir()
     try:
         outputs, loudness = _encode_within_ceiling(pcm, settings, tags, staging)
+        duration = pcm.shape[1] / rate
         facts = {"sample_rate": rate, "channels": int(pcm.shape[0]), "samples": int(pcm.shape[1]),
-                 "duration": round(pcm.shape[1] / rate, 6), "loop": loop, "loudness": loudness,
+                 "duration": round(duration, 6), "loop": loop, "loudness": loudness,
+                 "tempo": None if tempo is None else tempo.index_entry(rate, duration, settings.bpm_hint),
                  "title": tags.title if tags is not None else None}
         files = {f"audio.{fmt}": path for fmt, path in outputs.items()}
         return cache.put("render", key, files, {**facts, "inputs": inputs})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _loop(pcm: np.ndarray, rate: int, settings: RenderSettings, tempo: Tempo | None, title: str) -> LoopResult:
+    """Whole bars from a downbeat at the measured tempo; without one, today's plain loop."""
+    assert settings.loop_crossfade is not None
+    if tempo is None:
+        if not settings.tempo:
+            log.warning("%s: tempo = \"off\": the loop is a plain %.2f s crossfade, not bar-aligned", title,
+                        settings.loop_crossfade)
+        if settings.loop_start is not None or settings.loop_bars is not None:
+            log.warning("%s: without a measured tempo, loop_start and loop_bars are not used: "
+                        "the whole file loops with a %.2f s crossfade", title, settings.loop_crossfade)
+        return make_seamless(pcm, rate, settings.loop_crossfade)
+    try:
+        return bar_loop(pcm, rate, bpm=tempo.bpm, first_downbeat=tempo.first_downbeat, bar_beats=tempo.bar_beats,
+                        crossfade_seconds=settings.loop_crossfade if settings.loop_crossfade_set else None,
+                        bars=settings.loop_bars, start=settings.loop_start)
+    except LoopDoesNotFit as exc:
+        if settings.loop_bars is None and settings.loop_start is None:  # nothing asked that could be kept
+            log.warning("%s: %s; the loop falls back to a plain %.2f s crossfade", title, exc,
+                        settings.loop_crossfade)
+            return make_seamless(pcm, rate, settings.loop_crossfade)
+        raise EncodeError(f"{title}: {exc}; lower [output] loop_bars or loop_start, or lengthen the track") from exc
 
 
 def match_channels(pcm: np.ndarray, channels: int | None) -> np.ndarray:

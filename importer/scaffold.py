@@ -128,7 +128,7 @@ def spec_text(prompt: str, duration: float, genre: str | None) -> str:
     doc.add(tomlkit.nl())
     for table, fields, keys in (("generation", GENERATION_FIELDS, ("model", "temperature", "top_k", "top_p")),
                                 ("output", OUTPUT_FIELDS, ("formats", "ogg_quality", "mp3_quality",
-                                                           "loudness_profile", "true_peak", "loop"))):
+                                                           "loudness_profile", "true_peak", "loop", "loop_bars"))):
         doc.add(tomlkit.comment(f"[{table}]   (uncomment to override the project's defaults)"))
         for key in keys:
             value = tomlkit.item(fields[key].default).as_string()

@@ -16,7 +16,7 @@ from .errors import Location, SpecError
 from .fields import FREE_TABLES, TABLES, TOP_FIELDS, Field, FieldProblem, json_value, suggestion
 from .generate.base import DEFAULT_STRIDE_FRACTION
 from .layout import SPEC_SUFFIX
-from .output_settings import default_crossfade, target_for
+from .output_settings import declared_bpm, default_crossfade, target_for
 from .tomlsource import TomlDocument, read_toml
 
 
@@ -53,6 +53,18 @@ class TrackSpec:
     loop_crossfade: float | None = None
     #: 1 or 2; ``None``: as the model makes them.
     channels: int | None = None
+    #: ``"auto"``: tempo, beats and downbeats are measured; ``"off"``: not.
+    tempo: str = "auto"
+    bar_beats: int = 4
+    #: Whole bars in a loop; ``None``: as many as fit.
+    loop_bars: int | None = None
+    #: ``None`` (loop the whole file), ``"auto"``, bars (int) or seconds (float).
+    loop_start: int | float | str | None = None
+    #: Whether ``loop_crossfade`` was set (else: one bar at the measured tempo, and
+    #: ``loop_crossfade`` is only the fallback's: one bar at ``meta.bpm``, else 2 s).
+    loop_crossfade_set: bool = False
+    #: ``meta.bpm`` of a looped track (it centres the tempo analysis); ``None`` otherwise.
+    loop_bpm_hint: float | None = None
 
 
 def builtin_defaults() -> dict[str, Any]:
@@ -160,7 +172,25 @@ def parse_spec(path: Path, defaults: dict[str, Any], max_duration: float) -> Tra
         true_peak=float(out["true_peak"]),
         loop_crossfade=loop_crossfade,
         channels=out.get("channels"),
+        tempo=out["tempo"],
+        bar_beats=int(out["bar_beats"]),
+        loop_bars=None if out["loop_bars"] == "auto" else int(out["loop_bars"]),
+        loop_start=out.get("loop_start"),
+        loop_crossfade_set=out["loop"] and "loop_crossfade" in out,
+        loop_bpm_hint=_loop_bpm_hint(doc, out, values),
     )
+
+
+def _loop_bpm_hint(doc: TomlDocument, out: dict[str, Any], values: dict[str, Any]) -> float | None:
+    """``meta.bpm`` where it steers the tempo analysis: looped tracks whose tempo is measured."""
+    bpm = values.get("meta", {}).get("bpm")
+    if not out["loop"] or out["tempo"] != "auto" or bpm is None:
+        return None
+    try:
+        return declared_bpm(bpm)
+    except ValueError as exc:
+        raise SpecError(doc.locate("meta", "bpm"), f"{exc} (it centres the tempo analysis of a loop)",
+                        "meta.bpm") from None
 
 
 def _loop_crossfade(doc: TomlDocument, out: dict[str, Any], values: dict[str, Any], duration: float
@@ -172,7 +202,7 @@ def _loop_crossfade(doc: TomlDocument, out: dict[str, Any], values: dict[str, An
     if crossfade is None:
         bpm = values.get("meta", {}).get("bpm")
         try:
-            crossfade = default_crossfade(bpm)
+            crossfade = default_crossfade(bpm, int(out["bar_beats"]))
         except ValueError as exc:
             raise SpecError(doc.locate("meta", "bpm"), f"{exc} (it sets the loop crossfade)", "meta.bpm") from None
     if crossfade * 2 >= duration:

@@ -116,7 +116,7 @@ def test_status_lists_state_sizes_and_build_times(built):
 
     text = repo.run("status", check_rc=0).stdout
     header, *lines = text.splitlines()
-    assert header.split() == ["TRACK", "STATE", "DURATION", "MODEL", "FORMATS", "SIZE", "LOUDNESS", "LICENSE",
+    assert header.split() == ["TRACK", "STATE", "DURATION", "MODEL", "FORMATS", "SIZE", "LOUDNESS", "TEMPO", "LICENSE",
                               "BUILT"]
     fresh_line = next(line for line in lines if line.startswith("fresh "))
     assert " fresh " in fresh_line and "1 s" in fresh_line and "ogg,mp3" in fresh_line and "KiB" in fresh_line

@@ -109,7 +109,8 @@ def test_looped_render_passes_the_seam_check_and_unlooped_fails(tmp_path):
     assert seam_check(decoded["ogg"]).ok
     assert not seam_check(plain_decoded["ogg"]).ok  # the check can fail
     assert looped.info["samples"] == plain.info["samples"] - round(0.5 * RATE)
-    assert looped.info["loop"] == {"start": 0, "length": looped.info["samples"], "start_seconds": 0.0}
+    assert looped.info["loop"] == {"start": 0, "length": looped.info["samples"], "start_seconds": 0.0,
+                                   "bars": None, "bpm": None}
 
 
 # --- the CLI: index, tags, channels, licences ----------------------------------------------
@@ -136,7 +137,7 @@ def test_built_loop_track_has_exact_length_loop_points_and_tags(game_repo, tiny_
     track = index["tracks"]["loop"]
     crossfade = round(4 * 60 / 120 * RATE)  # one bar at 120 BPM
     assert track["samples"] == round(5.0 * RATE) - crossfade
-    assert track["loop"] == {"start": 0, "length": track["samples"], "start_seconds": 0.0}
+    assert track["loop"] == {"start": 0, "length": track["samples"], "start_seconds": 0.0, "bars": None, "bpm": None}
     assert track["loudness"]["target"] == -18.0 and track["license"] == "CC0-1.0"
     ogg = game_repo.root / track["files"]["ogg"]["path"]
     mp3 = game_repo.root / track["files"]["mp3"]["path"]

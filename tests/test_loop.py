@@ -66,7 +66,7 @@ def test_exact_length_and_loop_points(channels):
     assert result.audio.shape == (channels, n - c)
     assert result.audio.dtype == np.float32 and result.audio.flags.c_contiguous
     assert (result.start, result.length, result.crossfade, result.rate) == (0, n - c, c, RATE)
-    assert result.index_entry() == {"start": 0, "length": n - c, "start_seconds": 0.0}
+    assert result.index_entry() == {"start": 0, "length": n - c, "start_seconds": 0.0, "bars": None, "bpm": None}
 
 
 def test_crossfade_joins_are_original_steps():

@@ -24,7 +24,7 @@ from importer.tracks import LoadedTrack, SpecFailure
 
 MODEL = ModelRef("facebook/musicgen-small", "main", {"hub": "facebook/musicgen-small", "revision": "main"}, False)
 FACTS = {"sample_rate": 44100, "channels": 1, "samples": 44100, "duration": 1.0, "loop": None,
-         "loudness": {"target": -16.0}}
+         "loudness": {"target": -16.0}, "tempo": None}
 
 
 class VirtualCache:

@@ -12,6 +12,8 @@ STATUS_EPILOG = f"""columns:
   FORMATS   the files; SIZE their total; BUILT when the newest was written (UTC)
   LOUDNESS  integrated loudness measured on the published files (the quietest format);
             "loop" when the track loops seamlessly
+  TEMPO     the tempo measured on the published files, and meta.bpm with the difference
+            ("over 3 %" warns that MusicGen did not keep the tempo asked for)
   LICENSE   the licence of the model's weights (commercial = true refuses non-commercial ones)
 
 status writes nothing (and takes no lock). Exit 0, or 1 when a spec has an error.
@@ -34,25 +36,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..console import human_bytes
-    from ..overview import status_rows
+    from ..overview import status_rows, tempo_text
 
     config, plan = inspect(args)
     rows = status_rows(config, plan)
     if args.json:
         print_rows_json(config, rows)
         return EXIT_FAILED if any(r.state == "failed" for r in rows) else EXIT_OK
-    table = [("TRACK", "STATE", "DURATION", "MODEL", "FORMATS", "SIZE", "LOUDNESS", "LICENSE", "BUILT")]
+    table = [("TRACK", "STATE", "DURATION", "MODEL", "FORMATS", "SIZE", "LOUDNESS", "TEMPO", "LICENSE", "BUILT")]
     notes = []
     for row in rows:
         label = row.name or row.spec
         table.append((label, row.state, f"{row.duration:g} s" if row.duration is not None else "-",
                       row.model or "-", ",".join(row.formats) or "-",
                       human_bytes(sum(row.bytes.values())) if row.bytes else "-", _loudness(row),
-                      row.license or "-", row.built or "-"))
+                      tempo_text(row.tempo), row.license or "-", row.built or "-"))
         if row.error:
             notes.append(f"  {label}: {row.error}")
         elif row.reasons and row.state != "fresh":
             notes.append(f"  {label}: {'; '.join(row.reasons)}")
+        if row.tempo is not None and row.tempo["warning"]:
+            notes.append(f"  {label}: warning: measured tempo {tempo_text(row.tempo)}")
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for line in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())

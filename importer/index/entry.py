@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import ProjectConfig, rel
+from ..output_settings import with_declared
 
 if TYPE_CHECKING:
     from ..model_ref import ModelRef
     from ..spec import TrackSpec
     from ..tracks import LoadedTrack
 
-#: What the index takes from a render: the audio, its loop points and its measured loudness.
-AUDIO_FACTS = ("sample_rate", "channels", "samples", "duration", "loop", "loudness")
+#: What the index takes from a render: the audio, its loop points, its measured loudness and tempo.
+AUDIO_FACTS = ("sample_rate", "channels", "samples", "duration", "loop", "loudness", "tempo")
 
 
 def model_name(config: ProjectConfig, model: ModelRef) -> str:
@@ -42,6 +43,7 @@ def index_entry(config: ProjectConfig, track: LoadedTrack, files: dict[str, Any]
         "keys": {"generation": track.keys.generation, "render": track.keys.render},
         "meta": track.spec.meta,
         **{k: audio_facts[k] for k in AUDIO_FACTS},
+        "tempo": with_declared(audio_facts["tempo"], track.spec.meta),
     }
 
 

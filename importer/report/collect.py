@@ -69,6 +69,8 @@ class TrackView:
     meta: dict[str, Any] = field(default_factory=dict)
     audio: Audio | None = None
     takes: list[TakeView] = field(default_factory=list)
+    #: Measured vs declared tempo (``overview.tempo_summary``); ``None``: not measured.
+    tempo: dict[str, Any] | None = None
 
 
 def collect(config: ProjectConfig, plan: Plan) -> list[TrackView]:
@@ -78,7 +80,7 @@ def collect(config: ProjectConfig, plan: Plan) -> list[TrackView]:
     views = []
     for row in status_rows(config, plan):
         view = TrackView(row.name, row.spec, row.state, row.reasons, row.error, license=row.license,
-                         model=row.model, lufs=row.lufs, true_peak=row.true_peak)
+                         model=row.model, lufs=row.lufs, true_peak=row.true_peak, tempo=row.tempo)
         entry = entries.get(row.name or "")
         track = specs.get(row.name or "")
         if track is not None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import ProjectConfig
+from ..overview import tempo_text
 from .collect import Audio, TakeView, TrackView
 
 CSS = """
@@ -45,7 +46,7 @@ def render_page(config: ProjectConfig, tracks: list[TrackView]) -> str:
 <div class="sub">{len(tracks)} track{"" if len(tracks) == 1 else "s"}: {summary}.
 Written {time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 by trackspec {__version__}. Loop points are marked on the waveforms; "seam" plays the last seconds of the
-loop flowing into its first.</div>
+loop flowing into the loop start (LOOPSTART), where a game jumps back to.</div>
 {body}
 </body></html>
 """
@@ -60,6 +61,9 @@ def _track(track: TrackView) -> str:
         parts.append(f'<div class="error">{_e(track.error)}</div>')
     elif track.reasons and track.state != "fresh":
         parts.append(f'<div class="why">{_e("; ".join(track.reasons))}</div>')
+    if track.tempo is not None and track.tempo["warning"]:
+        parts.append(f'<div class="why tempo-warning">measured tempo {_e(tempo_text(track.tempo))}: '
+                     'MusicGen did not keep the tempo asked for</div>')
     if track.name is not None:
         parts.append(_facts(track))
     if track.audio is not None:
@@ -81,8 +85,8 @@ def _facts(track: TrackView) -> str:
         ("duration", f"{audio.duration:.2f} s, {audio.sample_rate} Hz, {audio.channels} ch" if audio else None),
         ("loudness", f"{track.lufs:.1f} LUFS integrated" if track.lufs is not None else None),
         ("true peak", f"{track.true_peak:.1f} dBTP" if track.true_peak is not None else None),
-        ("loop", f"start {loop['start']} samples ({loop['start'] / audio.sample_rate:.3f} s), "
-                 f"length {loop['length']} samples" if loop and audio else "no"),
+        ("loop", _loop_text(loop, audio.sample_rate) if loop and audio else "no"),
+        ("tempo", tempo_text(track.tempo) if track.tempo else "not measured"),
         ("model", track.model), ("seed", track.seed), ("licence", track.license), ("genre", track.genre),
     ]
     meta = track.meta or {}
@@ -93,12 +97,19 @@ def _facts(track: TrackView) -> str:
     return f"<dl>{items}</dl>"
 
 
+def _loop_text(loop: dict[str, Any], rate: int) -> str:
+    text = f"start {loop['start']} samples ({loop['start'] / rate:.3f} s), length {loop['length']} samples"
+    if loop.get("bars"):
+        text += f": {loop['bars']} bars at {loop['bpm']:g} BPM"
+    return text
+
+
 def _audio_block(audio: Audio, name: str, with_spectrogram: bool) -> str:
     parts = [f'<img src="{_e(audio.waveform)}" alt="waveform of {_e(name)}" width="1000" height="160">']
     if with_spectrogram:
         parts.append(f'<img src="{_e(audio.spectrogram)}" alt="spectrogram of {_e(name)}" width="1000" height="180">')
     parts.append(_player(audio.src, audio.duration, f"play {name}"))
-    parts.append('<div class="label">loop seam: the end flowing into the start</div>')
+    parts.append('<div class="label">loop seam: the end flowing into the loop start</div>')
     parts.append(_player(audio.seam, audio.seam_duration, f"seam of {name}"))
     return "\n".join(parts)
 
