@@ -211,8 +211,9 @@ OUTPUT_FIELDS: dict[str, Field] = {
     "loop_crossfade": Field(ranged(0.0, 60.0), None,
                             "seconds of the tail crossfaded into the head; default: one bar at meta.bpm, else 2"),
     "channels": Field(choice(1, 2), None, "1 or 2; default: as the model makes them (stereo models: 2)"),
-    "tempo": Field(choice("auto", "off"), "auto",
-                   "auto: measure tempo, beats and downbeats (index, bar-aligned loops); off: do not"),
+    "tempo": Field(choice("auto", "on", "off"), "auto",
+                   "measure tempo, beats and downbeats (index, status, bar-aligned loops): auto = looped "
+                   "tracks, on = every track, off = none"),
     "bar_beats": Field(ranged(1, 16, integer=True), 4, "beats per bar (the metre) for downbeats and loop bars"),
     "loop_bars": Field(lambda v: loop_bars(v), "auto",
                        "whole bars in the loop at the measured tempo; auto: as many as fit"),

@@ -90,10 +90,10 @@ def track_keys(spec: TrackSpec, model: ModelRef) -> TrackKeys:
     if spec.loop_crossfade is not None:
         render_inputs["loop_crossfade"] = float(spec.loop_crossfade)
     render_inputs["tempo"] = spec.tempo
-    if spec.tempo == "auto":
+    if spec.measures_tempo:
         render_inputs["tempo_analysis"] = TEMPO_ANALYSIS_VERSION
         render_inputs["bar_beats"] = int(spec.bar_beats)
-    if spec.loop_crossfade is not None and spec.tempo == "auto":
+    if spec.loop_crossfade is not None and spec.measures_tempo:
         render_inputs["loop_bars"] = spec.loop_bars if spec.loop_bars is not None else "auto"
         render_inputs["loop_start"] = spec.loop_start
         render_inputs["loop_crossfade_set"] = bool(spec.loop_crossfade_set)

@@ -72,7 +72,7 @@ def settings_for(track: LoadedTrack) -> RenderSettings:
                               ogg_quality=spec.ogg_quality, mp3_quality=spec.mp3_quality)
     return RenderSettings(encode=encoding, channels=spec.channels, loop_crossfade=spec.loop_crossfade,
                           loudness_target=spec.loudness_target, true_peak=spec.true_peak, tags=tags_for(track),
-                          tempo=spec.tempo == "auto", bar_beats=spec.bar_beats, bpm_hint=spec.loop_bpm_hint,
+                          tempo=spec.measures_tempo, bar_beats=spec.bar_beats, bpm_hint=spec.loop_bpm_hint,
                           loop_bars=spec.loop_bars, loop_start=spec.loop_start,
                           loop_crossfade_set=spec.loop_crossfade_set)
 

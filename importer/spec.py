@@ -53,7 +53,8 @@ class TrackSpec:
     loop_crossfade: float | None = None
     #: 1 or 2; ``None``: as the model makes them.
     channels: int | None = None
-    #: ``"auto"``: tempo, beats and downbeats are measured; ``"off"``: not.
+    #: ``"auto"``: tempo, beats and downbeats are measured for a looped track; ``"on"``: for
+    #: every track; ``"off"``: never (``measures_tempo``).
     tempo: str = "auto"
     bar_beats: int = 4
     #: Whole bars in a loop; ``None``: as many as fit.
@@ -65,6 +66,12 @@ class TrackSpec:
     loop_crossfade_set: bool = False
     #: ``meta.bpm`` of a looped track (it centres the tempo analysis); ``None`` otherwise.
     loop_bpm_hint: float | None = None
+
+    @property
+    def measures_tempo(self) -> bool:
+        """Whether the render measures tempo and beats: ``on``, or ``auto`` for a looped track
+        (the analysis costs seconds of CPU per build process, for librosa's start-up)."""
+        return self.tempo == "on" or (self.tempo == "auto" and self.loop_crossfade is not None)
 
 
 def builtin_defaults() -> dict[str, Any]:
@@ -184,7 +191,7 @@ def parse_spec(path: Path, defaults: dict[str, Any], max_duration: float) -> Tra
 def _loop_bpm_hint(doc: TomlDocument, out: dict[str, Any], values: dict[str, Any]) -> float | None:
     """``meta.bpm`` where it steers the tempo analysis: looped tracks whose tempo is measured."""
     bpm = values.get("meta", {}).get("bpm")
-    if not out["loop"] or out["tempo"] != "auto" or bpm is None:
+    if not out["loop"] or out["tempo"] == "off" or bpm is None:
         return None
     try:
         return declared_bpm(bpm)
