@@ -93,7 +93,8 @@ class WatchProcess:
     def barrier(self, text: str, timeout: float = 300) -> int:
         """Return once the daemon has handled every file change made before this call.
 
-        Saves the spec ``BARRIER`` (``text`` with a ``meta.barrier`` counter added: a
+        Saves the spec ``BARRIER`` (``text``, any ``name`` line dropped, with a ``meta.barrier``
+        counter added: a
         restore the first time when ``text``'s audio and render are cached, an index
         update after) and waits for its job; twice, because the first job may be in a
         cycle that is still running, while the second one's cycle starts after it
@@ -106,7 +107,7 @@ class WatchProcess:
         for _ in range(2):
             self._barriers += 1
             mark = self.mark()
-            path.write_text(_with_meta(text, f"barrier = {self._barriers}"), encoding="utf-8")
+            path.write_text(_with_meta(_unnamed(text), f"barrier = {self._barriers}"), encoding="utf-8")
             self.finished(BARRIER, after=mark, ok=True, timeout=timeout)
         return mark
 
@@ -150,6 +151,11 @@ class WatchProcess:
 
     def log(self) -> str:
         return "\n".join(json.dumps(e) for e in self.events[-40:]) + "\n" + "".join(self.stderr[-40:])
+
+
+def _unnamed(text: str) -> str:
+    """``text`` without a ``name = ...`` line: the barrier's track is named after its file."""
+    return re.sub(r"(?m)^name\s*=.*\n", "", text)
 
 
 def _with_meta(text: str, line: str) -> str:
