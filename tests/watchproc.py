@@ -93,17 +93,16 @@ class WatchProcess:
     def barrier(self, text: str, timeout: float = 300) -> int:
         """Return once the daemon has handled every file change made before this call.
 
-        Saves the spec ``BARRIER`` (``text``, any ``name`` line dropped, with a ``meta.barrier``
-        counter added: a
-        restore the first time when ``text``'s audio and render are cached, an index
-        update after) and waits for its job; twice, because the first job may be in a
-        cycle that is still running, while the second one's cycle starts after it
+        Saves the spec ``BARRIER`` (``text``, any ``name`` line dropped, a ``meta.barrier``
+        counter added: a restore the first time when ``text``'s audio and render are cached,
+        an index update after) and waits for its job; twice, because the first job may be
+        in a cycle that is still running, while the second one's cycle starts after it
         (cycles run one after another, their events in order). File events arrive in
         order, so every earlier change was planned by then. Returns the mark before the
         second save: every event of the cycles before it lies before that mark.
         """
         path = self.repo.root / "track_specs" / f"{BARRIER}.trackspec"
-        mark = self.mark()
+        mark = 0
         for _ in range(2):
             self._barriers += 1
             mark = self.mark()
