@@ -347,7 +347,7 @@ def test_a_batch_renders_while_the_next_batch_generates(tmp_path, clean_env):
 
         def during_batch(n: int) -> None:
             if n == 2:  # the first batch's two encodes must be running now, both at once
-                overlap.append(gate.wait_alive(2, timeout=60))
+                overlap.append(gate.wait_alive(2, timeout=120))
                 gate.release()
 
         specs = {f"t{i}": f'prompt = "tone {i}"\nduration = 1.0\nseed = {i}\n' for i in range(4)}
