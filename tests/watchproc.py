@@ -95,11 +95,11 @@ class WatchProcess:
 
         Saves the spec ``BARRIER`` (``text``, any ``name`` line dropped, a ``meta.barrier``
         counter added: a restore the first time when ``text``'s audio and render are cached,
-        an index update after) and waits for its job; twice, because the first job may be
-        in a cycle that is still running, while the second one's cycle starts after it
-        (cycles run one after another, their events in order). File events arrive in
-        order, so every earlier change was planned by then. Returns the mark before the
-        second save: every event of the cycles before it lies before that mark.
+        an index update after) and waits for its job and the index write that ends its
+        cycle. File events arrive in order and cycles run one after another, so every
+        earlier change was handled by then. Twice: the second cycle also lets out the
+        "queue" line the first cycle may print after its index write. Returns the mark
+        before the second save: every event of the cycles before it lies before that mark.
         """
         path = self.repo.root / "track_specs" / f"{BARRIER}.trackspec"
         mark = 0
@@ -107,14 +107,21 @@ class WatchProcess:
             self._barriers += 1
             mark = self.mark()
             path.write_text(_with_meta(_unnamed(text), f"barrier = {self._barriers}"), encoding="utf-8")
-            self.finished(BARRIER, after=mark, ok=True, timeout=timeout)
+            done = self.finished(BARRIER, after=mark, ok=True, timeout=timeout)
+            # The index write closes the barrier's cycle (only a "queue" line may follow it).
+            self.wait_for(lambda e: e["event"] == "index_written", after=self._position(done, mark))
         return mark
+
+    def _position(self, event: dict, after: int) -> int:
+        with self._cond:
+            return next(i for i in range(after, len(self.events)) if self.events[i] is event)
 
     def drop_barrier(self, timeout: float = 120) -> None:
         """Delete the barrier spec and wait until the daemon has removed its track."""
         mark = self.mark()
         (self.repo.root / "track_specs" / f"{BARRIER}.trackspec").unlink()
-        self.finished(BARRIER, after=mark, action="remove", ok=True, timeout=timeout)
+        done = self.finished(BARRIER, after=mark, action="remove", ok=True, timeout=timeout)
+        self.wait_for(lambda e: e["event"] == "index_written", after=self._position(done, mark))
 
     def queue_now(self) -> tuple[list[str], list[str]]:
         """(generating, queued) as the daemon last said (both empty before it said anything)."""
