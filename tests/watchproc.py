@@ -57,7 +57,7 @@ class WatchProcess:
             self._cond.notify_all()
 
     # ------------------------------------------------------------------ waiting
-    def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 120, after: int = 0) -> dict:
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 300, after: int = 0) -> dict:
         """The first event from index ``after`` on that satisfies ``predicate``."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -86,7 +86,7 @@ class WatchProcess:
                     raise AssertionError(f"no stderr line with {needle!r}\n" + self.log())
                 self._cond.wait(min(left, 1.0))
 
-    def finished(self, name: str, after: int = 0, timeout: float = 120, **fields) -> dict:
+    def finished(self, name: str, after: int = 0, timeout: float = 300, **fields) -> dict:
         return self.wait_for(lambda e: e["event"] == "finished" and e["name"] == name
                              and all(e.get(k) == v for k, v in fields.items()), timeout=timeout, after=after)
 
