@@ -73,19 +73,6 @@ class WatchProcess:
                     raise AssertionError(f"no such event in {timeout} s; rc={self.proc.poll()}\n" + self.log())
                 self._cond.wait(min(left, 1.0))  # woken by every line and by EOF
 
-    def wait_stderr(self, needle: str, timeout: float = 60) -> str:
-        """The first stderr line containing ``needle``."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.stderr:
-                    if needle in line:
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._readers[1].is_alive():
-                    raise AssertionError(f"no stderr line with {needle!r}\n" + self.log())
-                self._cond.wait(min(left, 1.0))
-
     def finished(self, name: str, after: int = 0, timeout: float = 300, **fields) -> dict:
         return self.wait_for(lambda e: e["event"] == "finished" and e["name"] == name
                              and all(e.get(k) == v for k, v in fields.items()), timeout=timeout, after=after)
