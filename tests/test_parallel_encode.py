@@ -130,8 +130,13 @@ class FfmpegGate:
     def close(self) -> None:
         """Stop listening and wait for every encode seen to end."""
         self.release()
+        try:
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept() below (close alone does not)
+        except OSError:
+            pass
         self._server.close()
         self._accepting.join(10)
+        assert not self._accepting.is_alive()
         with self._cond:
             threads = list(self._threads)
         for thread in threads:
