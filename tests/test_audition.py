@@ -14,6 +14,7 @@ import pytest
 from helpers import assert_index_matches_disk, sha256
 from importer.encode import decode_sample_count
 from test_watch import daemons  # noqa: F401  (the fixture: a real `trackspec watch --json`)
+from watchproc import BARRIER
 
 SPEC = """\
 # The boss fight: keep this comment, and the odd spacing below.
@@ -212,7 +213,8 @@ def test_a_running_daemon_generates_the_takes_with_its_loaded_model(repo, daemon
         assert {e["name"] for e in daemon.since(mark, "generated")} == {"boss take 1", "boss take 2"}
         for take in takes:
             assert sha256(cached_file(repo, take, "ogg")) == take["files"]["ogg"]["sha256"]
-        daemon.quiet_for(1.0)
+        daemon.barrier((repo.root / "track_specs" / "boss.trackspec").read_text())  # every cycle since is over
+        assert [e["name"] for e in daemon.since(mark, "finished")] == [BARRIER] * 2, daemon.log()
         assert repo.index()["tracks"]["boss"] == published  # takes are never published
         assert list((repo.root / ".trackspec/requests").iterdir()) == []  # request and answer cleaned up
     finally:

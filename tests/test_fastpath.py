@@ -50,6 +50,9 @@ formats = ["ogg"]
 
 FAST = "no-op, decided by stat alone"
 #: Long enough that every file written before it is outside the racy window (1 s).
+#: The one sleep in these tests, and not a wait for another process: the fast path refuses
+#: files whose mtime *or ctime* is within 1 s of a build's start, and a ctime cannot be set
+#: back (os.utime moves it to now), so only time passing takes files out of the window.
 RACY_WAIT = 1.1
 
 _MODULES_WRAPPER = textwrap.dedent("""

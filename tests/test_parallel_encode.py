@@ -1,11 +1,12 @@
 """Rendering several tracks at once: the same files, index and results as one at a time.
 
 Real ffmpeg and real files throughout. ffmpeg runs behind a small wrapper
-(``TRACKSPEC_FFMPEG``) that logs when each encode starts and ends and holds it for a
-moment, so that the tests can see how many encodes ran at once and whether they ran
-while the next batch was being generated. The end-to-end tests use the CLI and the tiny
-model; the generation tests run the build in process with a fake backend, whose timing
-and failures they control.
+(``TRACKSPEC_FFMPEG``) through which each encode checks in with a gate in the test and
+waits there for its go, and whose end the gate sees: the tests count the encodes alive
+at once and hold them until the moment they want to prove (no timing, no sleeps). The
+end-to-end tests use the CLI and the tiny model; the generation tests run the build in
+process with a fake backend, whose failures they control and which, in the middle of a
+batch, can wait for what the encodes of the previous batch are doing.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
+import sys
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 
 import imageio_ffmpeg
 import numpy as np
@@ -35,49 +39,110 @@ from importer.render_pool import InOrder, RenderPool
 
 NAN_ERROR = "the audio contains NaN or infinite samples"
 
-_WRAPPER = """#!/bin/sh
-# ffmpeg; an encode (PCM piped in: "-i pipe:") is logged and held for $FFMPEG_HOLD seconds.
-enc=0; prev=
-for a in "$@"; do
-  if [ "$prev" = "-i" ] && [ "$a" = "pipe:" ]; then enc=1; fi
-  prev=$a
-done
-if [ $enc = 1 ]; then echo "$$ start $(date +%s.%N)" >> "$FFMPEG_LOG"; sleep "$FFMPEG_HOLD"; fi
-"$REAL_FFMPEG" "$@"
-rc=$?
-if [ $enc = 1 ]; then echo "$$ end $(date +%s.%N)" >> "$FFMPEG_LOG"; fi
-exit $rc
+_WRAPPER = """#!{python} -I
+# ffmpeg; an encode (PCM piped in: "-i pipe:") first checks in with the test's gate and
+# waits for its go. ffmpeg inherits the connection, so the gate sees the encode end.
+import os, socket, sys
+real, args = os.environ["REAL_FFMPEG"], sys.argv[1:]
+if any(a == "-i" and b == "pipe:" for a, b in zip(args, args[1:])):
+    gate = socket.create_connection(("127.0.0.1", int(os.environ["FFMPEG_GATE_PORT"])))
+    gate.sendall(b"start\\n")
+    if gate.recv(1) != b"g":
+        sys.exit("ffmpeg wrapper: the test's gate closed")
+    os.set_inheritable(gate.fileno(), True)
+os.execv(real, [real, *args])
 """
 
 
-def ffmpeg_wrapper(folder: Path, hold: float) -> tuple[dict[str, str], Path]:
-    """(environment that routes trackspec's ffmpeg through the logging wrapper, its log)."""
-    script = folder / "ffmpeg-wrapper.sh"
-    script.write_text(_WRAPPER)
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    log = folder / "ffmpeg.log"
-    env = {"TRACKSPEC_FFMPEG": str(script), "REAL_FFMPEG": imageio_ffmpeg.get_ffmpeg_exe(),
-           "FFMPEG_LOG": str(log), "FFMPEG_HOLD": str(hold)}
-    return env, log
+class FfmpegGate:
+    """The test's end of the wrapper: how many encodes started, ended, and ran at once.
 
+    While ``holding``, an encode that checks in waits (at most ``timeout`` seconds) until
+    ``release``, or until ``hold_until`` encodes are alive at once, which releases them all
+    and holds no more.
+    """
 
-def encode_intervals(log: Path) -> list[tuple[float, float]]:
-    """(start, end) wall-clock times of every encode in the wrapper's log."""
-    starts, ends = {}, {}
-    for line in log.read_text().splitlines():
-        pid, what, when = line.split()
-        (starts if what == "start" else ends)[pid] = float(when)
-    assert starts.keys() == ends.keys(), "an encode started and never ended"
-    return sorted((starts[p], ends[p]) for p in starts)
+    def __init__(self, folder: Path, holding: bool = False, hold_until: int | None = None,
+                 timeout: float = 60):
+        script = folder / "ffmpeg-wrapper.py"
+        script.write_text(_WRAPPER.format(python=sys.executable))
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.env = {"TRACKSPEC_FFMPEG": str(script), "REAL_FFMPEG": imageio_ffmpeg.get_ffmpeg_exe(),
+                    "FFMPEG_GATE_PORT": str(self._server.getsockname()[1])}
+        self.holding = holding or hold_until is not None
+        self.hold_until = hold_until
+        self.timeout = timeout
+        self.started = self.ended = self.alive = self.peak = 0
+        self.held_too_long = 0  # encodes let go by the timeout, not by the test
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
 
+    def __enter__(self):
+        return self
 
-def most_at_once(intervals: list[tuple[float, float]]) -> int:
-    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    return peak
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:  # closed
+                return
+            thread = threading.Thread(target=self._encode, args=(conn,), daemon=True)
+            with self._cond:
+                self._threads.append(thread)
+            thread.start()
+
+    def _encode(self, conn: socket.socket) -> None:
+        with conn:
+            conn.makefile("rb").readline()  # "start"
+            with self._cond:
+                self.started += 1
+                self.alive += 1
+                self.peak = max(self.peak, self.alive)
+                if self.hold_until is not None and self.alive >= self.hold_until:
+                    self.holding = False
+                self._cond.notify_all()
+                if not self._cond.wait_for(lambda: not self.holding, self.timeout):
+                    self.held_too_long += 1
+            conn.sendall(b"g")
+            while conn.recv(4096):  # until ffmpeg exits
+                pass
+            with self._cond:
+                self.alive -= 1
+                self.ended += 1
+                self._cond.notify_all()
+
+    def wait_alive(self, count: int, timeout: float = 60) -> bool:
+        """Whether ``count`` encodes came to be alive at once within ``timeout`` seconds."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.alive >= count, timeout)
+
+    def release(self) -> None:
+        with self._cond:
+            self.holding = False
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop listening and wait for every encode seen to end."""
+        self.release()
+        try:
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept() below (close alone does not)
+        except OSError:
+            pass
+        self._server.close()
+        self._accepting.join(10)
+        assert not self._accepting.is_alive()
+        with self._cond:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(60)
+        assert not any(t.is_alive() for t in threads), "an encode started and never ended"
+        assert self.started == self.ended
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -98,17 +163,28 @@ def comparable(results: list[dict]) -> list[dict]:
 def test_pool_runs_at_most_workers_and_hands_results_back_in_order():
     lock = threading.Lock()
     running, peak = [0], [0]
+    three_at_once = threading.Barrier(3, timeout=30)
+    done = [threading.Event() for _ in range(6)]
+    # Jobs 0-2 meet (three run at once), then each job waits for the next one to finish:
+    # later jobs finish first (2 before 1 before 0, then 5, 4, 3).
+    waits_for = {0: 1, 1: 2, 3: 4, 4: 5}
 
     def work(i: int) -> int:
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
-        time.sleep(0.05 * (6 - i))  # later jobs finish first
-        with lock:
-            running[0] -= 1
-        if i == 3:
-            raise ValueError("job 3 broke")
-        return i * 10
+        try:
+            if i < 3:
+                three_at_once.wait()
+            if i in waits_for:
+                assert done[waits_for[i]].wait(30), f"job {i}: job {waits_for[i]} never finished"
+            with lock:
+                running[0] -= 1
+            if i == 3:
+                raise ValueError("job 3 broke")
+            return i * 10
+        finally:
+            done[i].set()
 
     seen: list[object] = []
     with RenderPool(3) as pool:
@@ -179,21 +255,22 @@ def test_encode_workers_setting_and_its_environment_override(tmp_path, monkeypat
 # ------------------------------------------------- generation, in process, fake backend
 
 class FakeBackend:
-    """Deterministic tones at 32 kHz, ``delay`` seconds per batch; a prompt with "nan"
-    gets a NaN sample, a batch with an "explode" prompt fails as a whole."""
+    """Deterministic tones at 32 kHz; a prompt with "nan" gets a NaN sample, a batch with
+    an "explode" prompt fails as a whole. ``during_batch(n)`` is called in the middle of
+    the n-th batch (from 1)."""
 
     sample_rate = 32000
     channels = 1
     description = "fake"
 
-    def __init__(self, delay: float, timeline: list[tuple[str, float]]):
-        self.delay = delay
-        self.timeline = timeline
+    def __init__(self, during_batch: Callable[[int], None] | None = None):
+        self.during_batch = during_batch
+        self.batches = 0
 
     def generate(self, requests, progress=None):
-        self.timeline.append(("generate start", time.time()))
-        time.sleep(self.delay)
-        self.timeline.append(("generate end", time.time()))
+        self.batches += 1
+        if self.during_batch is not None:
+            self.during_batch(self.batches)
         if any("explode" in r.prompt for r in requests):
             raise RuntimeError("the fake model exploded")
         out = []
@@ -248,12 +325,11 @@ def fake_repo(folder: Path, specs: dict[str, str], batch_size: int) -> Path:
     return root
 
 
-def build_in_process(root: Path, workers: int, delay: float, monkeypatch) -> tuple[Recorder, list]:
-    timeline: list[tuple[str, float]] = []
-
-    class FakeBackends:  # what `generation.generate` gets its models from
+def build_in_process(root: Path, workers: int, monkeypatch,
+                     during_batch: Callable[[int], None] | None = None) -> Recorder:
+    class FakeBackends:  # what `generation.generate` gets its models from: no patching
         def get(self, source, revision):
-            return FakeBackend(delay, timeline)
+            return FakeBackend(during_batch)
 
         def release(self, backend):
             backend.close()
@@ -261,7 +337,7 @@ def build_in_process(root: Path, workers: int, delay: float, monkeypatch) -> tup
     config = dataclasses.replace(load_config(root), encode_workers=workers)
     recorder = Recorder()
     run_build(config, BuildOptions(), recorder, backends=FakeBackends())
-    return recorder, timeline
+    return recorder
 
 
 @pytest.fixture
@@ -273,22 +349,24 @@ def clean_env(monkeypatch):
 
 def test_a_batch_renders_while_the_next_batch_generates(tmp_path, clean_env):
     monkeypatch = clean_env
-    env, log = ffmpeg_wrapper(tmp_path, hold=0.5)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    specs = {f"t{i}": f'prompt = "tone {i}"\nduration = 1.0\nseed = {i}\n' for i in range(4)}
-    root = fake_repo(tmp_path, specs, batch_size=2)
-    recorder, timeline = build_in_process(root, workers=2, delay=1.5, monkeypatch=monkeypatch)
+    overlap: list[bool] = []
+    with FfmpegGate(tmp_path, holding=True) as gate:
+        for key, value in gate.env.items():
+            monkeypatch.setenv(key, value)
 
+        def during_batch(n: int) -> None:
+            if n == 2:  # the first batch's two encodes must be running now, both at once
+                overlap.append(gate.wait_alive(2, timeout=120))
+                gate.release()
+
+        specs = {f"t{i}": f'prompt = "tone {i}"\nduration = 1.0\nseed = {i}\n' for i in range(4)}
+        root = fake_repo(tmp_path, specs, batch_size=2)
+        recorder = build_in_process(root, workers=2, monkeypatch=monkeypatch, during_batch=during_batch)
+
+    assert overlap == [True], "the first batch's encodes did not both run during the second batch's generation"
     assert [(r.name, r.action, r.ok) for r in recorder.results] == [(f"t{i}", "generate", True) for i in range(4)]
     assert recorder.threads == {"MainThread"}  # the reporter never hears from a render thread
-    second_start, second_end = [t for what, t in timeline if what.startswith("generate")][2:4]
-    encodes = encode_intervals(log)
-    assert len(encodes) == 4
-    # The first batch's encodes ran during the second batch's generation (one at a time,
-    # they would all end before it starts), two at once.
-    assert any(start < second_end and end > second_start for start, end in encodes[:2]), (timeline, encodes)
-    assert most_at_once(encodes) == 2
+    assert (gate.started, gate.peak, gate.held_too_long) == (4, 2, 0)
 
 
 def test_generated_builds_with_one_and_three_workers_are_identical(tmp_path, clean_env):
@@ -301,7 +379,7 @@ def test_generated_builds_with_one_and_three_workers_are_identical(tmp_path, cle
     builds = {}
     for workers in (1, 3):
         root = fake_repo(tmp_path / f"w{workers}", specs, batch_size=3)
-        recorder, _ = build_in_process(root, workers, delay=0.0, monkeypatch=clean_env)
+        recorder = build_in_process(root, workers, monkeypatch=clean_env)
         results = [dataclasses.asdict(r) for r in recorder.results]
         builds[workers] = (comparable(results), (root / "assets/music/index.json").read_text(),
                            digests(root))
@@ -366,18 +444,17 @@ def test_reencoding_with_one_and_four_workers_gives_identical_results(generated,
     runs = {}
     for workers in (1, 4):
         forget_renders(repo)
-        env, log = ffmpeg_wrapper(tmp_path, hold=1.0)
-        log.unlink(missing_ok=True)
-        repo.env.update(env, TRACKSPEC_ENCODE_WORKERS=str(workers))
-        result = repo.run("build", "--json", check_rc=0)
+        # With four workers, the first encodes wait at the gate until four are alive at once.
+        with FfmpegGate(tmp_path, hold_until=workers) as gate:
+            repo.env.update(gate.env, TRACKSPEC_ENCODE_WORKERS=str(workers))
+            result = repo.run("build", "--json", check_rc=0)
         tracks = result.json()["tracks"]
         assert [(t["name"], t["action"]) for t in tracks] == \
             [(f"t{i}", "encode") for i in range(6)] + [("twin", "restore")]  # t0 made its files first
         runs[workers] = comparable(tracks), (digests(repo.root), repo.index())
         assert_index_matches_disk(repo)
-        encodes = encode_intervals(log)
-        assert len(encodes) == 6  # twin shares t0's render
-        assert most_at_once(encodes) == workers
+        assert gate.started == 6  # twin shares t0's render
+        assert (gate.peak, gate.held_too_long) == (workers, 0)
     assert runs[1] == runs[4]
     assert runs[4][1] == as_generated  # and the same files as the build that generated them
 

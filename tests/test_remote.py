@@ -339,7 +339,7 @@ def test_remote_config_errors_name_file_and_field(game_repo):
 
 
 def test_watch_daemon_restores_from_the_team_cache(tmp_path, s3, bucket, tiny_model):
-    from test_watch import WatchProcess
+    from watchproc import WatchProcess
 
     farm = make_repo(tmp_path, "farm", s3, bucket, tiny_model, push=True, tracks=1)
     farm.run("build", check_rc=0)
@@ -348,11 +348,10 @@ def test_watch_daemon_restores_from_the_team_cache(tmp_path, s3, bucket, tiny_mo
     try:
         event = daemon.finished("track0")
         assert event["ok"] and event["action"] == "restore", daemon.log()
-        daemon.quiet_for(0.5)
-        assert daemon.since(0, "generated") == []
+        daemon.barrier((dev.root / "track_specs" / "track0.trackspec").read_text())  # its cycle is over
+        daemon.drop_barrier()
+        assert daemon.since(0, "generated") == [] and daemon.queue_now() == ([], []), daemon.log()
         assert daemon.stop() == 0
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+        daemon.kill()
     assert digests(dev) == digests(farm)

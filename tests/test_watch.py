@@ -4,19 +4,20 @@ event lines (see `trackspec watch --help`) and check files, index and exit codes
 
 from __future__ import annotations
 
-import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
-import threading
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
 from helpers import assert_index_matches_disk, sha256
+from watchproc import BARRIER, WatchProcess
 
 SPEC = """\
 prompt = "calm synth pad"
@@ -26,73 +27,6 @@ seed = 5
 [meta]
 bpm = 90
 """
-
-
-class WatchProcess:
-    """`trackspec watch --json` in a subprocess, its events collected by a reader thread."""
-
-    def __init__(self, repo, *args: str):
-        self.repo = repo
-        self.proc = subprocess.Popen([sys.executable, "-m", "importer", "watch", "--json", *args],
-                                     cwd=repo.root, env=repo.env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        self.events: list[dict] = []
-        self.stderr: list[str] = []
-        self._cond = threading.Condition()
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
-
-    def _read_stdout(self) -> None:
-        for line in self.proc.stdout:
-            with self._cond:
-                self.events.append(json.loads(line))
-                self._cond.notify_all()
-
-    def _read_stderr(self) -> None:
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-
-    def wait_for(self, predicate, timeout: float = 120, after: int = 0) -> dict:
-        """The first event from index ``after`` on that satisfies ``predicate``."""
-        deadline = time.monotonic() + timeout
-        exited = False
-        with self._cond:
-            while True:
-                for event in self.events[after:]:
-                    if predicate(event):
-                        return event
-                if time.monotonic() > deadline or exited:
-                    raise AssertionError(f"no such event; rc={self.proc.poll()}\n" + self.log())
-                exited = self.proc.poll() is not None  # one more look after the pipes drain
-                self._cond.wait(0.5)
-
-    def finished(self, name: str, after: int = 0, **fields) -> dict:
-        return self.wait_for(lambda e: e["event"] == "finished" and e["name"] == name
-                             and all(e.get(k) == v for k, v in fields.items()), after=after)
-
-    def quiet_for(self, seconds: float) -> None:
-        """Let the daemon settle: no event for ``seconds`` (progress events aside)."""
-        while True:
-            count = len(self.events)
-            time.sleep(seconds)
-            if len(self.events) == count:
-                return
-
-    def mark(self) -> int:
-        return len(self.events)
-
-    def since(self, mark: int, event: str, name: str | None = None) -> list[dict]:
-        return [e for e in self.events[mark:] if e["event"] == event and (name is None or e.get("name") == name)]
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        rc = self.proc.wait(timeout)
-        time.sleep(0.1)  # let the reader threads drain the pipes
-        return rc
-
-    def log(self) -> str:
-        return "\n".join(json.dumps(e) for e in self.events[-40:]) + "\n" + "".join(self.stderr[-40:])
 
 
 @pytest.fixture(scope="session")
@@ -126,15 +60,13 @@ def warm_repo(repo, warm_cache):
 def daemons():
     started: list[WatchProcess] = []
 
-    def start(repo, *args: str) -> WatchProcess:
-        started.append(WatchProcess(repo, *args))
+    def start(repo, *args: str, **kwargs) -> WatchProcess:
+        started.append(WatchProcess(repo, *args, **kwargs))
         return started[-1]
 
     yield start
     for daemon in started:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+        daemon.kill()
 
 
 def spec_path(repo, name: str) -> Path:
@@ -151,7 +83,7 @@ def save_in_place(path: Path, text: str) -> None:
     with open(path, "w") as fh:  # truncate, then two writes with a pause between them
         fh.write(text[:10])
         fh.flush()
-        time.sleep(0.01)
+        time.sleep(0.01)  # the editor's pause, part of the save imitated (not a wait for the daemon)
         fh.write(text[10:])
 
 
@@ -183,7 +115,7 @@ def save_like_jetbrains(path: Path, text: str) -> None:  # "safe write"
 def save_repeatedly(path: Path, text: str) -> None:  # duplicate events: same content three times
     for _ in range(3):
         path.write_text(text)
-        time.sleep(0.02)
+        time.sleep(0.02)  # the editor's pause, part of the save imitated (not a wait for the daemon)
     os.utime(path)
 
 
@@ -193,12 +125,11 @@ def test_each_save_pattern_builds_the_new_content_once(warm_repo, daemons, save)
     path = warm_repo.write_spec("a", SPEC)
     daemon = daemons(warm_repo)
     daemon.finished("a", action="restore")
-    daemon.quiet_for(0.5)
     for bpm in (91, 92):
         mark = daemon.mark()
         save(path, SPEC.replace("bpm = 90", f"bpm = {bpm}"))
         daemon.finished("a", after=mark)
-        daemon.quiet_for(0.6)  # six debounce windows: a second job would show up here
+        daemon.barrier(SPEC)  # every cycle the save caused is over: a second job would be listed
         jobs = daemon.since(mark, "finished", "a")
         assert [(j["action"], j["ok"]) for j in jobs] == [("index", True)], daemon.log()
         assert warm_repo.index()["tracks"]["a"]["meta"] == {"bpm": bpm}
@@ -215,10 +146,11 @@ def test_a_content_change_is_generated_once_with_the_model_kept_loaded(warm_repo
         mark = daemon.mark()
         save_repeatedly(path, SPEC.replace("calm synth pad", prompt))
         job = daemon.finished("a", after=mark)
-        daemon.quiet_for(0.6)  # also lets the cycle write the index
+        daemon.barrier(SPEC)  # the publishing cycle wrote the index; a second job would be listed
         assert [(j["action"], j["reasons"]) for j in daemon.since(mark, "finished", "a")] == \
             [("generate", ["prompt changed"])], daemon.log()
         assert len(daemon.since(mark, "generated", "a")) == 1
+        assert daemon.queue_now() == ([], []), daemon.log()  # and none is queued or running
         assert warm_repo.index()["tracks"]["a"]["keys"] == job["keys"]
         loads += [e for e in daemon.since(mark, "note") if e["message"].startswith("model loaded")]
     assert len(loads) == 1  # loaded for the first generation, kept for the second
@@ -231,33 +163,35 @@ def test_a_burst_of_cache_hits_is_published_with_few_index_writes(warm_repo, dae
     warm_repo.write_spec("a", SPEC)
     daemon = daemons(warm_repo)
     daemon.finished("a", action="restore")
-    daemon.quiet_for(0.3)
+    daemon.wait_for(lambda e: e["event"] == "index_written" and e["tracks"] == 1)  # the first cycle's last word
     mark = daemon.mark()
     names = [f"burst{i:03d}" for i in range(200)]
     for name in names:  # same settings, other names: each one a cache hit
         warm_repo.write_spec(name, SPEC)
     daemon.wait_for(lambda e: e["event"] == "index_written" and e["tracks"] == 201, after=mark, timeout=300)
-    daemon.quiet_for(0.5)
-    restored = {e["name"] for e in daemon.since(mark, "finished") if e["action"] == "restore" and e["ok"]}
-    assert restored == set(names)
-    writes = daemon.since(mark, "index_written")
+    daemon.barrier(SPEC)  # whatever the burst caused has been reported
+    restored = [e["name"] for e in daemon.since(mark, "finished")
+                if e["action"] == "restore" and e["ok"] and e["name"] != BARRIER]
+    assert sorted(restored) == names  # each once
+    writes = [w for w in daemon.since(mark, "index_written") if w["tracks"] <= 201]  # not the barrier's
     assert 1 <= len(writes) <= 5, [w["tracks"] for w in writes]  # one per settle window, not 200
     assert daemon.since(mark, "generated") == []
     assert daemon.stop() == 0
     index = assert_index_matches_disk(warm_repo)
-    assert sorted(index["tracks"]) == sorted(["a", *names])
+    assert sorted(index["tracks"]) == sorted(["a", BARRIER, *names])
 
 
 def test_an_edit_during_generation_never_publishes_the_stale_take(repo, daemons):
     path = repo.write_spec("long", SPEC.replace("duration = 1.0", "duration = 12.0"))
     daemon = daemons(repo)
     first = daemon.wait_for(lambda e: e["event"] == "progress" and e["name"] == "long", timeout=300)
-    path.write_text(SPEC.replace("duration = 1.0", "duration = 12.0").replace("calm", "tense"))
+    edited = SPEC.replace("duration = 1.0", "duration = 12.0").replace("calm", "tense")
+    path.write_text(edited)
     stale = daemon.wait_for(lambda e: e["event"] == "generated", timeout=300)
     assert stale["ok"]
     final = daemon.wait_for(lambda e: e["event"] == "generated" and e["key"] != stale["key"], timeout=300)
     job = daemon.finished("long")
-    daemon.quiet_for(0.6)
+    daemon.barrier(edited)  # the edited audio is cached: the barrier restores it
     published = daemon.since(0, "finished", "long")
     assert [p["keys"]["generation"] for p in published] == [final["key"]], daemon.log()
     assert job["action"] == "generate" and first["done"] < first["total"]
@@ -285,13 +219,82 @@ def test_sigterm_during_generation_exits_0_and_leaves_only_complete_files(repo, 
     assert not list((repo.root / ".trackspec" / "tmp").iterdir())
 
 
+# The daemon's process with two instruments, over pipes the test passed it: the model load
+# lasts until the test lets it go (a long load is the step a first Ctrl-C cannot cut short:
+# a generation stops at its next step), and each time the daemon's own SIGINT handler has
+# run, a line says so.
+_SLOW_LOAD_LAUNCHER = textwrap.dedent("""
+    import os, signal, sys
+
+    import importer.generation as generation
+
+    report, gate = (int(fd) for fd in os.environ["TRACKSPEC_TEST_FDS"].split(","))
+
+    def load_backend(*args, **kwargs):
+        os.write(report, b"model load started\\n")
+        os.read(gate, 1)  # until the test writes or closes its end
+        raise OSError("the test ended the model load")
+
+    generation.load_backend = load_backend
+    install = signal.signal
+
+    def install_and_report(signum, handler):
+        if signum == signal.SIGINT and callable(handler):
+            daemons_handler = handler
+
+            def handler(sig, frame):
+                daemons_handler(sig, frame)
+                os.write(report, b"SIGINT handled\\n")
+        return install(signum, handler)
+
+    signal.signal = install_and_report
+    from importer.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def read_line(fd: int, timeout: float) -> str:
+    """One line from the pipe ``fd``, waiting at most ``timeout`` seconds for it."""
+    line = b""
+    deadline = time.monotonic() + timeout
+    while not line.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"nothing said within {timeout} s (so far {line!r})"
+        chunk = os.read(fd, 1)
+        assert chunk, f"the pipe closed (so far {line!r})"
+        line += chunk
+    return line.decode().strip()
+
+
 def test_a_second_sigint_stops_at_once_without_partial_files(repo, daemons):
-    repo.write_spec("long", SPEC.replace("duration = 1.0", "duration = 30.0"))
-    daemon = daemons(repo)
-    daemon.wait_for(lambda e: e["event"] == "progress" and e["done"] > 1)
-    daemon.proc.send_signal(signal.SIGINT)
-    assert daemon.stop(signal.SIGINT) in (0, 130)
+    repo.write_spec("long", SPEC)
+    report_r, report_w = os.pipe()
+    gate_r, gate_w = os.pipe()
+    repo.env["TRACKSPEC_TEST_FDS"] = f"{report_w},{gate_r}"
+    try:
+        daemon = daemons(repo, launcher=_SLOW_LOAD_LAUNCHER, pass_fds=(report_w, gate_r))
+        os.close(report_w)
+        os.close(gate_r)
+        assert read_line(report_r, 120) == "model load started"  # the worker is busy, holding the repo lock
+        daemon.proc.send_signal(signal.SIGINT)
+        assert read_line(report_r, 30) == "SIGINT handled"  # heard: finishing the current step
+        assert daemon.proc.poll() is None  # and that step (the load) goes on
+        daemon.proc.send_signal(signal.SIGINT)
+        # Out at once: without the second Ctrl-C the daemon would wait 30 s for the load, then exit 0.
+        try:
+            rc = daemon.wait_exit(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the second SIGINT did not end the daemon within 15 s\n" + daemon.log())
+        assert rc == 130, daemon.log()
+    finally:
+        os.close(gate_w)  # ends the load if the daemon is still in it
+        os.close(report_r)
+    assert "trackspec: stopped at once" in "".join(daemon.stderr)
+    assert daemon.since(0, "stopped") == []  # it did not take the orderly way out
     assert_no_partial_files(repo)
+    staging = repo.root / ".trackspec" / "tmp"
+    assert not staging.exists() or not list(staging.iterdir())
+    assert not (repo.root / "assets" / "music" / "index.json").exists()
 
 
 def test_build_during_a_daemon_generation_waits_and_nothing_is_generated_twice(repo, daemons):
@@ -305,8 +308,9 @@ def test_build_during_a_daemon_generation_waits_and_nothing_is_generated_twice(r
     assert [t["action"] for t in build.json()["tracks"]] in (["encode"], ["fresh"])
     assert "torch" not in build.imported  # it never generated
     daemon.finished("long", action="generate")
-    daemon.quiet_for(0.6)
+    daemon.barrier(SPEC.replace("duration = 1.0", "duration = 30.0"))  # cached by now: restored
     assert len(daemon.since(0, "generated", "long")) == 1
+    assert daemon.queue_now() == ([], []), daemon.log()
     index_after_build = repo.index()
     assert daemon.stop() == 0
     assert repo.index() == index_after_build
@@ -326,7 +330,7 @@ def test_an_invalid_save_keeps_the_last_good_asset_and_the_next_good_save_builds
     path = warm_repo.write_spec("a", SPEC)
     daemon = daemons(warm_repo)
     daemon.finished("a", action="restore")
-    daemon.quiet_for(0.3)
+    daemon.wait_for(lambda e: e["event"] == "index_written")
     good = warm_repo.index()["tracks"]["a"]
     ogg = warm_repo.root / good["files"]["ogg"]["path"]
 
@@ -338,7 +342,7 @@ def test_an_invalid_save_keeps_the_last_good_asset_and_the_next_good_save_builds
     path.write_text(SPEC.replace("duration = 1.0", "duration = -4.0"))
     failed = daemon.wait_for(lambda e: e["event"] == "finished" and not e["ok"], after=mark)
     assert "a.trackspec:2:" in failed["error"] and "duration" in failed["error"], failed
-    daemon.quiet_for(0.3)
+    daemon.barrier(SPEC)  # no later cycle touched the index either
     assert warm_repo.index()["tracks"]["a"] == good and sha256(ogg) == good["files"]["ogg"]["sha256"]
     assert daemon.proc.poll() is None  # still running
 
@@ -355,7 +359,7 @@ def test_delete_rename_and_config_changes_are_replanned(warm_repo, daemons):
     warm_repo.write_spec("b", SPEC)
     daemon = daemons(warm_repo)
     daemon.finished("b", action="restore")
-    daemon.quiet_for(0.3)
+    daemon.wait_for(lambda e: e["event"] == "index_written" and e["tracks"] == 2)
     music = warm_repo.root / "assets" / "music"
 
     mark = daemon.mark()
@@ -381,11 +385,15 @@ def test_delete_rename_and_config_changes_are_replanned(warm_repo, daemons):
     assert not (music / "synthwave").exists()
 
     mark = daemon.mark()
+    good_config = config.read_text()
     config.write_text("specs = [")  # a broken config: said once, nothing touched
     error = daemon.wait_for(lambda e: e["event"] == "error", after=mark)
     assert "trackspec.toml:1:" in error["message"]
-    daemon.quiet_for(0.3)
-    assert daemon.since(mark, "finished") == [] and daemon.proc.poll() is None
+    config.write_text(good_config)  # mended: every track is fresh again, nothing to say
+    daemon.barrier(SPEC)
+    assert [e["name"] for e in daemon.since(mark, "finished")] == [BARRIER, BARRIER], daemon.log()
+    assert len(daemon.since(mark, "error")) == 1 and daemon.proc.poll() is None
+    assert warm_repo.index()["tracks"]["c"]["files"]["ogg"]["path"] == "assets/music/ambient/c.ogg"
     assert daemon.stop() == 0
     assert daemon.since(0, "generated") == []
     assert_index_matches_disk(warm_repo)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pytest
 
 from importer.config import load_config
+from importer.watch import events
 from importer.watch.events import OverflowAlarm, Wakeups, is_relevant
 
 
@@ -48,21 +48,32 @@ def test_relevant_folders(config):
     assert not is_relevant(config, str(config.root / "assets" / "music"), is_directory=True)
 
 
-def test_changes_settle_after_the_debounce_and_come_out_once():
-    wakeups = Wakeups(debounce=0.1)
-    start = time.monotonic()
+class FakeClock:
+    """``time`` as importer.watch.events sees it: ``monotonic`` says what the test set."""
 
-    def burst():
-        for i in range(5):
-            wakeups.changed(f"/x/{i % 2}.trackspec")
-            time.sleep(0.03)
+    def __init__(self) -> None:
+        self.now = 0.0
 
-    thread = threading.Thread(target=burst)
-    thread.start()
-    changes, reasons = wakeups.wait(lambda: False)
-    thread.join()
-    assert changes == ["/x/0.trackspec", "/x/1.trackspec"] and reasons == []
-    assert time.monotonic() - start >= 0.12 + 0.1 - 0.01  # last event at ~0.12 s, then 0.1 s quiet
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_changes_settle_after_the_debounce_and_come_out_once(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(events, "time", clock)
+    wakeups = Wakeups(debounce=1.0)
+    waited: list = []
+    waiter = threading.Thread(target=lambda: waited.append(wakeups.wait(lambda: False)))
+    waiter.start()  # blocked: nothing to do yet
+    for i in range(5):  # a burst, 0.25 s apart: each change restarts the debounce
+        clock.now = 0.25 * i
+        wakeups.changed(f"/x/{i % 2}.trackspec")
+    clock.now = 1.0 + 0.75  # 0.75 s after the last change: not settled
+    wakeups.poke("probe")  # wakes the waiter at once; it hands out changes only once settled
+    waiter.join(10)
+    assert not waiter.is_alive() and waited == [([], ["probe"])]
+    clock.now = 1.0 + 1.0  # a whole debounce after the last change
+    assert wakeups.wait(lambda: False) == (["/x/0.trackspec", "/x/1.trackspec"], [])  # each once
     assert wakeups.wait(lambda: True) is None  # stop requested: nothing more
 
 

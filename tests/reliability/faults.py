@@ -85,6 +85,14 @@ def popen_cli(repo, *args: str, stdout=subprocess.DEVNULL) -> subprocess.Popen:
                             stdout=stdout, stderr=subprocess.PIPE, text=True)
 
 
+def pause(proc: subprocess.Popen, seconds: float) -> None:
+    """Let ``seconds`` pass, or less if ``proc`` ends first: a fault schedule's pause."""
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def kill_after(proc: subprocess.Popen, delay: float, sig: int = signal.SIGKILL, timeout: float = 120) -> bool:
     """Send ``sig`` after ``delay`` seconds unless the process ended first; whether it was hit."""
     try:

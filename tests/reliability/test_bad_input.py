@@ -110,9 +110,40 @@ def test_bad_temperature(repo, value):
     spec_case(repo, f'prompt = "x"\n[generation]\ntemperature = {value}\n', "generation.temperature: ")
 
 
-def test_top_k_zero_builds(good_edge_cases):
+def test_top_k_zero_builds_and_samples_from_the_whole_distribution(good_edge_cases, tiny_model):
+    """``top_k = 0`` means "no top-k filter": the build's audio is what the backend makes with
+    top_k = 0, which is what it makes when every token may be drawn (top_k = vocabulary
+    size), and not what a real filter makes (top_k = 1) from the same seed."""
+    import dataclasses
+
+    import numpy as np
+
+    from importer.cache import LocalCache
+    from importer.generate.base import GenerationRequest
+    from importer.generation import load_backend
+
     repo, _ = good_edge_cases
-    assert repo.index()["tracks"]["nok"]["files"]["ogg"]
+    entry = repo.index()["tracks"]["nok"]
+    assert (repo.root / entry["files"]["ogg"]["path"]).is_file()
+    raw = LocalCache(repo.root.parent / "cache").get("raw", entry["keys"]["generation"])
+    info, inputs = raw.info, raw.info["inputs"]
+    assert inputs["top_k"] == 0 and inputs["prompt"] == "calm pad" and inputs["seed"] == 3
+    built = np.fromfile(raw.files["audio.f32"], dtype="<f4").reshape(info["channels"], info["samples"])
+    assert built.shape == (1, 32000) and np.isfinite(built).all() and built.std() > 0
+
+    backend = load_backend(str(tiny_model), None, "cpu")
+    try:
+        vocabulary = int(backend.model.decoder.config.vocab_size)
+        request = GenerationRequest(name="nok", prompt=inputs["prompt"], duration=inputs["duration"],
+                                    seed=inputs["seed"], temperature=inputs["temperature"], top_k=0,
+                                    top_p=inputs["top_p"], guidance_scale=inputs["guidance_scale"])
+        direct, unfiltered, top1 = backend.generate([request, dataclasses.replace(request, top_k=vocabulary),
+                                                     dataclasses.replace(request, top_k=1)])
+    finally:
+        backend.close()
+    assert np.array_equal(built, direct)
+    assert np.array_equal(direct, unfiltered)
+    assert not np.array_equal(direct, top1)
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", "a\\b", "/abs", "..", "Upper", "mus\u00efque",

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 
 from faults import TRACKS, Project, build, popen_cli
 from invariants import TALLY, check_complete
+from watchproc import WatchProcess
 
 
 def test_two_builds_and_the_daemon_together(repo):
@@ -22,24 +22,23 @@ def test_two_builds_and_the_daemon_together(repo):
         project.specs[name].seed = 10 + n
     project.write()
     procs = [popen_cli(repo, "build", "--json", stdout=subprocess.PIPE) for _ in range(2)]
-    daemon = popen_cli(repo, "watch", "--json", stdout=subprocess.PIPE)
-    outputs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, err
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # the daemon may still publish what it generated
-        if build(repo, "--check").returncode == 0:
-            break
-        time.sleep(0.5)
-    time.sleep(1.0)
-    daemon.send_signal(signal.SIGTERM)
-    d_out, d_err = daemon.communicate(timeout=120)
-    assert daemon.returncode == 0, d_err
+    daemon = WatchProcess(repo)
+    try:
+        outputs = [p.communicate(timeout=300) for p in procs]
+        for p, (out, err) in zip(procs, outputs):
+            assert p.returncode == 0, err
+        # Both builds are done. The daemon publishes what it generated; once a spec saved now
+        # has been published (and its track removed again), every cycle before is over.
+        daemon.barrier((repo.root / "track_specs" / f"{TRACKS[0]}.trackspec").read_text())
+        daemon.drop_barrier()
+        assert daemon.queue_now() == ([], []), daemon.log()  # nothing left to generate
+        assert daemon.stop(signal.SIGTERM, timeout=120) == 0, daemon.log()
+    finally:
+        daemon.kill()
     TALLY.trial()
 
     generated = [t["name"] for out, _ in outputs for t in json.loads(out)["tracks"] if t["action"] == "generate"]
-    events = [json.loads(line) for line in d_out.splitlines()]
-    generated += [e["name"] for e in events if e["event"] == "generated" and e["ok"]]
+    generated += [e["name"] for e in daemon.since(0, "generated") if e["ok"]]
     assert sorted(generated) == sorted(TRACKS), f"generations: {generated}"
     index = check_complete(repo.root, decode=True)
     assert sorted(index["tracks"]) == sorted(TRACKS)

@@ -9,23 +9,14 @@ tree holds and the next `build` exits 0 with exactly a clean build's index.
 from __future__ import annotations
 
 import signal
-import time
-from pathlib import Path
 
 import pytest
 
-from faults import Project, build, kill_after, popen_cli
+from faults import Project, build, kill_after, pause
 from invariants import TALLY, check_complete, check_tree
+from watchproc import WatchProcess
 
 TRIALS = 8
-
-
-def _wait_until_watching(daemon, events: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while '"event": "watching"' not in events.read_text():
-        assert daemon.poll() is None, daemon.stderr.read()
-        assert time.monotonic() < deadline, "the daemon did not start"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
@@ -33,26 +24,32 @@ def test_daemon_signal_matrix(built_repo, rng, sig):
     repo = built_repo
     project = Project(repo)
     expected = {project.signature(): check_complete(repo.root)}
-    events = repo.root.parent / "events.jsonl"
     for trial in range(TRIALS):
-        with open(events, "w") as out:
-            daemon = popen_cli(repo, "watch", "--json", "--debounce", "50", stdout=out)
-        _wait_until_watching(daemon, events)  # its signal handlers are installed by then
-        time.sleep(rng.uniform(0.0, 2.0))  # the initial cycle, or idle
-        kind = project.mutate(rng)
-        killed = kill_after(daemon, rng.uniform(0.0, 4.0), sig, timeout=120)
+        daemon = WatchProcess(repo, "--debounce", "50")
+        try:
+            daemon.wait_for(lambda e: e["event"] == "watching")  # its signal handlers are installed by then
+            # The fault schedule (seeded): a pause that lands in the initial cycle or in idle
+            # time, a change, and the signal a random moment later. These pick the moment of
+            # the fault; no step of the test waits for the daemon by them.
+            pause(daemon.proc, rng.uniform(0.0, 2.0))
+            kind = project.mutate(rng)
+            killed = kill_after(daemon.proc, rng.uniform(0.0, 4.0), sig, timeout=120)
+            daemon.wait_exit(timeout=120)
+        finally:
+            daemon.kill()
         TALLY.trial()
-        stderr = daemon.stderr.read()
-        if sig == signal.SIGTERM and killed:
-            assert daemon.returncode == 0, f"trial {trial} ({kind}): SIGTERM gave {daemon.returncode}\n{stderr}"
+        stderr = "".join(daemon.stderr)
+        rc = daemon.proc.returncode
+        assert killed, f"trial {trial} ({kind}): the daemon exited by itself (rc {rc})\n{stderr}"
+        if sig == signal.SIGTERM:
+            assert rc == 0, f"trial {trial} ({kind}): SIGTERM gave {rc}\n{stderr}"
         assert "Traceback" not in stderr, stderr
         problems = check_tree(repo.root)
         assert not problems, f"trial {trial} ({kind}): {problems}"
         after = build(repo)
         assert after.returncode == 0, f"trial {trial} ({kind}): recovery build failed\n{after.stderr}"
         index = check_complete(repo.root)
-        if killed:
-            TALLY.survived()
+        TALLY.survived()
         signature = project.signature()
         if signature in expected:
             assert index == expected[signature], f"trial {trial} ({kind}): differs from an earlier build"
