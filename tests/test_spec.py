@@ -183,7 +183,7 @@ def test_config_errors_have_locations(tmp_path):
     root = _repo(tmp_path, 'specs = ["track_specs"]\ndevice = "gpu"\n')
     with pytest.raises(ConfigError) as info:
         load_config(root)
-    assert str(info.value) == f"{root / 'trackspec.toml'}:2:1: device: 'gpu' is not a device; allowed: 'auto', 'cuda', 'cpu'"
+    assert str(info.value) == f"{root / 'trackspec.toml'}:2:1: device: 'gpu' is not a device; allowed: 'auto', 'cuda', 'mps', 'cpu'"
     _repo(tmp_path, '[defaults.generation]\ntop_kk = 3\n')
     with pytest.raises(ConfigError) as info:
         load_config(root)
