@@ -110,8 +110,13 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter) 
             plan = make_plan(config, options, state)
             noop = is_noop(plan)
             sweep_leftovers(config, plan)
-            report = Executor(config, plan, state, reporter, options.index_flush_seconds,
-                              remote_session(config, options.require_remote)).run()
+            farm = farm_generator(config, reporter)
+            try:
+                report = Executor(config, plan, state, reporter, options.index_flush_seconds,
+                                  remote_session(config, options.require_remote), farm=farm).run()
+            finally:
+                if farm is not None:
+                    farm.close()
             if noop and report.ok:
                 record_noop(config, options, plan)
             return report
@@ -147,6 +152,15 @@ def remote_session(config: ProjectConfig, require: bool = False):
     from .remote.session import RemoteSession
 
     return RemoteSession(config.remote, LocalCache(config.cache_dir), require)
+
+
+def farm_generator(config: ProjectConfig, reporter: Reporter):
+    """Generation on the farm (``[farm]``, ``--farm``); ``None``: here. Connects only when used."""
+    if config.farm is None:
+        return None
+    from .farm.client import FarmGenerator
+
+    return FarmGenerator(config.farm, reporter.note)
 
 
 def inspect_plan(config: ProjectConfig, options: BuildOptions) -> Plan:
@@ -225,7 +239,7 @@ class Executor:
 
     def __init__(self, config: ProjectConfig, plan: Plan, state: State, reporter: Reporter,
                  index_flush_seconds: float | None = 0.5, remote: Any = None,
-                 backends: generation.Backends | None = None):
+                 backends: generation.Backends | None = None, farm: Any = None):
         self.config = config
         #: The team cache (``remote.session.RemoteSession``), consulted on local misses only.
         self.remote = remote
@@ -236,6 +250,8 @@ class Executor:
         self.index = IndexTransaction(config, plan.index, state, reporter.index_written, index_flush_seconds)
         #: Where models come from (default: loaded here for this build, closed after).
         self.backends = backends or LoadPerRun(config, reporter.note)
+        #: Generation on the farm (``farm.client.FarmGenerator``): batches come back rendered.
+        self.farm = farm
         self.results: list[TrackResult] = []
 
     def run(self) -> BuildReport:
@@ -426,7 +442,8 @@ class Executor:
             queue = InOrder()
             listener = generation.Listener(self.reporter.started, self.reporter.progress,
                                            lambda results: self._generated(results, pool, queue))
-            generation.generate(self.config, plans, self.cache, self.backends, listener)
+            generate = self.farm.generate if self.farm is not None else generation.generate
+            generate(self.config, plans, self.cache, self.backends, listener)
             queue.run_all()
 
     def _generated(self, results: list[Generated], pool: RenderPool, queue: InOrder) -> None:
@@ -439,6 +456,11 @@ class Executor:
             if g.error is not None or g.raw is None:
                 error = g.error or "no audio"
                 queue.add(None, lambda tp=tp, e=error, s=start: self._finish(self._result(tp, s, error=e)))
+                continue
+            rendered = self.cache.get("render", tp.track.keys.render) if self.farm is not None else None
+            if rendered is not None:  # a farm worker rendered it (verified into the cache)
+                queue.add(None, lambda tp=tp, r=rendered, s=start: self._attempt(tp, s, lambda: self._publish(
+                    tp.track, r)))
                 continue
             try:
                 job = self._submit_render(pool, tp.track, g.raw)

@@ -11,6 +11,7 @@ from pathlib import Path
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms of a no-op build
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 
@@ -29,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help: str, descriptio
                epilog: str | None = None) -> argparse.ArgumentParser:
     """A subcommand parser whose epilog keeps its line breaks (the description is wrapped)."""
     import argparse
+    from typing import Any
     import textwrap
 
     if "\n" not in description:
@@ -73,3 +75,21 @@ def print_rows_json(config, rows: list) -> None:
 
     print(json.dumps({"root": str(config.root), "index": str(config.index_path),
                       "tracks": [dataclasses.asdict(r) for r in rows]}, indent=2, sort_keys=True))
+
+
+def add_farm_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--farm ADDRESS`` and ``--require-farm`` (build, watch, audition)."""
+    parser.add_argument("--farm", metavar="ADDRESS",
+                        help="generate on a Ray farm: local (every GPU here), auto or ray://host:10001 "
+                             "(needs trackspec[farm]). Env: TRACKSPEC_FARM; trackspec.toml: [farm]")
+    parser.add_argument("--require-farm", action="store_true",
+                        help="an unreachable farm fails (exit 1) instead of one message and a local build")
+
+
+def with_farm(config: Any, args: argparse.Namespace) -> Any:
+    """``config`` with ``--farm``/``--require-farm`` applied (nothing imported without them)."""
+    if getattr(args, "farm", None) is None and not getattr(args, "require_farm", False):
+        return config
+    from ..farm.settings import with_overrides
+
+    return with_overrides(config, args.farm, args.require_farm)
