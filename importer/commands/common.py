@@ -30,7 +30,6 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help: str, descriptio
                epilog: str | None = None) -> argparse.ArgumentParser:
     """A subcommand parser whose epilog keeps its line breaks (the description is wrapped)."""
     import argparse
-    from typing import Any
     import textwrap
 
     if "\n" not in description:
@@ -77,11 +76,13 @@ def print_rows_json(config, rows: list) -> None:
                       "tracks": [dataclasses.asdict(r) for r in rows]}, indent=2, sort_keys=True))
 
 
-def add_farm_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--farm ADDRESS`` and ``--require-farm`` (build, watch, audition)."""
+def add_farm_arguments(parser: argparse.ArgumentParser, require: bool = True) -> None:
+    """``--farm ADDRESS`` and (unless ``require`` is false) ``--require-farm``."""
     parser.add_argument("--farm", metavar="ADDRESS",
                         help="generate on a Ray farm: local (every GPU here), auto or ray://host:10001 "
                              "(needs trackspec[farm]). Env: TRACKSPEC_FARM; trackspec.toml: [farm]")
+    if not require:
+        return
     parser.add_argument("--require-farm", action="store_true",
                         help="an unreachable farm fails (exit 1) instead of one message and a local build")
 
