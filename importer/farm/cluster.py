@@ -20,6 +20,8 @@ from .settings import INSTALL_HINT, FarmSettings
 
 #: Seconds a ``ray://`` or ``host:port`` address gets to accept a TCP connection.
 PROBE_TIMEOUT = 5.0
+#: Times a ``ray://`` join is tried when the server aborts it.
+JOIN_ATTEMPTS = 3
 
 
 class FarmUnavailable(TrackspecError):
@@ -91,7 +93,7 @@ def connect(config: ProjectConfig, settings: FarmSettings) -> Farm:
         else:
             if address != "auto":
                 _probe(address)
-            ray.init(address=address, **quiet)
+            _join(ray, address, quiet)
     except FarmUnavailable:
         raise
     except Exception as exc:  # ConnectionError, a version mismatch, a refused token, ...
@@ -122,6 +124,20 @@ def connect(config: ProjectConfig, settings: FarmSettings) -> Farm:
     where = "started on this machine" if address == "local" else f"joined at {address}"
     describe = f"farm {where} in {seconds:.1f} s: {workers} worker(s), one per {unit}"
     return Farm(settings, ray, workers, options, describe, address == "local", seconds)
+
+
+def _join(ray: Any, address: str, options: dict[str, Any]) -> None:
+    """``ray.init(address)``; a Ray Client server whose per-client server failed to start
+    (``ConnectionAbortedError``: it forks while gRPC threads run) is asked again."""
+    for attempt in range(1, JOIN_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, **options)
+            return
+        except ConnectionAbortedError:
+            if ray.is_initialized():
+                ray.shutdown()
+            if attempt == JOIN_ATTEMPTS:
+                raise
 
 
 def _local_gpus() -> int:
