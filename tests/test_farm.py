@@ -105,7 +105,7 @@ def test_farm_build_over_ray_client_matches_a_local_build(cluster, reference, ti
     assert "ray" in result.imported
     # Nothing is left to do, and the no-op (with the farm still configured) never imports Ray.
     again = repo.run("build", "--farm", cluster.address, check_rc=0)
-    assert "ray" not in again.imported and "4 fresh" in again.stderr
+    assert "ray" not in again.imported and "4 up to date" in again.stderr
 
 
 def test_a_worker_killed_mid_batch_loses_nothing(cluster, reference, tiny_model, tmp_path):
