@@ -194,5 +194,6 @@ def test_watch_generates_on_the_farm(cluster, reference, tiny_model, tmp_path):
         assert sum(": model loaded" in n for n in notes) <= 2
         assert len([n for n in notes if re.search(r"farm worker \d+ on \S+, pid \d+: batch", n)]) == TRACKS
     finally:
-        assert daemon.stop() == 0
+        rc = daemon.stop()
+    assert rc == 0, daemon.log()
     assert _outputs(repo) == (ref_index, ref_files)

@@ -93,4 +93,4 @@ def with_farm(config: Any, args: argparse.Namespace) -> Any:
         return config
     from ..farm.settings import with_overrides
 
-    return with_overrides(config, args.farm, args.require_farm)
+    return with_overrides(config, args.farm, getattr(args, "require_farm", False))
