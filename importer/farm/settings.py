@@ -14,7 +14,7 @@ from ..fields import Field, FieldProblem, boolean, ranged, text
 #: Overrides ``[farm] address`` (as ``--farm`` does): set on a build agent.
 FARM_ENV = "TRACKSPEC_FARM"
 #: What to install where Ray is missing (the build machine and every worker node).
-INSTALL_HINT = 'pip install "trackspec[farm]"  (Ray Core with its client: ray[client]>=2.40)'
+INSTALL_HINT = 'pip install "trackspec[farm]"  (Ray Core with its client: ray[client]>=2.60)'
 
 
 def check_address(value: Any) -> str:
