@@ -108,6 +108,27 @@ def test_farm_build_over_ray_client_matches_a_local_build(cluster, reference, ti
     assert "ray" not in again.imported and "4 up to date" in again.stderr
 
 
+def test_farm_local_starts_ray_here_and_matches_a_local_build(reference, tiny_model, tmp_path):
+    _, ref_index, ref_files = reference
+    repo = _repo(tmp_path, tiny_model)
+    result = repo.run("build", "--farm", "local", check_rc=0)
+    assert "farm started on this machine" in result.stderr
+    assert "1 worker(s), one per unit of 'farm_slot'" in result.stderr
+    assert len(re.findall(r"farm worker 1 on \S+, pid \d+: batch \d/4", result.stderr)) == TRACKS
+    assert list(_loads_by_worker(result.stderr).values()) == [1]  # one load for four batches
+    assert _outputs(repo) == (ref_index, ref_files)
+
+
+def test_a_bad_farm_address_is_a_config_error_with_its_line(game_repo):
+    (game_repo.root / "trackspec.toml").write_text('specs = ["track_specs"]\n\n[farm]\naddress = "gpu-box"\n')
+    result = game_repo.run("build", "--check", check_rc=2)
+    assert "trackspec.toml:4:" in result.stderr and "farm.address: 'gpu-box' is not a farm address" in result.stderr
+    assert "ray" not in result.imported
+    game_repo.env["TRACKSPEC_FARM"] = "ray://nowhere"
+    result = game_repo.run("plan", check_rc=2)
+    assert "environment variable TRACKSPEC_FARM" in result.stderr
+
+
 def test_a_worker_killed_mid_batch_loses_nothing(cluster, reference, tiny_model, tmp_path):
     """The first worker to say it is ready is stopped (SIGSTOP), so the batch it is given
     cannot finish; once the build has dispatched that batch, the worker is SIGKILLed."""
