@@ -108,8 +108,7 @@ class FarmGenerator:
         for slot in self._slots:
             self.farm.ray.kill(slot.actor, no_restart=True)
         self._slots = []
-        if self.farm.started_here:
-            self.farm.close()
+        self.farm.close()  # stops a Ray started here; disconnects from a joined cluster
         self.farm = None
 
     # ------------------------------------------------------------ generation

@@ -42,6 +42,7 @@ class Farm:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        """Stop the Ray started here, or leave the joined cluster (its workers keep running)."""
         if self.ray.is_initialized():
             self.ray.shutdown()
 
