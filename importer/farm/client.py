@@ -193,7 +193,7 @@ class FarmGenerator:
                 for tp in batches[index]:
                     listener.started(tp)
             self.note(f"{slot.label}: batch {index + 1}/{len(batches)} ({len(batches[index])} track(s))")
-            slot.call = slot.actor.run.remote(config, batches[index])
+            slot.call = slot.actor.run.remote(config, batches[index], _to_render(batches[index]))
 
     def _hello(self, slot: _Slot) -> None:
         ray = self.farm.ray  # type: ignore[union-attr]
@@ -313,6 +313,12 @@ def verified_put(cache: LocalCache, entry: dict[str, Any], key: str, source: str
         import shutil
 
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _to_render(batch: list[TrackPlan]) -> set[str]:
+    """The tracks a worker renders too: not audition takes (``audition.take_plans`` names them
+    apart from their track, and ``audition`` renders them under their track's name itself)."""
+    return {tp.name for tp in batch if "audition" not in tp.reasons}
 
 
 def _model(batch: list[TrackPlan]) -> tuple:

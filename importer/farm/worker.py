@@ -69,8 +69,9 @@ class FarmWorker:
         with self._lock:
             self._progress[name] = (done, total)
 
-    def run(self, config: ProjectConfig, batch: list[TrackPlan]) -> dict[str, Any]:
-        """Generate and render one batch; per track its entries or its error, plus the notes."""
+    def run(self, config: ProjectConfig, batch: list[TrackPlan], render: set[str]) -> dict[str, Any]:
+        """Generate one batch and render the tracks named in ``render``; per track its entries
+        or its error, plus the notes."""
         from ..render import render_raw, settings_for
 
         self._cancelled = False
@@ -87,6 +88,9 @@ class FarmWorker:
                 result: dict[str, Any] = {"name": g.plan.name, "seconds": g.seconds, "error": g.error}
                 if g.raw is not None:
                     result["entries"] = [pack("raw", g.raw)]
+                    if g.plan.name not in render:
+                        tracks.append(result)
+                        continue
                     try:
                         rendered = render_raw(cache, g.raw, settings_for(track), track.keys.render,
                                               track.keys.render_inputs)
