@@ -218,3 +218,25 @@ def test_watch_generates_on_the_farm(cluster, reference, tiny_model, tmp_path):
         rc = daemon.stop()
     assert rc == 0, daemon.log()
     assert _outputs(repo) == (ref_index, ref_files)
+
+
+def test_an_entry_from_a_worker_is_verified_before_it_reaches_the_cache(tmp_path):
+    """What a worker returns is checked like a team-cache download: a changed byte, a manifest
+    for another key or a missing file and nothing reaches the cache."""
+    from importer.cache import LocalCache
+    from importer.errors import CacheCorrupt
+    from importer.farm.client import verified_put
+    from importer.farm.worker import pack
+
+    source = LocalCache(tmp_path / "worker")
+    (tmp_path / "audio.ogg").write_bytes(b"OggS" + bytes(range(200)))
+    entry = pack("render", source.put("render", "a" * 64, {"audio.ogg": tmp_path / "audio.ogg"}, {"x": 1}))
+    cache = LocalCache(tmp_path / "build")
+    tampered = {**entry, "files": {"audio.ogg": entry["files"]["audio.ogg"][:-1] + b"!"}}
+    for bad, key in ((tampered, "a" * 64), (entry, "b" * 64), ({**entry, "files": {}}, "a" * 64)):
+        with pytest.raises(CacheCorrupt):
+            verified_put(cache, bad, key, "farm worker 1")
+        assert not cache.has("render", key)
+    put = verified_put(cache, entry, "a" * 64, "farm worker 1")
+    assert put.files["audio.ogg"].read_bytes() == entry["files"]["audio.ogg"] and put.info == {"x": 1}
+    assert not any((tmp_path / "build" / "v1" / "tmp").iterdir())
