@@ -44,7 +44,7 @@ def build(repo: Path, cache: Path, env: dict[str, str], *args: str) -> tuple[flo
     shutil.rmtree(repo / "assets", ignore_errors=True)
     shutil.rmtree(repo / ".trackspec", ignore_errors=True)
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "importer", "build", "-q", *args], cwd=repo, env=env,
+    proc = subprocess.run([sys.executable, "-m", "importer", "build", *args], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=1800)
     wall = time.monotonic() - start
     if proc.returncode != 0:
