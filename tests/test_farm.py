@@ -124,6 +124,7 @@ def test_a_bad_farm_address_is_a_config_error_with_its_line(game_repo):
     result = game_repo.run("build", "--check", check_rc=2)
     assert "trackspec.toml:4:" in result.stderr and "farm.address: 'gpu-box' is not a farm address" in result.stderr
     assert "ray" not in result.imported
+    (game_repo.root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
     game_repo.env["TRACKSPEC_FARM"] = "ray://nowhere"
     result = game_repo.run("plan", check_rc=2)
     assert "environment variable TRACKSPEC_FARM" in result.stderr
