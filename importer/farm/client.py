@@ -54,6 +54,7 @@ class _Slot:
     batch: int | None = None     # the batch in flight
     call: Any = None             # its run() call
     poll: Any = None             # the pending progress() call
+    polled: float = 0.0          # when it was made
     model: tuple | None = None   # the model it last loaded
 
     @property
@@ -166,9 +167,10 @@ class FarmGenerator:
                     finished = self._finished(slot, batches, todo, attempts, cache, listener, shown)
                     if finished is not None:
                         done[finished[0]] = finished[1]
-            for slot in self._slots:  # ask busy workers how far they are
-                if slot.call is not None and slot.poll is None:
-                    slot.poll = slot.actor.progress.remote()
+            now = time.monotonic()
+            for slot in self._slots:  # ask busy workers how far they are, every POLL_SECONDS
+                if slot.call is not None and slot.poll is None and now - slot.polled >= POLL_SECONDS:
+                    slot.poll, slot.polled = slot.actor.progress.remote(), now
             while next_out in done:  # results in batch order, as a local build gives them
                 listener.batch_done(done[next_out])
                 results += done[next_out]
