@@ -90,7 +90,9 @@ def connect(config: ProjectConfig, settings: FarmSettings) -> Farm:
             # The raylet and its workers inherit this environment: they import this checkout.
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_code_path(), os.environ.get("PYTHONPATH"))
                                                        if p)
-            ray.init(num_cpus=cpus, num_gpus=gpus if wants_gpu else 0, resources=resources, **quiet)
+            # address="local": a new instance even where another Ray runs on this machine.
+            ray.init(address="local", num_cpus=cpus, num_gpus=gpus if wants_gpu else 0, resources=resources,
+                     **quiet)
         else:
             if address != "auto":
                 _probe(address)
