@@ -115,8 +115,13 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter,
             noop = is_noop(plan)
             sweep_leftovers(config, plan)
             listed_before = engines.snapshot(plan.index)
-            report = Executor(config, plan, state, reporter, options.index_flush_seconds,
-                              remote_session(config, options.require_remote), backends).run()
+            farm = farm_generator(config, reporter)
+            try:
+                report = Executor(config, plan, state, reporter, options.index_flush_seconds,
+                                  remote_session(config, options.require_remote), backends, farm=farm).run()
+            finally:
+                if farm is not None:
+                    farm.close()
             engines.sync(config, plan.index, listed_before)  # Godot .import sidecars from the final index
             if noop and report.ok:
                 record_noop(config, options, plan)
@@ -153,6 +158,15 @@ def remote_session(config: ProjectConfig, require: bool = False):
     from .remote.session import RemoteSession
 
     return RemoteSession(config.remote, LocalCache(config.cache_dir), require)
+
+
+def farm_generator(config: ProjectConfig, reporter: Reporter):
+    """Generation on the farm (``[farm]``, ``--farm``); ``None``: here. Connects only when used."""
+    if config.farm is None:
+        return None
+    from .farm.client import FarmGenerator
+
+    return FarmGenerator(config.farm, reporter.note)
 
 
 def inspect_plan(config: ProjectConfig, options: BuildOptions) -> Plan:
@@ -231,7 +245,7 @@ class Executor:
 
     def __init__(self, config: ProjectConfig, plan: Plan, state: State, reporter: Reporter,
                  index_flush_seconds: float | None = 0.5, remote: Any = None,
-                 backends: generation.Backends | None = None):
+                 backends: generation.Backends | None = None, farm: Any = None):
         self.config = config
         #: The team cache (``remote.session.RemoteSession``), consulted on local misses only.
         self.remote = remote
@@ -242,6 +256,8 @@ class Executor:
         self.index = IndexTransaction(config, plan.index, state, reporter.index_written, index_flush_seconds)
         #: Where models come from (default: loaded here for this build, closed after).
         self.backends = backends or LoadPerRun(config, reporter.note)
+        #: Generation on the farm (``farm.client.FarmGenerator``): batches come back rendered.
+        self.farm = farm
         self.results: list[TrackResult] = []
 
     def run(self) -> BuildReport:
@@ -432,7 +448,8 @@ class Executor:
             queue = InOrder()
             listener = generation.Listener(self.reporter.started, self.reporter.progress,
                                            lambda results: self._generated(results, pool, queue))
-            generation.generate(self.config, plans, self.cache, self.backends, listener)
+            generate = self.farm.generate if self.farm is not None else generation.generate
+            generate(self.config, plans, self.cache, self.backends, listener)
             queue.run_all()
 
     def _generated(self, results: list[Generated], pool: RenderPool, queue: InOrder) -> None:
@@ -452,6 +469,9 @@ class Executor:
         if g.error is not None or g.raw is None:
             error = g.error or "no audio"
             return None, lambda: self._finish(self._result(tp, start, error=error))
+        rendered = self.cache.get("render", tp.track.keys.render) if self.farm is not None else None
+        if rendered is not None:  # a farm worker rendered it (verified into the cache)
+            return None, lambda: self._attempt(tp, start, lambda: self._publish(tp.track, rendered))
         try:
             job = self._submit_render(pool, tp.track, g.raw)
         except Exception as exc:

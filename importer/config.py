@@ -113,6 +113,9 @@ class ProjectConfig:
     remote: Any = None
     #: ``[engine] godot``: the Godot project folder as configured; ``None``: found from the assets folder.
     godot_project: Path | None = None
+    #: Where generation runs (``[farm]``, ``TRACKSPEC_FARM``; ``farm_settings.FarmSettings``);
+    #: ``None``: on this process's device.
+    farm: Any = None
 
     @property
     def staging_dir(self) -> Path:
@@ -175,6 +178,7 @@ def load_config(root: Path) -> ProjectConfig:
         raise ProjectNotFound(f"{root} has no {CONFIG_NAME}; run `trackspec init` there first")
     doc = read_toml(path, ConfigError)
     data, remote = _cache_table(doc)
+    data, farm = _farm_table(doc, data)
     values = check_table(doc, data, PROJECT_FIELDS, (), ConfigError, {"engine": ENGINE_FIELDS},
                          free_tables=("defaults",))
     default_fields = {k: f for k, f in TOP_FIELDS.items() if k != "name"}
@@ -223,7 +227,31 @@ def load_config(root: Path) -> ProjectConfig:
         resolved_from=tuple(resolved_from),
         remote=remote,
         godot_project=godot,
+        farm=farm,
     )
+
+
+def _farm_table(doc: TomlDocument, data: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Split off ``[farm]`` (validated with file and field in every error); ``TRACKSPEC_FARM``
+    sets or overrides its address. Returns (the other settings, ``FarmSettings`` or ``None``)."""
+    from .farm_settings import FARM_ENV, FARM_FIELDS, FarmSettings, check_address
+
+    values: dict[str, Any] = {}
+    if "farm" in data:
+        values = check_table(doc, {"farm": data["farm"]}, {}, (), ConfigError, {"farm": FARM_FIELDS})["farm"]
+        data = {k: v for k, v in data.items() if k != "farm"}
+    env = os.environ.get(FARM_ENV)
+    if env:
+        try:
+            values = {**values, "address": check_address(env)}
+        except FieldProblem as exc:
+            raise ConfigError(Location(Path(f"environment variable {FARM_ENV}")), str(exc)) from None
+    if not values:
+        return data, None
+    if "address" not in values:
+        raise ConfigError(doc.locate("farm"), "missing required field address ('local', 'auto' or "
+                          "'ray://host:10001')", "farm.address")
+    return data, FarmSettings.from_values(values)
 
 
 def _cache_table(doc: TomlDocument) -> tuple[dict[str, Any], Any]:

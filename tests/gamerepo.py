@@ -22,7 +22,7 @@ _CLI_WRAPPER = textwrap.dedent("""
     except SystemExit as exc:
         code = exc.code
     heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'numpy', 'soxr',
-                                                          'boto3', 'botocore', 'obstore'})
+                                                          'boto3', 'botocore', 'obstore', 'ray'})
     with open(os.environ['TRACKSPEC_TEST_IMPORTS'], 'w') as fh:
         json.dump(heavy, fh)
     sys.exit(code)

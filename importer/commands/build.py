@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from .common import EXIT_CODES, EXIT_FAILED, EXIT_OK, add_parser, add_root, model_override, project_root
+from .common import (EXIT_CODES, EXIT_FAILED, EXIT_OK, add_farm_arguments, add_parser, add_root, model_override,
+                     project_root, with_farm)
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms of a no-op build
 if TYPE_CHECKING:
@@ -38,12 +39,18 @@ looked up there first (verified, then restored); with push = true, what the buil
 generated goes up afterwards. A team cache failure is one warning and a local build,
 or exit 1 with --require-remote.
 
+With a farm (--farm, TRACKSPEC_FARM or [farm] in trackspec.toml; needs
+pip install "trackspec[farm]"), generation runs on Ray workers: `--farm local` uses every
+GPU of this machine, `--farm ray://host:10001` joins a cluster. An unreachable farm is one
+message and a local build, or exit 1 with --require-farm.
+
 {EXIT_CODES}"""
 
 #: build's options without a value, and with one, spelled out as ``build --help`` shows them.
 _FLAGS = {"--check": "check", "--json": "json", "--no-wait": "no_wait", "-q": "quiet", "--quiet": "quiet",
-          "-v": "verbose", "--verbose": "verbose", "--require-remote": "require_remote"}
-_VALUED = {"--root": "root", "--model": "model"}
+          "-v": "verbose", "--verbose": "verbose", "--require-remote": "require_remote",
+          "--require-farm": "require_farm"}
+_VALUED = {"--root": "root", "--model": "model", "--farm": "farm"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--require-remote", action="store_true",
                        help="team cache ([cache.remote]) failures fail the build (exit 1, naming the cause) "
                             "instead of one warning and a local build: for CI")
+    add_farm_arguments(build)
     build.add_argument("-q", "--quiet", action="store_true", help="print only failures and the summary")
     build.add_argument("-v", "--verbose", action="store_true", help="log details (cache decisions, tracebacks)")
     build.set_defaults(run=run, run_if_noop=run_if_noop)
@@ -76,7 +84,7 @@ def quick_args(argv: list[str]) -> SimpleNamespace | None:
     """
     if not argv or argv[0] != "build":
         return None
-    values: dict[str, Any] = {"command": "build", "root": None, "model": None,
+    values: dict[str, Any] = {"command": "build", "root": None, "model": None, "farm": None,
                               **{name: False for name in _FLAGS.values()}}
     rest = iter(argv[1:])
     for arg in rest:
@@ -105,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = BuildOptions(model_override=model_override(args), override_base=Path.cwd(), check=args.check,
                            wait_for_lock=not args.no_wait, require_remote=args.require_remote)
-    config = load_config(project_root(args))
+    config = with_farm(load_config(project_root(args)), args)
     reporter = TextReporter(quiet=args.quiet, json_mode=args.json)
     report = run_build(config, options, reporter)
     return _finish(args, report, config.root, dataclasses.asdict)

@@ -13,6 +13,7 @@ from ..exit_codes import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE  # noqa: 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms of a no-op build
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 EXIT_CODES = """exit codes:
   0  ok: every track is built and up to date (or the command did what it says)
@@ -73,3 +74,23 @@ def print_rows_json(config, rows: list) -> None:
 
     print(json.dumps({"root": str(config.root), "index": str(config.index_path),
                       "tracks": [dataclasses.asdict(r) for r in rows]}, indent=2, sort_keys=True))
+
+
+def add_farm_arguments(parser: argparse.ArgumentParser, require: bool = True) -> None:
+    """``--farm ADDRESS`` and (unless ``require`` is false) ``--require-farm``."""
+    parser.add_argument("--farm", metavar="ADDRESS",
+                        help="generate on a Ray farm: local (every GPU here), auto or ray://host:10001 "
+                             "(needs trackspec[farm]). Env: TRACKSPEC_FARM; trackspec.toml: [farm]")
+    if not require:
+        return
+    parser.add_argument("--require-farm", action="store_true",
+                        help="an unreachable farm fails (exit 1) instead of one message and a local build")
+
+
+def with_farm(config: Any, args: argparse.Namespace) -> Any:
+    """``config`` with ``--farm``/``--require-farm`` applied (nothing imported without them)."""
+    if getattr(args, "farm", None) is None and not getattr(args, "require_farm", False):
+        return config
+    from ..farm_settings import with_overrides
+
+    return with_overrides(config, args.farm, getattr(args, "require_farm", False))

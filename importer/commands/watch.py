@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import EXIT_CODES, EXIT_USAGE, add_parser, add_root, model_override, project_root
+from .common import (EXIT_CODES, EXIT_USAGE, add_farm_arguments, add_parser, add_root, model_override, project_root,
+                     with_farm)
 
 WATCH_EPILOG = f"""what it prints:
   one line per finished job (same words as build: restore, encode, generate, index,
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="keep the HTML report (`trackspec report`) current as tracks change")
     watch.add_argument("--json", action="store_true", help="print events as JSON Lines on stdout")
     watch.add_argument("-q", "--quiet", action="store_true", help="print only finished jobs' failures")
+    add_farm_arguments(watch, require=False)
     watch.add_argument("-v", "--verbose", action="store_true", help="log details (cache decisions, tracebacks)")
     watch.set_defaults(run=run)
 
@@ -64,4 +66,14 @@ def run(args: argparse.Namespace) -> int:
                            unload_after=args.unload_after, poll=args.poll,
                            report=args.report)
     reporter = JsonWatchReporter() if args.json else TextWatchReporter(quiet=args.quiet)
-    return Daemon(root, options, reporter).run()
+    daemon = Daemon(root, options, reporter)
+    farm = with_farm(daemon.config, args).farm  # fixed for the daemon's life (a config edit keeps it)
+    if farm is None:
+        return daemon.run()
+    from ..farm.client import FarmGenerator
+
+    daemon.worker.farm = FarmGenerator(farm, reporter.note)
+    try:
+        return daemon.run()
+    finally:
+        daemon.worker.farm.close()

@@ -72,6 +72,28 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def checked_manifest(kind: Kind, key: str, text: bytes, where: str) -> dict[str, Any]:
+    """A manifest that came from elsewhere (the store, a farm worker), checked before anything
+    of its entry is trusted: it names ``kind``/``key``, lists valid files and matches its
+    digest. ``RemoteCorrupt`` (naming ``where``) otherwise."""
+    try:
+        manifest = json.loads(text)
+        files = manifest["files"]
+        ok_files = isinstance(files, dict) and files and all(
+            isinstance(n, str) and n and "/" not in n and not n.startswith(".") and n != MANIFEST
+            and isinstance(m, dict) and isinstance(m.get("sha256"), str) and len(m["sha256"]) == 64
+            and isinstance(m.get("bytes"), int) for n, m in files.items())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RemoteCorrupt(f"{kind} entry {key[:12]}: unreadable manifest ({exc}; {where})") from None
+    if manifest.get("kind") != kind or manifest.get("key") != key:
+        raise RemoteCorrupt(f"{kind} entry {key[:12]}: the manifest names another entry ({where})")
+    if not ok_files or not isinstance(manifest.get("info"), dict):
+        raise RemoteCorrupt(f"{kind} entry {key[:12]}: the manifest lists no valid files ({where})")
+    if manifest.get("digest") != manifest_digest(manifest):
+        raise RemoteCorrupt(f"{kind} entry {key[:12]}: the manifest does not match its digest ({where})")
+    return manifest
+
+
 class RemoteTier:
     """Read-through and push of ``LocalCache`` entries, over any ``ObjectStore``."""
 
@@ -110,23 +132,7 @@ class RemoteTier:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _checked_manifest(self, kind: Kind, key: str, text: bytes) -> dict[str, Any]:
-        where = f"{self.location}/{manifest_name(kind, key)}"
-        try:
-            manifest = json.loads(text)
-            files = manifest["files"]
-            ok_files = isinstance(files, dict) and files and all(
-                isinstance(n, str) and n and "/" not in n and not n.startswith(".") and n != MANIFEST
-                and isinstance(m, dict) and isinstance(m.get("sha256"), str) and len(m["sha256"]) == 64
-                and isinstance(m.get("bytes"), int) for n, m in files.items())
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise RemoteCorrupt(f"{kind} entry {key[:12]}: unreadable manifest ({exc}; {where})") from None
-        if manifest.get("kind") != kind or manifest.get("key") != key:
-            raise RemoteCorrupt(f"{kind} entry {key[:12]}: the manifest names another entry ({where})")
-        if not ok_files or not isinstance(manifest.get("info"), dict):
-            raise RemoteCorrupt(f"{kind} entry {key[:12]}: the manifest lists no valid files ({where})")
-        if manifest.get("digest") != manifest_digest(manifest):
-            raise RemoteCorrupt(f"{kind} entry {key[:12]}: the manifest does not match its digest ({where})")
-        return manifest
+        return checked_manifest(kind, key, text, f"{self.location}/{manifest_name(kind, key)}")
 
     def has(self, kind: Kind, key: str) -> bool:
         return self.store.exists(manifest_name(kind, key))

@@ -38,6 +38,8 @@ class GenerationWorker:
         self._stopping = False
         #: The model, kept loaded between batches (``generation.KeptModel``).
         self._model = KeptModel(reporter.note)
+        #: Generation on the farm (``farm.client.FarmGenerator``), set by ``watch --farm``/``[farm]``.
+        self.farm: Any = None
         self._idle_since = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="trackspec-generation", daemon=True)
 
@@ -133,7 +135,8 @@ class GenerationWorker:
     def _generate(self, config: ProjectConfig, cache: LocalCache, batch: list[TrackPlan],
                   start: float) -> list[Generated]:
         self._model.config = config
-        results = generation.generate(config, batch, cache, self._model, generation.Listener(progress=self._progress))
+        generate = self.farm.generate if self.farm is not None else generation.generate
+        results = generate(config, batch, cache, self._model, generation.Listener(progress=self._progress))
         for result in results:  # the job's time includes its wait for the lock
             result.seconds = time.monotonic() - start
         return results
