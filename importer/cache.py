@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .fsutil import fsync_dir, sha256_file
+from .grammar import is_file_name, key as check_key
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,12 @@ class LocalCache:
         self.root = root / LAYOUT
 
     def entry_dir(self, kind: Kind, key: str) -> Path:
+        """The folder of an entry; a key that is not 64 lowercase hex is refused
+        (``GrammarError``): keys come from records, manifests and object names that anybody
+        could craft, and ``.`` or a path must never name a folder to replace or delete."""
+        if kind not in ("raw", "render"):
+            raise ValueError(f"not a cache kind: {kind!r}")
+        check_key(key, f"cache {self.root}", f"{kind} key")
         return self.root / kind / key[:2] / key
 
     def has(self, kind: Kind, key: str) -> bool:
@@ -163,8 +170,8 @@ class LocalCache:
                 path = directory / name
                 if problem:
                     break
-                if "/" in name or name.startswith("."):
-                    problem = f"bad file name {name!r}"
+                if not is_file_name(name) or name == MANIFEST:
+                    problem = "bad file name in the manifest"
                 elif not path.is_file() or path.stat().st_size != meta["bytes"]:
                     problem = f"{name}: size differs from the manifest"
                 elif sha256_file(path) != meta["sha256"]:
@@ -245,7 +252,7 @@ class LocalCache:
             top = self.root / kind
             for shard in _subdirs(top):
                 for directory in _subdirs(shard):
-                    if directory.name[:2] == shard.name:
+                    if directory.name[:2] == shard.name and _is_key(directory.name):
                         stat = _entry_stat(kind, directory)
                         if stat is not None:
                             found.append(stat)
@@ -303,6 +310,12 @@ class LocalCache:
             os.utime(directory / MANIFEST)
         except OSError:
             pass
+
+
+def _is_key(text: str) -> bool:
+    from .grammar import is_key
+
+    return is_key(text)
 
 
 def _subdirs(folder: Path) -> list[Path]:

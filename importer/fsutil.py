@@ -15,10 +15,104 @@ import hashlib
 import os
 import shutil
 import secrets
+import stat
 from pathlib import Path
+
+from .layout import STATE_DIR_NAME
 
 TEMP_MARKER = ".trackspec-tmp"
 _CHUNK = 1 << 20
+#: What ``.trackspec/.gitignore`` holds: the per-machine state never enters the game's repository.
+STATE_IGNORE = b"# trackspec's per-machine state, lock and requests: never committed\n*\n"
+#: Largest file ``read_regular`` reads unless told otherwise (specs, records, requests, the index).
+MAX_READ_BYTES = 64 << 20
+
+
+class UnsafePath(OSError):
+    """A path trackspec would write, replace, delete or read leads outside what it owns, or
+    is not a regular file. ``OSError``, so callers that survive a failed write survive this."""
+
+
+def ensure_state_dir(state_dir: Path) -> Path:
+    """Create the repo's state folder (``.trackspec/``) if needed, ignoring itself in git
+    from the start: a cloned repo never carries another machine's state, and one that
+    does is not committed back. Every place that creates the state folder calls this."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ignore = state_dir / ".gitignore"
+    if not os.path.lexists(ignore):
+        tmp = temp_path_for(ignore)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(STATE_IGNORE)
+            os.replace(tmp, ignore)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return state_dir
+
+
+def make_dirs(folder: Path) -> None:
+    """``mkdir -p folder``; a state folder on the way is made by ``ensure_state_dir``."""
+    for part in (folder, *folder.parents):
+        if part.name == STATE_DIR_NAME:
+            ensure_state_dir(part)
+            break
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def owned_path(path: Path, owner: Path) -> Path:
+    """``path`` with its folder resolved, if that folder lies inside ``owner`` (resolved);
+    else ``UnsafePath``. The one check for every write, replace and delete: a symlinked
+    folder on the way that leads out of ``owner`` is refused; a link at ``path`` itself
+    is replaced or removed as a link (``os.replace``/``unlink`` never follow it)."""
+    top = os.path.realpath(owner)
+    parent = os.path.realpath(path.parent)
+    if not _inside(parent, top):
+        raise UnsafePath(f"{path}: refusing to write or delete there: {path.parent} leads to {parent}, "
+                         f"outside {owner}; remove the link")
+    return Path(parent) / path.name
+
+
+def open_regular(path: Path, max_bytes: int | None = MAX_READ_BYTES, inside: Path | None = None) -> int:
+    """A read-only descriptor of ``path`` if it is a regular file (no FIFO, device, socket
+    or directory: opened with ``O_NONBLOCK`` and checked with ``fstat``, so nothing blocks),
+    at most ``max_bytes`` long and, with ``inside``, resolving inside that folder.
+    Raises ``FileNotFoundError`` when absent, ``UnsafePath`` for anything else."""
+    if inside is not None and not _inside(os.path.realpath(path), os.path.realpath(inside)):
+        raise UnsafePath(f"{path}: links to {os.path.realpath(path)}, outside {inside}")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePath(f"{path}: not a regular file ({_kind(st.st_mode)})")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise UnsafePath(f"{path}: {st.st_size} bytes, more than the {max_bytes} allowed")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: Path, max_bytes: int | None = MAX_READ_BYTES, inside: Path | None = None) -> bytes:
+    """The bytes of a regular file (``open_regular``'s checks), never more than ``max_bytes``."""
+    fd = open_regular(path, max_bytes, inside)
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise UnsafePath(f"{path}: more than the {max_bytes} bytes allowed")
+    return data
+
+
+def _kind(mode: int) -> str:
+    for test, label in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return label
+    return "a special file"
 
 
 def temp_path_for(target: Path, staging: Path | None = None) -> Path:
@@ -67,9 +161,9 @@ def fsync_dir(directory: Path) -> None:
 
 def atomic_write_bytes(target: Path, data: bytes, staging: Path | None = None) -> None:
     """Write ``data`` to ``target`` atomically: temp file, fsync, rename, fsync dir."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(target.parent)
     if staging is not None:
-        staging.mkdir(parents=True, exist_ok=True)
+        make_dirs(staging)
     tmp = temp_path_for(target, staging)
     try:
         with open(tmp, "wb") as fh:
@@ -84,9 +178,10 @@ def atomic_write_bytes(target: Path, data: bytes, staging: Path | None = None) -
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    """Hex sha256 of a regular file's bytes, read in 1 MiB chunks (``UnsafePath``, an
+    ``OSError``, for a FIFO, device or directory: hashing ``/dev/zero`` never ends)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with os.fdopen(open_regular(path, max_bytes=None), "rb") as fh:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

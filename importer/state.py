@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write_bytes, sha256_file
+from .fsutil import atomic_write_bytes, ensure_state_dir, sha256_file
 
 STATE_VERSION = 1
 
@@ -120,8 +120,6 @@ class State:
         if not self._dirty:
             return
         data = {"version": STATE_VERSION, "files": self.files, "tracks": self.tracks}
-        ignore = self.path.parent / ".gitignore"
-        if not ignore.exists():  # per-machine state never belongs in the game's repository
-            atomic_write_bytes(ignore, b"# trackspec's per-machine state and lock\n*\n")
+        ensure_state_dir(self.path.parent)  # per-machine state never belongs in the game's repository
         atomic_write_bytes(self.path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
         self._dirty = False

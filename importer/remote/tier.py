@@ -27,11 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import MANIFEST, CacheEntry, Kind, LocalCache, manifest_digest, render_formats
+from ..grammar import is_file_name, is_key
 from .store import ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
 
 LAYOUT = "v1"
+#: A manifest lists a few files; anything bigger is not one trackspec wrote.
+MAX_MANIFEST_BYTES = 1 << 20
 KINDS: tuple[Kind, ...] = ("raw", "render")
 
 
@@ -109,15 +112,21 @@ class RemoteTier:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _checked_manifest(self, kind: Kind, key: str, text: bytes) -> dict[str, Any]:
+        if not is_key(key):  # an object name anybody with write access could craft
+            raise RemoteCorrupt(f"{kind} entry in {self.location}: an object name that is not a "
+                                "64-hex key; ignored (delete it from the bucket)")
         where = f"{self.location}/{manifest_name(kind, key)}"
         try:
+            if len(text) > MAX_MANIFEST_BYTES:
+                raise ValueError(f"{len(text)} bytes, more than {MAX_MANIFEST_BYTES}")
             manifest = json.loads(text)
             files = manifest["files"]
             ok_files = isinstance(files, dict) and files and all(
-                isinstance(n, str) and n and "/" not in n and not n.startswith(".") and n != MANIFEST
-                and isinstance(m, dict) and isinstance(m.get("sha256"), str) and len(m["sha256"]) == 64
-                and isinstance(m.get("bytes"), int) for n, m in files.items())
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                is_file_name(n) and n != MANIFEST
+                and isinstance(m, dict) and is_key(m.get("sha256"))
+                and isinstance(m.get("bytes"), int) and not isinstance(m["bytes"], bool) and m["bytes"] >= 0
+                for n, m in files.items())
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise RemoteCorrupt(f"{kind} entry {key[:12]}: unreadable manifest ({exc}; {where})") from None
         if manifest.get("kind") != kind or manifest.get("key") != key:
             raise RemoteCorrupt(f"{kind} entry {key[:12]}: the manifest names another entry ({where})")
