@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol
 from .cache import CacheEntry, LocalCache
 from .config import ProjectConfig
 from .errors import GenerationError, LockBusy, TrackspecError
-from .fsutil import atomic_write_bytes, sweep_temp_files
+from .fsutil import atomic_write_bytes, ensure_state_dir, sweep_temp_files
 from . import pending
 from .generate.base import GenerationRequest
 from .index import load_index, write_index
@@ -94,7 +94,7 @@ def repo_lock(config: ProjectConfig, reporter: Reporter, wait: bool):
     """The one-per-repo lock (a file in the state folder), waiting with a message if held."""
     from filelock import FileLock, Timeout
 
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_state_dir(config.state_dir)
     lock = FileLock(str(config.state_dir / "lock"))
     try:
         lock.acquire(timeout=0)
@@ -517,7 +517,7 @@ class Executor:
         tags = tags_for(track, rendered.info.get("loop"))
         unlisted = self._unlist(track.spec.name)
         try:
-            published = publish_entry(rendered, targets, self.config.staging_dir, tags)
+            published = publish_entry(rendered, targets, self.config.staging_dir, tags, self.config.assets_dir)
         except BaseException:
             if unlisted is not None and _files_intact(self.config.root, unlisted):
                 self.index["tracks"][track.spec.name] = unlisted  # the last good asset stays listed

@@ -18,6 +18,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from .errors import TrackspecError
 from .layout import STATE_DIR_NAME
 
 TEMP_MARKER = ".trackspec-tmp"
@@ -28,9 +29,10 @@ STATE_IGNORE = b"# trackspec's per-machine state, lock and requests: never commi
 MAX_READ_BYTES = 64 << 20
 
 
-class UnsafePath(OSError):
+class UnsafePath(TrackspecError, OSError):
     """A path trackspec would write, replace, delete or read leads outside what it owns, or
-    is not a regular file. ``OSError``, so callers that survive a failed write survive this."""
+    is not a regular file: a clear error for the track or file concerned. Also an ``OSError``,
+    so callers that survive a failed write or read survive this."""
 
 
 def ensure_state_dir(state_dir: Path) -> Path:
@@ -74,6 +76,21 @@ def owned_path(path: Path, owner: Path) -> Path:
         raise UnsafePath(f"{path}: refusing to write or delete there: {path.parent} leads to {parent}, "
                          f"outside {owner}; remove the link")
     return Path(parent) / path.name
+
+
+def make_dirs_inside(folder: Path, owner: Path) -> Path:
+    """``mkdir -p folder`` where every existing folder on the way stays inside ``owner``
+    (checked before anything is created through a link that leads elsewhere)."""
+    top = os.path.realpath(owner)
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    not_yet_made = _inside(os.path.abspath(owner), os.path.abspath(existing))  # owner itself is missing
+    if not not_yet_made and not _inside(os.path.realpath(existing), top):
+        raise UnsafePath(f"{folder}: refusing to write there: {existing} leads to {os.path.realpath(existing)}, "
+                         f"outside {owner}; remove the link")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def open_regular(path: Path, max_bytes: int | None = MAX_READ_BYTES, inside: Path | None = None) -> int:

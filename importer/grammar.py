@@ -118,3 +118,20 @@ def redact_url(text: str) -> str:
 
 def has_userinfo(url: str) -> bool:
     return _URL_PASSWORD.search(url) is not None
+
+
+#: Environment variables whose values are secrets: never printed, logged or written.
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID",
+              "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def redact(text: str) -> str:
+    """``text`` without secrets: URL passwords and the values of ``SECRET_ENV`` variables."""
+    import os
+
+    text = redact_url(text)
+    for name in SECRET_ENV:
+        value = os.environ.get(name, "")
+        if len(value) >= 4 and value in text:
+            text = text.replace(value, f"<{name}>")
+    return text

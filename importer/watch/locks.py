@@ -24,7 +24,9 @@ def daemon_lock(state_dir: Path):
     """Acquire the one-daemon-per-repo lock or raise ``LockBusy``; the caller releases it."""
     from filelock import FileLock, Timeout
 
-    state_dir.mkdir(parents=True, exist_ok=True)
+    from ..fsutil import ensure_state_dir
+
+    ensure_state_dir(state_dir)
     lock = FileLock(str(state_dir / "watch.lock"), thread_local=False)
     try:
         lock.acquire(timeout=0)
