@@ -19,16 +19,19 @@ and never touches the staging folders of live processes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import secrets
 import shutil
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Iterator, Literal
 
 from .fsutil import fsync_dir, sha256_file
 from .grammar import is_file_name, key as check_key
@@ -98,11 +101,67 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+PINS = "pins"
+
+
 class LocalCache:
-    """A cache directory; safe for several processes (entries appear by atomic rename)."""
+    """A cache directory; safe for several processes (entries appear by atomic rename).
+
+    Every entry this instance hands out (``get``) or writes (``put``) is *pinned* until the
+    instance is dropped or its process ends: a pin file in ``pins/`` lists them, and
+    ``gc``/``clear`` never remove a pinned entry of a live process. Pins are written
+    under a shared lock, and maintenance reads them and renames entries away under the
+    exclusive one, so a build never loses an entry it is restoring, rendering or has just
+    generated to a concurrent ``cache gc`` or ``cache clear``.
+    """
 
     def __init__(self, root: Path):
         self.root = root / LAYOUT
+        self._pin_file: Path | None = None
+        self._pinned: set[str] = set()
+        self._pin_guard = threading.Lock()
+
+    # ------------------------------------------------------------------ pins
+    def _pin(self, kind: Kind, key: str) -> None:
+        item = f"{kind}/{key}"
+        with self._pin_guard:
+            if item in self._pinned:
+                return
+            folder = self.root / PINS
+            folder.mkdir(parents=True, exist_ok=True)
+            if self._pin_file is None:
+                self._pin_file = folder / f"{os.getpid()}-{secrets.token_hex(6)}"
+                weakref.finalize(self, _unlink_quietly, self._pin_file)
+            with _pins_lock(self.root, exclusive=False), open(self._pin_file, "a", encoding="utf-8") as fh:
+                fh.write(item + "\n")
+            self._pinned.add(item)
+
+    def release(self) -> None:
+        """Drop this instance's pins (also done when it is garbage collected or its process ends)."""
+        with self._pin_guard:
+            if self._pin_file is not None:
+                _unlink_quietly(self._pin_file)
+            self._pin_file, self._pinned = None, set()
+
+    def _live_pins(self) -> set[str]:
+        """Entries pinned by live processes (``kind/key``); pin files of dead ones are removed."""
+        pinned: set[str] = set()
+        folder = self.root / PINS
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return pinned
+        for name in names:
+            pid_text = name.split("-", 1)[0]
+            path = folder / name
+            if not pid_text.isdigit() or not _alive(int(pid_text)):
+                _unlink_quietly(path)
+                continue
+            try:
+                pinned.update(path.read_text("utf-8").split())
+            except OSError:
+                continue
+        return pinned
 
     def entry_dir(self, kind: Kind, key: str) -> Path:
         """The folder of an entry; a key that is not 64 lowercase hex is refused
@@ -130,6 +189,7 @@ class LocalCache:
 
         A hit refreshes the entry's last-used time, so ``gc`` keeps what builds use.
         """
+        self._pin(kind, key)  # before looking: a concurrent gc either removed it already or keeps it
         entry, problem = self._inspect(kind, key)
         if problem:
             self._discard(kind, key, problem)
@@ -212,6 +272,7 @@ class LocalCache:
                 fh.flush()
                 os.fsync(fh.fileno())
             final = self.entry_dir(kind, key)
+            self._pin(kind, key)  # before it appears: what a build just made is never evicted
             final.parent.mkdir(parents=True, exist_ok=True)
             if self.get(kind, key) is None:  # absent, or corrupt and just removed
                 try:
@@ -233,15 +294,43 @@ class LocalCache:
 
         Returns whether this call removed it (``False``: it was already gone).
         """
+        trash = self._take_out(kind, key)
+        if trash is None:
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+
+    def _take_out(self, kind: Kind, key: str) -> Path | None:
+        """Rename an entry into ``tmp`` (out of sight); its trash folder, or ``None`` if gone."""
         directory = self.entry_dir(kind, key)
         trash = self.root / "tmp" / f"trash-{secrets.token_hex(6)}"
         trash.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(directory, trash)
         except FileNotFoundError:
-            return False
-        shutil.rmtree(trash, ignore_errors=True)
-        return True
+            return None
+        return trash
+
+    def _evict(self, candidates: list[EntryStat], reason: str, enough: Callable[[int], bool]) -> list[Removed]:
+        """Remove ``candidates`` in order, skipping entries a live process has pinned, until
+        ``enough(bytes freed)``; pins are read and entries renamed away under the exclusive lock."""
+        removed, trash = [], []
+        with _pins_lock(self.root, exclusive=True):
+            pinned = self._live_pins()
+            freed = 0
+            for entry in candidates:
+                if enough(freed):
+                    break
+                if f"{entry.kind}/{entry.key}" in pinned:
+                    continue
+                folder = self._take_out(entry.kind, entry.key)
+                if folder is not None:
+                    removed.append(Removed(entry, reason))
+                    trash.append(folder)
+                freed += entry.bytes
+        for folder in trash:
+            shutil.rmtree(folder, ignore_errors=True)
+        return removed
 
     # ------------------------------------------------------------ maintenance
     def entries(self) -> list[EntryStat]:
@@ -273,25 +362,21 @@ class LocalCache:
         self.sweep_abandoned()
         entries = self.entries()
         total = sum(e.bytes for e in entries)
-        evicted = []
-        for entry in reversed(entries):  # least recently used first
-            if total <= max_bytes:
-                break
-            if self.remove(entry.kind, entry.key):
-                evicted.append(Removed(entry, "least recently used"))
-            total -= entry.bytes
-        return evicted
+        # least recently used first; what a running build pinned stays (and still counts)
+        return self._evict(list(reversed(entries)), "least recently used", lambda freed: total - freed <= max_bytes)
 
     def clear(self) -> list[Removed]:
-        """Remove every entry (and what dead processes left in ``tmp``); live staging stays."""
+        """Remove every entry (and what dead processes left in ``tmp``); live staging stays,
+        and so do the entries a running build holds (pinned)."""
         self.sweep_abandoned()
-        return [Removed(e, "cleared") for e in self.entries() if self.remove(e.kind, e.key)]
+        return self._evict(self.entries(), "cleared", lambda freed: False)
 
     def sweep_abandoned(self) -> None:
         """Delete staging folders of processes that are gone (a killed build's half entries)."""
         tmp = self.root / "tmp"
         if not tmp.is_dir():
             return
+        self._live_pins()  # drops the pin files of processes that are gone
         for folder in tmp.iterdir():
             pid_text = folder.name.split("-", 1)[0]
             if folder.name.startswith("trash-") or (pid_text.isdigit() and not _alive(int(pid_text))):
@@ -310,6 +395,31 @@ class LocalCache:
             os.utime(directory / MANIFEST)
         except OSError:
             pass
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def _pins_lock(root: Path, exclusive: bool) -> Iterator[None]:
+    """The cache's pin lock (``flock`` on ``pins.lock``): shared to pin, exclusive to evict.
+    Where ``fcntl`` is missing (Windows) it is a no-op and pins are best effort."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / "pins.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _is_key(text: str) -> bool:

@@ -9,6 +9,7 @@ The model stays loaded between jobs and is unloaded after ``unload_after`` idle 
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from ..errors import TrackspecError
 from ..plan import TrackPlan
 from .locks import SharedRepoLock, Stopped
 
+
+#: Batches whose cache pins the worker keeps (the daemon publishes a batch in the next cycle).
+HELD_BATCHES = 4
 
 class Cancelled(Exception):
     """Raised from the progress callback to abandon a generation when the daemon stops."""
@@ -52,6 +56,9 @@ class GenerationWorker:
         self._backend: Any = None
         self._backend_id: tuple | None = None
         self._idle_since = time.monotonic()
+        #: The caches of the last batches: each pins the raw audio it stored until the next
+        #: cycles have published it, so a concurrent `cache gc` never takes what was just made.
+        self._holding: collections.deque = collections.deque(maxlen=HELD_BATCHES)
         self._thread = threading.Thread(target=self._loop, name="trackspec-generation", daemon=True)
 
     # ------------------------------------------------------------ from the cycle
@@ -127,6 +134,7 @@ class GenerationWorker:
         config = self._config
         assert config is not None
         cache = LocalCache(config.cache_dir)
+        self._holding.append(cache)
         start = time.monotonic()
         done: list[Generated] = []
         todo: list[TrackPlan] = []
