@@ -33,13 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
-from .fsutil import fsync_dir, sha256_file
+from .fsutil import fsync_dir, make_dirs_inside, read_regular, sha256_file
 from .grammar import is_file_name, key as check_key
 
 log = logging.getLogger(__name__)
 
 LAYOUT = "v1"
 MANIFEST = "manifest.json"
+#: A manifest lists a few files; anything bigger is not one trackspec wrote.
+MAX_MANIFEST_BYTES = 1 << 20
 Kind = Literal["raw", "render"]
 
 
@@ -173,14 +175,17 @@ class LocalCache:
         return self.root / kind / key[:2] / key
 
     def has(self, kind: Kind, key: str) -> bool:
-        """Cheap presence test for planning (verification happens on ``get``)."""
+        """Cheap presence test for planning (verification happens on ``get``); a value that
+        is not a key is never present."""
+        if not _is_key(key):
+            return False
         return (self.entry_dir(kind, key) / MANIFEST).is_file()
 
     def peek_info(self, kind: Kind, key: str) -> dict[str, Any]:
         """An entry's ``info`` without verifying its files (for explanations only; ``{}`` if absent)."""
         try:
-            info = json.loads((self.entry_dir(kind, key) / MANIFEST).read_text("utf-8")).get("info")
-        except (OSError, ValueError, AttributeError):
+            info = json.loads(read_regular(self.entry_dir(kind, key) / MANIFEST, MAX_MANIFEST_BYTES)).get("info")
+        except (OSError, ValueError, AttributeError, RecursionError):
             return {}
         return info if isinstance(info, dict) else {}
 
@@ -220,7 +225,7 @@ class LocalCache:
             return None, None
         problem = None
         try:
-            manifest = json.loads((directory / MANIFEST).read_text("utf-8"))
+            manifest = json.loads(read_regular(directory / MANIFEST, MAX_MANIFEST_BYTES))
             if manifest.get("key") != key or manifest.get("kind") != kind:
                 problem = "manifest names another entry"
             elif manifest.get("digest") != manifest_digest(manifest):
@@ -241,7 +246,7 @@ class LocalCache:
                 problem = "no files"
         except FileNotFoundError:
             problem = "manifest missing"
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             problem = f"unreadable manifest ({exc})"
         if problem:
             return None, (problem if directory.exists() else None)
@@ -385,7 +390,8 @@ class LocalCache:
     def staging_dir(self) -> Path:
         """A fresh private folder in the cache for building an entry."""
         path = self.root / "tmp" / f"{os.getpid()}-{secrets.token_hex(6)}"
-        path.mkdir(parents=True)
+        make_dirs_inside(path.parent, self.root.parent)  # not through a link out of the cache
+        path.mkdir()
         return path
 
     @staticmethod

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import stat
 
 from .layout import CACHE_ENV, STATE_DIR_NAME
 
@@ -122,7 +123,10 @@ def check(root: str, model_override: str | None, cwd: str) -> tuple[NoopRecord |
     Cheapest tests first; the first difference ends the check.
     """
     try:
-        with open(record_path(root), "rb") as fh:
+        fd = os.open(record_path(root), os.O_RDONLY | os.O_NONBLOCK)  # a FIFO planted there never blocks
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size > 64 << 20:
+                raise ValueError("not a regular file of a sensible size")
             data = marshal.loads(fh.read())
     except FileNotFoundError:
         return None, "no record of a no-op build yet"

@@ -39,6 +39,7 @@ def ensure_state_dir(state_dir: Path) -> Path:
     """Create the repo's state folder (``.trackspec/``) if needed, ignoring itself in git
     from the start: a cloned repo never carries another machine's state, and one that
     does is not committed back. Every place that creates the state folder calls this."""
+    owned_path(state_dir / ".gitignore", state_dir.parent)  # a state folder linked out of the repo: refused
     state_dir.mkdir(parents=True, exist_ok=True)
     ignore = state_dir / ".gitignore"
     if not os.path.lexists(ignore):
@@ -57,7 +58,8 @@ def make_dirs(folder: Path) -> None:
     for part in (folder, *folder.parents):
         if part.name == STATE_DIR_NAME:
             ensure_state_dir(part)
-            break
+            make_dirs_inside(folder, part)  # .trackspec/tmp and the rest: never through a link out
+            return
     folder.mkdir(parents=True, exist_ok=True)
 
 

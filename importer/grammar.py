@@ -23,6 +23,8 @@ FORMAT_PATTERN = re.compile(r"[a-z0-9]{1,8}")
 LICENCE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]{0,63}")
 #: A file name inside a cache entry or a request folder: no separator, not hidden.
 FILE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+#: The formats trackspec publishes: only files with these suffixes are ever deleted.
+PUBLISHED_FORMATS = ("ogg", "mp3", "wav", "flac")
 #: Most nesting that a spec, the index or any state file may have (the deepest trackspec
 #: itself writes is 6); deeper inputs are refused before anything recurses over them.
 MAX_DEPTH = 32

@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import IndexCorrupt
 from .fsutil import atomic_write_bytes, read_regular
+from .grammar import PUBLISHED_FORMATS
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "index.schema.json"
@@ -39,7 +40,7 @@ def load_index(path: Path) -> dict[str, Any]:
 
 
 #: The formats an index entry may list (its schema's enum).
-INDEX_FORMATS = ("ogg", "mp3", "wav", "flac")
+INDEX_FORMATS = PUBLISHED_FORMATS
 
 
 def entry_problem(name: Any, entry: Any) -> str | None:
@@ -120,7 +121,7 @@ def write_index(path: Path, index: dict[str, Any], staging: Path | None = None) 
     """Write the index if its content changed; return whether it was written."""
     data = dump_index(index)
     try:
-        if path.read_bytes() == data:
+        if read_regular(path) == data:
             return False
     except OSError:
         pass

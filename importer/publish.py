@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .cache import CacheEntry
 from .errors import CacheCorrupt
+from .grammar import PUBLISHED_FORMATS
 from .fsutil import (UnsafePath, fsync_dir, make_dirs, make_dirs_inside, owned_path, replace_into, sha256_file,
                      temp_path_for)
 
@@ -111,6 +112,9 @@ def remove_owned(files: list[tuple[Path, str]], root: Path, assets_dir: Path,
             log.warning("not deleting %s: it is outside the game repo %s", path, root)
             continue
         parent = target.parent
+        if target.suffix[1:] not in PUBLISHED_FORMATS:  # trackspec publishes <name>.<format> only
+            log.warning("not deleting %s: not an audio file trackspec publishes", path)
+            continue
         in_assets = parent == assets or assets in parent.parents
         if not target.is_symlink() and not in_assets and digest_of(target) != sha256:
             if target.exists():

@@ -56,9 +56,14 @@ def wait_for_result(config: ProjectConfig, request_id: str, alive: Callable[[], 
     checked = time.monotonic()
     while True:
         try:
-            result = json.loads(path.read_text(encoding="utf-8"))
+            from ..fsutil import read_regular
+
+            result = json.loads(read_regular(path, MAX_REQUEST_BYTES))
         except FileNotFoundError:
             result = None
+        except (OSError, ValueError, RecursionError):  # not a result the daemon wrote
+            path.unlink(missing_ok=True)
+            result = {"error": "the daemon's answer was unreadable"}
         if result is not None:
             path.unlink(missing_ok=True)
             return result
