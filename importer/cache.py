@@ -379,7 +379,7 @@ class LocalCache:
     def sweep_abandoned(self) -> None:
         """Delete staging folders of processes that are gone (a killed build's half entries)."""
         tmp = self.root / "tmp"
-        if not tmp.is_dir():
+        if tmp.is_symlink() or not tmp.is_dir():  # never sweep through a link out of the cache
             return
         self._live_pins()  # drops the pin files of processes that are gone
         for folder in tmp.iterdir():

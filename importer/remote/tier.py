@@ -188,7 +188,9 @@ class RemoteTier:
         def describe(item) -> RemoteEntry | None:
             kind, info = item
             key = info.name.rsplit("/", 1)[-1][:-len(".json")]
-            text = self.store.get_bytes(info.name)
+            if info.name != manifest_name(kind, key):  # a crafted name (a path, another layout)
+                key = ""
+            text = self.store.get_bytes(info.name) if key else b""
             try:
                 manifest = self._checked_manifest(kind, key, text or b"")
             except RemoteCorrupt as exc:
