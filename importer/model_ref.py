@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelError
+from .fsutil import UnsafePath
 from .state import State
 
 _SKIP_DIRS = {".git", ".cache", "__pycache__"}
@@ -76,12 +76,12 @@ def model_files(directory: Path, walked: list[Path] | None = None) -> list[tuple
             except OSError:  # a dangling link: the digest reports it when hashing
                 st = None
             if st is not None and not stat.S_ISREG(st.st_mode):
-                raise ModelError(f"model directory {directory}: {path.relative_to(directory)} is not a regular "
+                raise UnsafePath(f"model directory {directory}: {path.relative_to(directory)} is not a regular "
                                  "file (a device, FIFO, socket or a link to one); remove it")
             total += st.st_size if st is not None else 0
             entries.append((path.relative_to(directory).as_posix(), path))
             if len(entries) > MAX_MODEL_FILES or total > MAX_MODEL_BYTES:
-                raise ModelError(f"model directory {directory}: more than {MAX_MODEL_FILES} files or "
+                raise UnsafePath(f"model directory {directory}: more than {MAX_MODEL_FILES} files or "
                                  f"{MAX_MODEL_BYTES >> 30} GiB; point the model at the folder of one model")
     return sorted(entries)
 
