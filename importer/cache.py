@@ -309,7 +309,7 @@ class LocalCache:
         """Rename an entry into ``tmp`` (out of sight); its trash folder, or ``None`` if gone."""
         directory = self.entry_dir(kind, key)
         trash = self.root / "tmp" / f"trash-{secrets.token_hex(6)}"
-        trash.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs_inside(trash.parent, self.root.parent)  # never renamed through a link out of the cache
         try:
             os.rename(directory, trash)
         except FileNotFoundError:

@@ -183,6 +183,8 @@ def atomic_write_bytes(target: Path, data: bytes, staging: Path | None = None) -
     make_dirs(target.parent)
     if staging is not None:
         make_dirs(staging)
+    if os.path.isdir(target) and not os.path.islink(target):
+        raise UnsafePath(f"{target}: a directory is in the way of a file trackspec writes; remove it")
     tmp = temp_path_for(target, staging)
     try:
         with open(tmp, "wb") as fh:
@@ -216,7 +218,7 @@ def sweep_temp_files(directory: Path, recursive: bool = True) -> list[Path]:
     Call only under the repository lock: another live build's temps look the same.
     """
     removed: list[Path] = []
-    if not directory.is_dir():
+    if directory.is_symlink() or not directory.is_dir():  # never through a link out of the folder
         return removed
     walk = os.walk(directory) if recursive else [(str(directory), [], os.listdir(directory))]
     for root, _dirs, files in walk:

@@ -129,6 +129,12 @@ class State:
         if not self._dirty:
             return
         data = {"version": STATE_VERSION, "files": self.files, "tracks": self.tracks}
-        ensure_state_dir(self.path.parent)  # per-machine state never belongs in the game's repository
-        atomic_write_bytes(self.path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+        try:
+            ensure_state_dir(self.path.parent)  # per-machine state never belongs in the game's repository
+            atomic_write_bytes(self.path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+        except OSError as exc:  # a stat cache lost costs a re-hash, never the build
+            import logging
+
+            logging.getLogger(__name__).warning("%s: stat cache not saved (%s)", self.path, exc)
+            return
         self._dirty = False
