@@ -25,7 +25,7 @@ from .errors import GenerationError, LockBusy, TrackspecError
 from .fsutil import atomic_write_bytes, ensure_state_dir, sweep_temp_files
 from . import pending
 from .generate.base import GenerationRequest
-from .index import load_index, write_index
+from .index import load_index, needs_rewrite, write_index
 from .plan import (AUDIO_FACTS, LoadedTrack, ParsedSpecs, Plan, TrackPlan, index_entry, load_tracks,
                    output_paths, plan_build, rel)
 from .publish import publish_entry, remove_owned
@@ -242,7 +242,7 @@ class Executor:
         self.index = plan.index
         self.results: list[TrackResult] = []
         self.flush_seconds = index_flush_seconds
-        self._index_dirty = False
+        self._index_dirty = needs_rewrite(self.index)  # malformed entries were dropped: write it back
         self._last_flush = float("-inf")
         #: Paths the index on disk lists now: those files change only after it stops listing them.
         self._listed_on_disk = _listed_paths(self.index)

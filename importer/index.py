@@ -104,13 +104,26 @@ def drop_malformed_entries(path: Path, index: dict[str, Any]) -> dict[str, Any]:
         check_depth(index, str(path))
     except (ValueError, RecursionError) as exc:
         raise IndexCorrupt(f"{exc}; delete it and run `trackspec build` to rebuild it") from None
+    dropped = False
     for name in list(index["tracks"]):
         problem = entry_problem(name, index["tracks"][name])
         if problem:
             shown = name if isinstance(name, str) and len(name) <= 100 and name.isprintable() else "?"
             logging.getLogger(__name__).warning("%s: tracks.%s: %s; treated as not built", path, shown, problem)
             del index["tracks"][name]
+            dropped = True
+    if dropped:
+        index["tracks"] = RepairedTracks(index["tracks"])
     return index
+
+
+class RepairedTracks(dict):
+    """The tracks of an index that had malformed entries dropped: a build writes it back
+    even when nothing else changed, so the warning is given once, not on every build."""
+
+
+def needs_rewrite(index: dict[str, Any]) -> bool:
+    return isinstance(index.get("tracks"), RepairedTracks)
 
 
 def dump_index(index: dict[str, Any]) -> bytes:

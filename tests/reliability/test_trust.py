@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -97,10 +98,13 @@ def _socket(path: Path) -> socket.socket:
 
 
 def plant(path: Path, kind: str, stack: contextlib.ExitStack) -> None:
-    """Put a special file of ``kind`` at ``path`` (replacing what is there)."""
+    """Put a special file of ``kind`` at ``path`` (replacing what is there); it is removed
+    when ``stack`` closes (the test's own checks then read the tree without blocking)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_symlink() or path.is_file():
         path.unlink()
+    stack.callback(lambda: shutil.rmtree(path) if path.is_dir() and not path.is_symlink()
+                   else path.unlink(missing_ok=True))
     if kind == "fifo":
         _mkfifo(path)
     elif kind == "socket":
@@ -461,11 +465,11 @@ def test_crafted_daemon_requests(built_repo):
         fresh = folder / f"audition-new{RESULT_SUFFIX}"
         fresh.write_text("{}")
         taken = dict(take_requests(config))
-    good = taken.pop("audition-good")
-    assert good == {"name": "alpha", "takes": [1, 2], "seconds": 2, "model": None, "cwd": None}
-    assert all("invalid" in r for r in taken.values()), taken
-    assert len(taken) == len(bad) + 4  # the directory is left alone
-    assert sorted(p.name for p in folder.iterdir()) == ["audition-directory.json", fresh.name]
+        good = taken.pop("audition-good")
+        assert good == {"name": "alpha", "takes": [1, 2], "seconds": 2, "model": None, "cwd": None}
+        assert all("invalid" in r for r in taken.values()), taken
+        assert len(taken) == len(bad) + 4  # the directory is left alone
+        assert sorted(p.name for p in folder.iterdir()) == ["audition-directory.json", fresh.name]
     TALLY.trial()
     TALLY.input(len(bad) + 5)
 
