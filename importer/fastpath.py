@@ -224,7 +224,10 @@ def write_record(config: ProjectConfig, options: BuildOptions, plan: Plan) -> st
         data = _record_data(config, options, plan)
     except NotRecordable as exc:
         return str(exc)
-    atomic_write_bytes(config.state_dir / RECORD_NAME, marshal.dumps(data))
+    try:
+        atomic_write_bytes(config.state_dir / RECORD_NAME, marshal.dumps(data))
+    except OSError as exc:  # e.g. something not a file in its place: no record, a full build next time
+        return str(exc)
     return None
 
 
