@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write_bytes, read_regular, sha256_file
+from .fsutil import UnsafePath, atomic_write_bytes, read_regular, sha256_file
 
 log = logging.getLogger(__name__)
 PENDING_NAME = "pending-removals.json"
@@ -78,7 +78,11 @@ def replay(root: Path, assets_dir: Path, state_dir: Path, index: dict[str, Any])
 
 
 def clear(state_dir: Path) -> None:
-    journal_path(state_dir).unlink(missing_ok=True)
+    path = journal_path(state_dir)
+    try:
+        path.unlink(missing_ok=True)
+    except IsADirectoryError:
+        raise UnsafePath(f"{path}: a directory is in the way of a file trackspec writes; remove it") from None
 
 
 def _digest(path: Path) -> str | None:
