@@ -136,7 +136,7 @@ def _declared(directory: Path) -> str | None:
     except (OSError, ValueError, RecursionError) as exc:  # ValueError: TOML or UTF-8
         raise ModelError(f"{path}: cannot read the model's licence declaration: {exc}") from None
     value = data.get("license")
-    if not isinstance(value, str) or not is_licence(normalize(value)):
+    if not isinstance(value, str) or not value.strip() or not is_licence(normalize(value)):
         raise ModelError(f'{path}: expected license = "<SPDX id>", e.g. license = "CC-BY-4.0" '
                          "(letters, digits, . + and -)")
     return normalize(value)
