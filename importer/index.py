@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import IndexCorrupt
 from .fsutil import atomic_write_bytes, read_regular
-from .grammar import PUBLISHED_FORMATS
+from .grammar import MAX_DEPTH, PUBLISHED_FORMATS
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "index.schema.json"
@@ -29,7 +29,10 @@ def load_index(path: Path) -> dict[str, Any]:
         data = json.loads(read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         return empty_index()
-    except (OSError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise IndexCorrupt(f"{path}: the asset index is nested more than {MAX_DEPTH} levels deep; delete it, "
+                           "then run `trackspec build` to rebuild it") from None
+    except (OSError, ValueError) as exc:
         raise IndexCorrupt(f"{path}: the asset index cannot be read ({exc}); fix or delete it, "
                           "then run `trackspec build` to rebuild it") from exc
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION \
