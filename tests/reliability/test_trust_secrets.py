@@ -17,7 +17,7 @@ import pytest
 from invariants import TALLY
 from seaweed import SeaweedServer, free_ports
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.timeout(900)
 
 TOKEN = "FwoGZXIvYXdzEXAMPLESESSIONTOKENdoNotPrint0123456789"
 PASSWORD = "hunter2-DoNotPrint"
@@ -78,8 +78,8 @@ def test_password_in_a_url_is_refused_and_never_echoed(repo):
 
 def test_credentials_in_no_output_channel(repo, s3, tiny_model):
     """A session token and a secret key in the environment (the standard AWS chain): a
-    verbose build pushing to the bucket, doctor, cache ls/push/pull, report; none of
-    console, logs, JSON, the index, the report or the state folder holds them."""
+    verbose build pushing to the bucket, doctor, cache ls/push/pull; none of console, logs,
+    JSON, the index or the state folder holds them."""
     _repo(repo, s3.endpoint, push=True)
     repo.env.update({**s3.env("rw"), "TRACKSPEC_MODEL": str(tiny_model), "HF_HUB_OFFLINE": "1"})
     secret = repo.env["AWS_SECRET_ACCESS_KEY"]
@@ -89,11 +89,10 @@ def test_credentials_in_no_output_channel(repo, s3, tiny_model):
     runs["build -v --json"] = repo.run("build", "-v", "--json")
     assert runs["build -v --json"].returncode == 0, runs["build -v --json"].stderr
     repo.env["AWS_SESSION_TOKEN"] = TOKEN  # now every request carries it (and is refused: an error path)
+    (repo.root / "track_specs/calm.trackspec").write_text(SPEC.replace('formats = ["ogg"]', 'formats = ["mp3"]'))
     for args in ("build -v", "doctor", "doctor --json", "cache ls --remote --json", "cache push --all",
-                 "cache pull --all", "report"):
+                 "cache pull --all"):  # the build re-encodes and pushes: refused with the token
         runs[args] = repo.run(*args.split())
-    (repo.root / "track_specs/calm.trackspec").write_text(SPEC.replace("seed = 4", "seed = 5"))
-    runs["build -v (generate, token refused)"] = repo.run("build", "-v")
     texts = {f"{args} {stream}": getattr(r, stream) for args, r in runs.items() for stream in ("stdout", "stderr")}
     texts.update(_written(repo.root))
     assert any("botocore" in t or "team cache" in t for t in texts.values())  # the remote was really used
