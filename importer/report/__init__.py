@@ -31,8 +31,8 @@ def write_report(config: ProjectConfig, plan: Plan) -> Path:
     from ..fsutil import make_dirs_inside, owned_path
 
     out = report_dir(config)
-    for folder in (out, out / "img", out / "audio"):  # links leading out of the assets: refused
-        make_dirs_inside(folder, config.assets_dir)
+    make_dirs_inside(out, config.assets_dir)  # links leading out of the assets: refused
+    for folder in (out, out / "img", out / "audio"):
         owned_path(folder / "x", config.assets_dir)
     ignore = out / ".gitignore"
     if not ignore.exists():  # generated: never committed
