@@ -23,7 +23,8 @@ from .cache import LocalCache
 from .config import ProjectConfig, rel
 from .errors import TrackspecError
 from .fields import MAX_SEED
-from .fsutil import atomic_write_bytes
+from .fsutil import UnsafePath, atomic_write_bytes, read_regular
+from .grammar import GrammarError, is_name
 from .index import model_name
 from .keys import track_keys
 from .layout import AUDITIONS_DIR
@@ -74,17 +75,85 @@ def record_path(config: ProjectConfig, name: str) -> Path:
 
 
 def load_record(config: ProjectConfig, name: str) -> dict[str, Any] | None:
-    """The last audition of track ``name``, or ``None`` (never auditioned, or unreadable)."""
-    try:
-        record = json.loads(record_path(config, name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """The last audition of track ``name``, or ``None`` (never auditioned, or unreadable).
+
+    The record lies in the state folder, which a cloned repo or a careless hand can fill:
+    every value is checked against its grammar (``valid_record``) before a key in it names a
+    cache entry; a record that fails is ignored with a warning naming the file.
+    """
+    if not is_name(name):
         return None
-    return record if isinstance(record, dict) and isinstance(record.get("takes"), list) else None
+    path = record_path(config, name)
+    try:
+        record = json.loads(read_regular(path, MAX_RECORD_BYTES))
+        problem = valid_record(record, name)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError) as exc:
+        problem = str(exc) if isinstance(exc, UnsafePath) else f"unreadable ({type(exc).__name__})"
+    if problem:
+        import logging
+
+        logging.getLogger(__name__).warning("%s: audition record ignored: %s; audition again", path, problem)
+        return None
+    return record
+
+
+#: An audition record holds at most ``MAX_TAKES`` takes of a few hundred bytes each.
+MAX_RECORD_BYTES = 1 << 20
+
+
+def valid_record(record: Any, name: str) -> str | None:
+    """Why ``record`` is not an audition record of ``name`` that this version wrote (``None``: it is)."""
+    from .grammar import check_depth, key, number
+
+    try:
+        check_depth(record, "record")
+        if not isinstance(record, dict) or record.get("name", name) != name:
+            return "not an audition record of this track"
+        takes = record.get("takes")
+        if not isinstance(takes, list) or len(takes) > MAX_TAKES:
+            return f"takes: expected a list of at most {MAX_TAKES}"
+        for i, take in enumerate(takes):
+            where = f"takes[{i}]"
+            if not isinstance(take, dict) or not isinstance(take.get("keys"), dict):
+                return f"{where}: not a take"
+            number(take.get("take"), where, "take", 1, MAX_TAKES, integer=True)
+            number(take.get("seed"), where, "seed", 0, MAX_SEED, integer=True)
+            number(take.get("seconds"), where, "seconds", 0, 24 * 3600)
+            for kind in ("generation", "render"):
+                key(take["keys"].get(kind), where, f"keys.{kind}")
+            if take.get("action") == "failed":
+                continue
+            number(take.get("duration"), where, "duration", 0, 24 * 3600)
+            number(take.get("sample_rate"), where, "sample_rate", 1, 768000, integer=True)
+            number(take.get("channels"), where, "channels", 1, 64, integer=True)
+            files = take.get("files")
+            if not isinstance(files, dict):
+                return f"{where}: files: expected a table"
+            for fmt, info in files.items():
+                if not is_name(fmt) or not isinstance(info, dict):
+                    return f"{where}: files: not a format and its facts"
+                key(info.get("sha256"), where, f"files.{fmt}.sha256")
+            loop = take.get("loop")
+            if loop is not None:
+                if not isinstance(loop, dict):
+                    return f"{where}: loop: expected a table"
+                for field_name in ("start", "length"):
+                    number(loop.get(field_name), where, f"loop.{field_name}", 0, 1 << 40, integer=True)
+            loudness = take.get("loudness")
+            if loudness is not None and not isinstance(loudness, dict):
+                return f"{where}: loudness: expected a table"
+    except GrammarError as exc:
+        return str(exc)
+    return None
 
 
 def all_records(config: ProjectConfig) -> dict[str, dict[str, Any]]:
     folder = auditions_dir(config)
-    names = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    if folder.is_symlink() or not folder.is_dir():
+        return {}
+    names = sorted(p.stem for p in folder.glob("*.json") if is_name(p.stem))
     return {name: rec for name in names if (rec := load_record(config, name)) is not None}
 
 

@@ -26,7 +26,7 @@ from .errors import GenerationError, TrackspecError
 from . import engines
 from .fsutil import sweep_temp_files
 from .generation import Generated, LoadPerRun, split_by_generation_key
-from .index import (AUDIO_FACTS, IndexTransaction, index_entry, load_index, output_paths)
+from .index import AUDIO_FACTS, IndexTransaction, index_entry, load_index, output_paths
 from .index import pending
 from .locks import repo_lock as take_repo_lock
 from .plan import Plan, TrackPlan, plan_build
@@ -515,7 +515,7 @@ class Executor:
         tags = tags_for(track, rendered.info.get("loop"))
         self.index.unlist([name])  # (already done for the whole batch, unless the track is alone)
         try:
-            published = publish_entry(rendered, targets, self.config.staging_dir, tags)
+            published = publish_entry(rendered, targets, self.config.staging_dir, tags, self.config.assets_dir)
         except BaseException:
             self.index.relist_if_intact(name)  # the last good asset stays listed
             raise

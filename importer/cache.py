@@ -19,23 +19,29 @@ and never touches the staging folders of live processes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import secrets
 import shutil
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Iterator, Literal
 
-from .fsutil import fsync_dir, sha256_file
+from .fsutil import fsync_dir, make_dirs_inside, read_regular, sha256_file
+from .grammar import is_file_name, key as check_key
 
 log = logging.getLogger(__name__)
 
 LAYOUT = "v1"
 MANIFEST = "manifest.json"
+#: A manifest lists a few files; anything bigger is not one trackspec wrote.
+MAX_MANIFEST_BYTES = 1 << 20
 Kind = Literal["raw", "render"]
 
 
@@ -97,24 +103,89 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+PINS = "pins"
+
+
 class LocalCache:
-    """A cache directory; safe for several processes (entries appear by atomic rename)."""
+    """A cache directory; safe for several processes (entries appear by atomic rename).
+
+    Every entry this instance hands out (``get``) or writes (``put``) is *pinned* until the
+    instance is dropped or its process ends: a pin file in ``pins/`` lists them, and
+    ``gc``/``clear`` never remove a pinned entry of a live process. Pins are written
+    under a shared lock, and maintenance reads them and renames entries away under the
+    exclusive one, so a build never loses an entry it is restoring, rendering or has just
+    generated to a concurrent ``cache gc`` or ``cache clear``.
+    """
 
     def __init__(self, root: Path):
         self.root = root / LAYOUT
+        self._pin_file: Path | None = None
+        self._pinned: set[str] = set()
+        self._pin_guard = threading.Lock()
+
+    # ------------------------------------------------------------------ pins
+    def _pin(self, kind: Kind, key: str) -> None:
+        item = f"{kind}/{key}"
+        with self._pin_guard:
+            if item in self._pinned:
+                return
+            folder = self.root / PINS
+            folder.mkdir(parents=True, exist_ok=True)
+            if self._pin_file is None:
+                self._pin_file = folder / f"{os.getpid()}-{secrets.token_hex(6)}"
+                weakref.finalize(self, _unlink_quietly, self._pin_file)
+            with _pins_lock(self.root, exclusive=False), open(self._pin_file, "a", encoding="utf-8") as fh:
+                fh.write(item + "\n")
+            self._pinned.add(item)
+
+    def release(self) -> None:
+        """Drop this instance's pins (also done when it is garbage collected or its process ends)."""
+        with self._pin_guard:
+            if self._pin_file is not None:
+                _unlink_quietly(self._pin_file)
+            self._pin_file, self._pinned = None, set()
+
+    def _live_pins(self) -> set[str]:
+        """Entries pinned by live processes (``kind/key``); pin files of dead ones are removed."""
+        pinned: set[str] = set()
+        folder = self.root / PINS
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return pinned
+        for name in names:
+            pid_text = name.split("-", 1)[0]
+            path = folder / name
+            if not pid_text.isdigit() or not _alive(int(pid_text)):
+                _unlink_quietly(path)
+                continue
+            try:
+                pinned.update(path.read_text("utf-8").split())
+            except OSError:
+                continue
+        return pinned
 
     def entry_dir(self, kind: Kind, key: str) -> Path:
+        """The folder of an entry; a key that is not 64 lowercase hex is refused
+        (``GrammarError``): keys come from records, manifests and object names that anybody
+        could craft, and ``.`` or a path must never name a folder to replace or delete."""
+        if kind not in ("raw", "render"):
+            raise ValueError(f"not a cache kind: {kind!r}")
+        check_key(key, f"cache {self.root}", f"{kind} key")
         return self.root / kind / key[:2] / key
 
     def has(self, kind: Kind, key: str) -> bool:
-        """Cheap presence test for planning (verification happens on ``get``)."""
+        """Cheap presence test for planning (verification happens on ``get``); a value that
+        is not a key is never present."""
+        if not _is_key(key):
+            return False
         return (self.entry_dir(kind, key) / MANIFEST).is_file()
 
     def peek_info(self, kind: Kind, key: str) -> dict[str, Any]:
         """An entry's ``info`` without verifying its files (for explanations only; ``{}`` if absent)."""
         try:
-            info = json.loads((self.entry_dir(kind, key) / MANIFEST).read_text("utf-8")).get("info")
-        except (OSError, ValueError, AttributeError):
+            info = json.loads(read_regular(self.entry_dir(kind, key) / MANIFEST, MAX_MANIFEST_BYTES)).get("info")
+        except (OSError, ValueError, AttributeError, RecursionError):
             return {}
         return info if isinstance(info, dict) else {}
 
@@ -123,6 +194,7 @@ class LocalCache:
 
         A hit refreshes the entry's last-used time, so ``gc`` keeps what builds use.
         """
+        self._pin(kind, key)  # before looking: a concurrent gc either removed it already or keeps it
         entry, problem = self._inspect(kind, key)
         if problem:
             self._discard(kind, key, problem)
@@ -153,7 +225,7 @@ class LocalCache:
             return None, None
         problem = None
         try:
-            manifest = json.loads((directory / MANIFEST).read_text("utf-8"))
+            manifest = json.loads(read_regular(directory / MANIFEST, MAX_MANIFEST_BYTES))
             if manifest.get("key") != key or manifest.get("kind") != kind:
                 problem = "manifest names another entry"
             elif manifest.get("digest") != manifest_digest(manifest):
@@ -163,8 +235,8 @@ class LocalCache:
                 path = directory / name
                 if problem:
                     break
-                if "/" in name or name.startswith("."):
-                    problem = f"bad file name {name!r}"
+                if not is_file_name(name) or name == MANIFEST:
+                    problem = "bad file name in the manifest"
                 elif not path.is_file() or path.stat().st_size != meta["bytes"]:
                     problem = f"{name}: size differs from the manifest"
                 elif sha256_file(path) != meta["sha256"]:
@@ -174,7 +246,7 @@ class LocalCache:
                 problem = "no files"
         except FileNotFoundError:
             problem = "manifest missing"
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             problem = f"unreadable manifest ({exc})"
         if problem:
             return None, (problem if directory.exists() else None)
@@ -205,6 +277,7 @@ class LocalCache:
                 fh.flush()
                 os.fsync(fh.fileno())
             final = self.entry_dir(kind, key)
+            self._pin(kind, key)  # before it appears: what a build just made is never evicted
             final.parent.mkdir(parents=True, exist_ok=True)
             if self.get(kind, key) is None:  # absent, or corrupt and just removed
                 try:
@@ -226,15 +299,43 @@ class LocalCache:
 
         Returns whether this call removed it (``False``: it was already gone).
         """
-        directory = self.entry_dir(kind, key)
-        trash = self.root / "tmp" / f"trash-{secrets.token_hex(6)}"
-        trash.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(directory, trash)
-        except FileNotFoundError:
+        trash = self._take_out(kind, key)
+        if trash is None:
             return False
         shutil.rmtree(trash, ignore_errors=True)
         return True
+
+    def _take_out(self, kind: Kind, key: str) -> Path | None:
+        """Rename an entry into ``tmp`` (out of sight); its trash folder, or ``None`` if gone."""
+        directory = self.entry_dir(kind, key)
+        trash = self.root / "tmp" / f"trash-{secrets.token_hex(6)}"
+        make_dirs_inside(trash.parent, self.root.parent)  # never renamed through a link out of the cache
+        try:
+            os.rename(directory, trash)
+        except FileNotFoundError:
+            return None
+        return trash
+
+    def _evict(self, candidates: list[EntryStat], reason: str, enough: Callable[[int], bool]) -> list[Removed]:
+        """Remove ``candidates`` in order, skipping entries a live process has pinned, until
+        ``enough(bytes freed)``; pins are read and entries renamed away under the exclusive lock."""
+        removed, trash = [], []
+        with _pins_lock(self.root, exclusive=True):
+            pinned = self._live_pins()
+            freed = 0
+            for entry in candidates:
+                if enough(freed):
+                    break
+                if f"{entry.kind}/{entry.key}" in pinned:
+                    continue
+                folder = self._take_out(entry.kind, entry.key)
+                if folder is not None:
+                    removed.append(Removed(entry, reason))
+                    trash.append(folder)
+                freed += entry.bytes
+        for folder in trash:
+            shutil.rmtree(folder, ignore_errors=True)
+        return removed
 
     # ------------------------------------------------------------ maintenance
     def entries(self) -> list[EntryStat]:
@@ -245,7 +346,7 @@ class LocalCache:
             top = self.root / kind
             for shard in _subdirs(top):
                 for directory in _subdirs(shard):
-                    if directory.name[:2] == shard.name:
+                    if directory.name[:2] == shard.name and _is_key(directory.name):
                         stat = _entry_stat(kind, directory)
                         if stat is not None:
                             found.append(stat)
@@ -266,25 +367,21 @@ class LocalCache:
         self.sweep_abandoned()
         entries = self.entries()
         total = sum(e.bytes for e in entries)
-        evicted = []
-        for entry in reversed(entries):  # least recently used first
-            if total <= max_bytes:
-                break
-            if self.remove(entry.kind, entry.key):
-                evicted.append(Removed(entry, "least recently used"))
-            total -= entry.bytes
-        return evicted
+        # least recently used first; what a running build pinned stays (and still counts)
+        return self._evict(list(reversed(entries)), "least recently used", lambda freed: total - freed <= max_bytes)
 
     def clear(self) -> list[Removed]:
-        """Remove every entry (and what dead processes left in ``tmp``); live staging stays."""
+        """Remove every entry (and what dead processes left in ``tmp``); live staging stays,
+        and so do the entries a running build holds (pinned)."""
         self.sweep_abandoned()
-        return [Removed(e, "cleared") for e in self.entries() if self.remove(e.kind, e.key)]
+        return self._evict(self.entries(), "cleared", lambda freed: False)
 
     def sweep_abandoned(self) -> None:
         """Delete staging folders of processes that are gone (a killed build's half entries)."""
         tmp = self.root / "tmp"
-        if not tmp.is_dir():
+        if tmp.is_symlink() or not tmp.is_dir():  # never sweep through a link out of the cache
             return
+        self._live_pins()  # drops the pin files of processes that are gone
         for folder in tmp.iterdir():
             pid_text = folder.name.split("-", 1)[0]
             if folder.name.startswith("trash-") or (pid_text.isdigit() and not _alive(int(pid_text))):
@@ -293,7 +390,8 @@ class LocalCache:
     def staging_dir(self) -> Path:
         """A fresh private folder in the cache for building an entry."""
         path = self.root / "tmp" / f"{os.getpid()}-{secrets.token_hex(6)}"
-        path.mkdir(parents=True)
+        make_dirs_inside(path.parent, self.root.parent)  # not through a link out of the cache
+        path.mkdir()
         return path
 
     @staticmethod
@@ -303,6 +401,37 @@ class LocalCache:
             os.utime(directory / MANIFEST)
         except OSError:
             pass
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def _pins_lock(root: Path, exclusive: bool) -> Iterator[None]:
+    """The cache's pin lock (``flock`` on ``pins.lock``): shared to pin, exclusive to evict.
+    Where ``fcntl`` is missing (Windows) it is a no-op and pins are best effort."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / "pins.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _is_key(text: str) -> bool:
+    from .grammar import is_key
+
+    return is_key(text)
 
 
 def _subdirs(folder: Path) -> list[Path]:

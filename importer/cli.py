@@ -93,7 +93,9 @@ def _call(run: Callable[[Any], int | None], args: Any, full: bool) -> int | None
         code = _exit_code(exc)
         if code is None:
             raise
-        print(f"trackspec: {exc}", file=sys.stderr)
+        from .grammar import redact
+
+        print(f"trackspec: {redact(str(exc))}", file=sys.stderr)
         return code
 
 
@@ -102,6 +104,32 @@ def _configure_logging(verbose: bool) -> None:
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="trackspec: %(levelname)s: %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
+    for noisy in THIRD_PARTY_LOGGERS:  # their debug logs print request headers and signed URLs
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+#: Client libraries whose debug output carries credentials (botocore logs the session token).
+THIRD_PARTY_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "obstore", "httpx", "httpcore",
+                       "huggingface_hub", "filelock")
+
+
+def _redact_record(record: Any) -> bool:
+    """A logging filter: the record's text with secrets taken out (``grammar.redact``)."""
+    from .grammar import redact
+
+    message = record.getMessage()
+    clean = redact(message)
+    if record.exc_info and not record.exc_text:
+        import logging
+
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if clean != message:
+        record.msg, record.args = clean, None
+    return True
 
 
 def _exit_code(exc: Exception) -> int | None:

@@ -241,7 +241,9 @@ def _hub_model(model: str, revision: str, used_by: str, details: dict[str, Any])
 def _model_type_check(model: str, config: Path, used_by: str, details: dict[str, Any], where: str) -> Check:
     """A model folder whose config.json is not MusicGen's fails at load: say so now."""
     try:
-        model_type = json.loads(config.read_text("utf-8")).get("model_type")
+        from .fsutil import read_regular
+
+        model_type = json.loads(read_regular(config, 16 << 20).decode("utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError) as exc:
         return Check("model", "fail", f"model {model}{used_by}: {config} is unreadable ({exc})",
                      "save the model again", details)

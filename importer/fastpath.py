@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import stat
 
 from .layout import CACHE_ENV, NOOP_RECORD, STATE_DIR_NAME
 
@@ -122,7 +123,11 @@ def check(root: str, model_override: str | None, cwd: str) -> tuple[NoopRecord |
     Cheapest tests first; the first difference ends the check.
     """
     try:
-        with open(record_path(root), "rb") as fh:
+        fd = os.open(record_path(root), os.O_RDONLY | os.O_NONBLOCK)  # a FIFO planted there never blocks
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > 64 << 20:
+                raise ValueError("not a regular file of a sensible size")
             data = marshal.loads(fh.read())
     except FileNotFoundError:
         return None, "no record of a no-op build yet"
@@ -149,10 +154,10 @@ def check(root: str, model_override: str | None, cwd: str) -> tuple[NoopRecord |
         except OSError:
             pass
         return None, f"{path} exists now"
-    stat = os.stat
+    os_stat = os.stat
     for path, size, mtime, ctime, ino in data["files"]:
         try:
-            st = stat(path)
+            st = os_stat(path)
         except OSError:
             return None, f"{path} is gone"
         if st.st_mtime_ns != mtime or st.st_ctime_ns != ctime or st.st_size != size or st.st_ino != ino:
@@ -160,7 +165,7 @@ def check(root: str, model_override: str | None, cwd: str) -> tuple[NoopRecord |
     join = os.path.join
     for spec, _name, size, mtime, ctime, ino in data["specs"]:
         try:
-            st = stat(join(root, spec))
+            st = os_stat(join(root, spec))
         except OSError:
             return None, f"{spec} is gone"
         if st.st_mtime_ns != mtime or st.st_ctime_ns != ctime or st.st_size != size or st.st_ino != ino:
@@ -187,7 +192,10 @@ def write_record(config: ProjectConfig, plan: Plan, started_ns: int, model_overr
         data = _record_data(config, plan, started_ns, model_override, override_base)
     except NotRecordable as exc:
         return str(exc)
-    atomic_write_bytes(config.state_dir / NOOP_RECORD, marshal.dumps(data))
+    try:
+        atomic_write_bytes(config.state_dir / NOOP_RECORD, marshal.dumps(data))
+    except OSError as exc:  # e.g. something not a file in its place: no record, a full build next time
+        return str(exc)
     return None
 
 

@@ -23,6 +23,7 @@ import tomllib
 from pathlib import Path
 
 from importer.errors import ModelError
+from importer.grammar import is_licence
 
 UNKNOWN = "unknown"
 #: The file a local model directory may declare its licence in.
@@ -125,23 +126,28 @@ def declare_license(directory: Path, license_id: str) -> Path:
 
 def _declared(directory: Path) -> str | None:
     path = directory / DECLARATION_FILE
+    from .fsutil import read_regular
+    from .grammar import is_licence
+
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        data = tomllib.loads(read_regular(path, 64 << 10).decode("utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ModelError(f"{path}: cannot read the model's licence declaration: {exc}") from exc
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: TOML or UTF-8
+        raise ModelError(f"{path}: cannot read the model's licence declaration: {exc}") from None
     value = data.get("license")
-    if not isinstance(value, str) or not value.strip():
-        raise ModelError(f'{path}: expected license = "<SPDX id>", e.g. license = "CC-BY-4.0"')
+    if not isinstance(value, str) or not value.strip() or not is_licence(normalize(value)):
+        raise ModelError(f'{path}: expected license = "<SPDX id>", e.g. license = "CC-BY-4.0" '
+                         "(letters, digits, . + and -)")
     return normalize(value)
 
 
 def _card_license(readme: Path) -> str | None:
     """``license:`` from a model card's YAML front matter (between the first two ``---``)."""
+    from .fsutil import read_regular
+
     try:
-        text = readme.read_text(encoding="utf-8", errors="replace")
+        text = read_regular(readme, 4 << 20).decode("utf-8", errors="replace")
     except OSError:
         return None
     lines = text.splitlines()
@@ -151,8 +157,8 @@ def _card_license(readme: Path) -> str | None:
         if line.strip() == "---":
             break
         if match := _FRONT_MATTER_LICENSE.match(line):
-            value = match.group(1)
-            return normalize(value) if value else None
+            value = normalize(match.group(1)) if match.group(1) else None
+            return value if value and is_licence(value) else None
     return None
 
 

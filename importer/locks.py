@@ -117,9 +117,9 @@ def daemon_lock_path(state_dir: str | os.PathLike[str]) -> str:
 def repo_lock(state_dir: Path, wait: bool, on_wait: Callable[[], None]) -> FileLock:
     """Take the repo lock; without ``wait``, ``LockBusy`` if another process holds it."""
     from .errors import LockBusy
-    from .fsutil import make_state_dir
+    from .fsutil import ensure_state_dir
 
-    make_state_dir(state_dir)
+    ensure_state_dir(state_dir)
     lock = FileLock(repo_lock_path(state_dir))
     if lock.try_acquire():
         return lock
@@ -133,9 +133,9 @@ def repo_lock(state_dir: Path, wait: bool, on_wait: Callable[[], None]) -> FileL
 def daemon_lock(state_dir: Path) -> FileLock:
     """Take the one-daemon-per-repo lock or raise ``LockBusy``; the caller releases it."""
     from .errors import LockBusy
-    from .fsutil import make_state_dir
+    from .fsutil import ensure_state_dir
 
-    make_state_dir(state_dir)
+    ensure_state_dir(state_dir)
     lock = FileLock(daemon_lock_path(state_dir))
     if not lock.try_acquire():
         raise LockBusy(f"another `trackspec watch` is already watching {state_dir.parent} "

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from .fsutil import UnsafePath
 from .layout import looks_like_path
 from .state import State
 
 _SKIP_DIRS = {".git", ".cache", "__pycache__"}
+#: Bounds of a local model folder: MusicGen large is 9 files and 13 GB.
+MAX_MODEL_FILES = 10_000
+MAX_MODEL_BYTES = 256 << 30
 
 
 @dataclass(frozen=True)
@@ -55,13 +60,25 @@ def model_files(directory: Path, walked: list[Path] | None = None) -> list[tuple
             walked.append(Path(exc.filename))
 
     entries: list[tuple[str, Path]] = []
+    total = 0
     for dirpath, dirnames, filenames in os.walk(directory, onerror=unlisted):
         if walked is not None:
             walked.append(Path(dirpath))
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
         for name in filenames:
             path = Path(dirpath) / name
+            try:
+                st = path.stat()
+            except OSError:  # a dangling link: the digest reports it when hashing
+                st = None
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                raise UnsafePath(f"model directory {directory}: {path.relative_to(directory)} is not a regular "
+                                 "file (a device, FIFO, socket or a link to one); remove it")
+            total += st.st_size if st is not None else 0
             entries.append((path.relative_to(directory).as_posix(), path))
+            if len(entries) > MAX_MODEL_FILES or total > MAX_MODEL_BYTES:
+                raise UnsafePath(f"model directory {directory}: more than {MAX_MODEL_FILES} files or "
+                                 f"{MAX_MODEL_BYTES >> 30} GiB; point the model at the folder of one model")
     return sorted(entries)
 
 

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .cache import CacheEntry
 from .errors import CacheCorrupt
-from .fsutil import fsync_dir, replace_into, sha256_file, temp_path_for
+from .grammar import PUBLISHED_FORMATS
+from .fsutil import (UnsafePath, fsync_dir, make_dirs, make_dirs_inside, owned_path, replace_into, sha256_file,
+                     temp_path_for)
 
 if TYPE_CHECKING:
     from .tags import TrackTags
@@ -25,16 +27,21 @@ _CHUNK = 1 << 20
 
 
 def copy_verified(source: Path, target: Path, expected_sha256: str, staging: Path | None = None,
-                  adjust: Callable[[Path], None] | None = None) -> tuple[int, str]:
+                  adjust: Callable[[Path], None] | None = None, owner: Path | None = None) -> tuple[int, str]:
     """Copy ``source`` to ``target`` atomically, checking the copy's sha256; return the
     published file's size and sha256.
 
     ``adjust`` may rewrite the verified copy before it is renamed into place (its tags):
-    the returned facts are then those of the adjusted file.
+    the returned facts are then those of the adjusted file. With ``owner`` (the assets
+    folder), a target whose folder leads out of it through a link is refused
+    (``UnsafePath``), by the same check that deleting uses (``fsutil.owned_path``).
     """
+    if owner is not None:
+        make_dirs_inside(target.parent, owner)
+        target = owned_path(target, owner)
     target.parent.mkdir(parents=True, exist_ok=True)
     if staging is not None:
-        staging.mkdir(parents=True, exist_ok=True)
+        make_dirs(staging)
     tmp = temp_path_for(target, staging)
     digest = hashlib.sha256()
     size = 0
@@ -63,7 +70,7 @@ def copy_verified(source: Path, target: Path, expected_sha256: str, staging: Pat
 
 
 def publish_entry(entry: CacheEntry, targets: dict[str, Path], staging: Path | None = None,
-                  tags: TrackTags | None = None) -> dict[str, dict[str, Any]]:
+                  tags: TrackTags | None = None, owner: Path | None = None) -> dict[str, dict[str, Any]]:
     """Publish ``audio.<fmt>`` of a render entry to each ``targets[fmt]``; return file facts.
 
     A render is shared by every track whose audio and settings are the same, but its files
@@ -82,7 +89,7 @@ def publish_entry(entry: CacheEntry, targets: dict[str, Path], staging: Path | N
     for fmt, target in targets.items():
         name = f"audio.{fmt}"
         size, digest = copy_verified(entry.files[name], target, entry.digests[name], staging,
-                                     adjust(fmt) if adjust else None)
+                                     adjust(fmt) if adjust else None, owner)
         published[fmt] = {"sha256": digest, "bytes": size, "target": target}
     return published
 
@@ -99,10 +106,14 @@ def remove_owned(files: list[tuple[Path, str]], root: Path, assets_dir: Path,
     removed = []
     root, assets = root.resolve(), assets_dir.resolve()
     for path, sha256 in files:
-        parent = path.parent.resolve()
-        target = parent / path.name
-        if parent != root and root not in parent.parents:
+        try:
+            target = owned_path(path, root)  # the check writing uses too
+        except UnsafePath:
             log.warning("not deleting %s: it is outside the game repo %s", path, root)
+            continue
+        parent = target.parent
+        if target.suffix[1:] not in PUBLISHED_FORMATS:  # trackspec publishes <name>.<format> only
+            log.warning("not deleting %s: not an audio file trackspec publishes", path)
             continue
         in_assets = parent == assets or assets in parent.parents
         if not target.is_symlink() and not in_assets and digest_of(target) != sha256:

@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write_bytes, sha256_file
+from .fsutil import atomic_write_bytes, ensure_state_dir, read_regular, sha256_file
 from .layout import STATE_FILE
+from .grammar import MAX_DEPTH, depth, is_key, is_name
 
 STATE_VERSION = 1
 
@@ -25,6 +26,13 @@ PARALLEL_MIN_BYTES = 1 << 20
 
 def _signature(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _valid_file_record(path: object, record: object) -> bool:
+    """A remembered hash: a path and ``[size, mtime_ns, ctime_ns, inode, sha256]`` (a crafted
+    one would make a changed file look unchanged only if it also matched its stat)."""
+    return (isinstance(path, str) and isinstance(record, list) and len(record) == 5
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in record[:4]) and is_key(record[4]))
 
 
 def _digest_or_none(path: Path) -> str | None:
@@ -43,12 +51,13 @@ class State:
         self.tracks: dict[str, dict[str, Any]] = {}
         self._dirty = False
         try:
-            data = json.loads(path.read_text("utf-8"))
+            data = json.loads(read_regular(path))
             if data.get("version") == STATE_VERSION:
-                self.files = dict(data.get("files", {}))
-                self.tracks = dict(data.get("tracks", {}))
-        except (OSError, ValueError, AttributeError):
-            pass
+                self.files = {k: v for k, v in dict(data.get("files", {})).items() if _valid_file_record(k, v)}
+                self.tracks = {k: v for k, v in dict(data.get("tracks", {})).items()
+                               if is_name(k) and isinstance(v, dict) and depth(v) <= MAX_DEPTH}
+        except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+            pass  # missing or unreadable: only costs a re-hash
 
     @classmethod
     def in_folder(cls, state_dir: Path) -> State:
@@ -126,8 +135,12 @@ class State:
         if not self._dirty:
             return
         data = {"version": STATE_VERSION, "files": self.files, "tracks": self.tracks}
-        ignore = self.path.parent / ".gitignore"
-        if not ignore.exists():  # per-machine state never belongs in the game's repository
-            atomic_write_bytes(ignore, b"# trackspec's per-machine state and lock\n*\n")
-        atomic_write_bytes(self.path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+        try:
+            ensure_state_dir(self.path.parent)  # per-machine state never belongs in the game's repository
+            atomic_write_bytes(self.path, json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+        except OSError as exc:  # a stat cache lost costs a re-hash, never the build
+            import logging
+
+            logging.getLogger(__name__).warning("%s: stat cache not saved (%s)", self.path, exc)
+            return
         self._dirty = False

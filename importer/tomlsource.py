@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, Location
+from .fsutil import UnsafePath, read_regular
+from .grammar import MAX_DEPTH, depth
+
+#: Largest TOML file read (a spec or trackspec.toml is a few hundred bytes).
+MAX_TOML_BYTES = 32 << 20
 
 _SYNTAX_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _SYNTAX_END = re.compile(r"\s*\(at end of document\)\s*$")
@@ -69,7 +74,9 @@ class TomlDocument:
 def read_toml(path: Path, error: type[InputError]) -> TomlDocument:
     """Parse ``path``; syntax and encoding problems become ``error`` with line and column."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_TOML_BYTES)  # a FIFO or device never blocks, never streams forever
+    except UnsafePath as exc:
+        raise error(Location(path), str(exc).removeprefix(f"{path}: ")) from None
     except OSError as exc:
         raise error(Location(path), f"cannot read file: {exc.strerror or exc}") from exc
     if raw.startswith(b"\xef\xbb\xbf"):
@@ -81,6 +88,11 @@ def read_toml(path: Path, error: type[InputError]) -> TomlDocument:
         raise error(Location(path, line), "file is not valid UTF-8 text") from exc
     try:
         data = tomllib.loads(text)
+        if depth(data) > MAX_DEPTH:
+            raise RecursionError
+    except RecursionError:
+        raise error(Location(path), f"TOML nested more than {MAX_DEPTH} levels deep (arrays or tables "
+                                    "inside each other); flatten it") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _SYNTAX_POS.search(message)

@@ -20,6 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..scaffold import write_project_config
 
+    from ..fsutil import ensure_state_dir
+    from ..layout import STATE_DIR_NAME
+
     path = write_project_config(args.root.resolve(), args.engine)
+    ensure_state_dir(path.parent / STATE_DIR_NAME)  # ignored by git from the start (.gitignore: *)
     print(f"wrote {path}")
     return EXIT_OK

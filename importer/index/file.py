@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IndexCorrupt
-from ..fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_bytes, read_regular
+from ..grammar import MAX_DEPTH, PUBLISHED_FORMATS
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).parent.parent / "schemas" / "index.schema.json"
@@ -25,9 +26,12 @@ def empty_index() -> dict[str, Any]:
 def load_index(path: Path) -> dict[str, Any]:
     """The index at ``path``; an empty one if absent. A broken index is an error, not a reset."""
     try:
-        data = json.loads(path.read_text("utf-8"))
+        data = json.loads(read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         return empty_index()
+    except RecursionError:
+        raise IndexCorrupt(f"{path}: the asset index is nested more than {MAX_DEPTH} levels deep; delete it, "
+                           "then run `trackspec build` to rebuild it") from None
     except (OSError, ValueError) as exc:
         raise IndexCorrupt(f"{path}: the asset index cannot be read ({exc}); fix or delete it, "
                           "then run `trackspec build` to rebuild it") from exc
@@ -35,7 +39,94 @@ def load_index(path: Path) -> dict[str, Any]:
             or not isinstance(data.get("tracks"), dict):
         raise IndexCorrupt(f"{path}: not a schema_version {SCHEMA_VERSION} trackspec index; "
                           "delete it and run `trackspec build` to rebuild it")
-    return data
+    return drop_malformed_entries(path, data)
+
+
+#: The formats an index entry may list (its schema's enum).
+INDEX_FORMATS = PUBLISHED_FORMATS
+
+
+def entry_problem(name: Any, entry: Any) -> str | None:
+    """Why one index entry does not match the index's grammar (``None``: it does).
+
+    Checked before anything is built from it: its paths are deleted and replaced, its
+    keys name cache entries, its numbers decide what is stale."""
+    import math
+
+    from ..grammar import is_key, is_name
+
+    if not is_name(name):
+        return "the track name is not a-z, 0-9, _ and -"
+    if not isinstance(entry, dict):
+        return "not a table"
+    files = entry.get("files")
+    if not isinstance(files, dict) or not files:
+        return "files: expected a table of formats"
+    for fmt, info in files.items():
+        if fmt not in INDEX_FORMATS or not isinstance(info, dict):
+            return f"files.{fmt}: not a format and its file"
+        rel_path = info.get("path")
+        if (not isinstance(rel_path, str) or not rel_path or rel_path.startswith("/") or "\\" in rel_path
+                or "\0" in rel_path or ".." in rel_path.split("/")):
+            return f"files.{fmt}.path: expected a path inside the repo"
+        if not is_key(info.get("sha256")):
+            return f"files.{fmt}.sha256: expected 64 lowercase hex digits"
+        size = info.get("bytes")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            return f"files.{fmt}.bytes: expected a size in bytes"
+    for field in ("sample_rate", "channels", "samples", "seed"):
+        value = entry.get(field)
+        if field in entry and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            return f"{field}: expected a whole number"
+    duration = entry.get("duration", 1.0)
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration):
+        return "duration: expected a finite number"
+    keys = entry.get("keys", {})
+    if not isinstance(keys, dict) or any(not is_key(keys[k]) for k in ("generation", "render") if k in keys):
+        return "keys: expected 64-hex generation and render keys"
+    for field in ("spec", "genre", "model", "license"):
+        if field in entry and not isinstance(entry[field], str):
+            return f"{field}: expected a string"
+    if "genre" in entry and not is_name(entry["genre"]):
+        return "genre: not a-z, 0-9, _ and -"
+    for field in ("loop", "loudness", "meta"):
+        if entry.get(field) is not None and not isinstance(entry[field], dict):
+            return f"{field}: expected a table"
+    return None
+
+
+def drop_malformed_entries(path: Path, index: dict[str, Any]) -> dict[str, Any]:
+    """``index`` without the entries that fail ``entry_problem``, each logged as a warning
+    naming the file: such a track is treated as not built (the next build makes it again
+    and rewrites its entry), never followed to a path or a cache key."""
+    import logging
+
+    from ..grammar import check_depth
+
+    try:
+        check_depth(index, str(path))
+    except (ValueError, RecursionError) as exc:
+        raise IndexCorrupt(f"{exc}; delete it and run `trackspec build` to rebuild it") from None
+    dropped = False
+    for name in list(index["tracks"]):
+        problem = entry_problem(name, index["tracks"][name])
+        if problem:
+            shown = name if isinstance(name, str) and len(name) <= 100 and name.isprintable() else "?"
+            logging.getLogger(__name__).warning("%s: tracks.%s: %s; treated as not built", path, shown, problem)
+            del index["tracks"][name]
+            dropped = True
+    if dropped:
+        index["tracks"] = RepairedTracks(index["tracks"])
+    return index
+
+
+class RepairedTracks(dict):
+    """The tracks of an index that had malformed entries dropped: a build writes it back
+    even when nothing else changed, so the warning is given once, not on every build."""
+
+
+def needs_rewrite(index: dict[str, Any]) -> bool:
+    return isinstance(index.get("tracks"), RepairedTracks)
 
 
 def dump_index(index: dict[str, Any]) -> bytes:
@@ -46,7 +137,7 @@ def write_index(path: Path, index: dict[str, Any], staging: Path | None = None) 
     """Write the index if its content changed; return whether it was written."""
     data = dump_index(index)
     try:
-        if path.read_bytes() == data:
+        if read_regular(path) == data:
             return False
     except OSError:
         pass

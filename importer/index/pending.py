@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..fsutil import atomic_write_bytes, sha256_file
+from ..fsutil import UnsafePath, atomic_write_bytes, read_regular, sha256_file
 
 log = logging.getLogger(__name__)
 PENDING_NAME = "pending-removals.json"
@@ -38,13 +38,25 @@ def record(state_dir: Path, files: list[dict[str, Any]]) -> None:
 
 def read(state_dir: Path) -> list[dict[str, Any]]:
     """What is noted (``[]`` when nothing is, or the note is unreadable: it only ever adds safety)."""
+    from ..grammar import is_key
+
     try:
-        data = json.loads(journal_path(state_dir).read_text("utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_regular(journal_path(state_dir), 16 << 20))
+    except (OSError, ValueError, RecursionError):
         return []
     if not isinstance(data, list):
         return []
-    return [f for f in data if isinstance(f, dict) and isinstance(f.get("path"), str)]
+    return [f for f in data if isinstance(f, dict) and is_published_path(f.get("path")) and is_key(f.get("sha256"))]
+
+
+def is_published_path(value: Any) -> bool:
+    """Whether ``value`` could name a file trackspec published: relative, inside the repo,
+    an audio file (``<name>.<format>``). Only such paths are ever deleted from a note."""
+    from ..grammar import PUBLISHED_FORMATS
+
+    return (isinstance(value, str) and bool(value) and not value.startswith("/") and "\\" not in value
+            and "\0" not in value and ".." not in value.split("/")
+            and value.rsplit(".", 1)[-1] in PUBLISHED_FORMATS)
 
 
 def replay(root: Path, assets_dir: Path, state_dir: Path, index: dict[str, Any]) -> list[Path]:
@@ -66,7 +78,11 @@ def replay(root: Path, assets_dir: Path, state_dir: Path, index: dict[str, Any])
 
 
 def clear(state_dir: Path) -> None:
-    journal_path(state_dir).unlink(missing_ok=True)
+    path = journal_path(state_dir)
+    try:
+        path.unlink(missing_ok=True)
+    except IsADirectoryError:
+        raise UnsafePath(f"{path}: a directory is in the way of a file trackspec writes; remove it") from None
 
 
 def _digest(path: Path) -> str | None:

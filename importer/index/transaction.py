@@ -21,7 +21,7 @@ from ..publish import remove_owned
 from ..state import State
 from . import pending
 from .entry import listed_paths
-from .file import write_index
+from .file import needs_rewrite, write_index
 
 
 class IndexTransaction:
@@ -34,7 +34,7 @@ class IndexTransaction:
         self.state = state
         self.on_written = on_written
         self.flush_seconds = flush_seconds
-        self._dirty = False
+        self._dirty = needs_rewrite(index)  # malformed entries were dropped on reading: write it back
         self._last_flush = float("-inf")
         #: Paths the index on disk lists now: those files change only after it stops listing them.
         self._listed_on_disk = listed_paths(index)
@@ -109,7 +109,7 @@ class IndexTransaction:
         """Write the index if it changed since the last write."""
         if not self._dirty:
             return
-        self._dirty = False
+        self._dirty = needs_rewrite(index)  # malformed entries were dropped on reading: write it back
         self._last_flush = time.monotonic()
         written = self._write()
         if written or self._unreported:

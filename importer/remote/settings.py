@@ -20,8 +20,16 @@ SECRET_HINT = ("credentials never go in trackspec.toml (it is committed); set AW
                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, in the environment of the build")
 
 
+def _no_password(value: str) -> None:
+    from ..grammar import has_userinfo, redact_url
+
+    if has_userinfo(value):
+        raise FieldProblem(f"{redact_url(value)!r} carries a user name or password; {SECRET_HINT}")
+
+
 def _url(value: Any) -> str:
     text(required=True)(value)
+    _no_password(value)
     scheme, sep, rest = value.partition("://")
     bucket = rest.split("/", 1)[0]
     if scheme != "s3" or not sep or not bucket:
@@ -31,6 +39,7 @@ def _url(value: Any) -> str:
 
 def _endpoint(value: Any) -> str:
     text(required=True)(value)
+    _no_password(value)
     if not value.startswith(("http://", "https://")):
         raise FieldProblem(f"{value!r} is not an endpoint URL; use http://host:port or https://host")
     return value

@@ -28,11 +28,14 @@ from typing import Any
 
 from ..cache import MANIFEST, CacheEntry, Kind, LocalCache, manifest_digest, render_formats
 from ..errors import TrackspecError
+from ..grammar import is_file_name, is_key
 from .store import ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
 
 LAYOUT = "v1"
+#: A manifest lists a few files; anything bigger is not one trackspec wrote.
+MAX_MANIFEST_BYTES = 1 << 20
 KINDS: tuple[Kind, ...] = ("raw", "render")
 
 
@@ -74,16 +77,22 @@ def _sha256_file(path: Path) -> str:
 
 def checked_manifest(kind: Kind, key: str, text: bytes, where: str) -> dict[str, Any]:
     """A manifest that came from elsewhere (the store, a farm worker), checked before anything
-    of its entry is trusted: it names ``kind``/``key``, lists valid files and matches its
-    digest. ``RemoteCorrupt`` (naming ``where``) otherwise."""
+    of its entry is trusted: its key is a key, it names ``kind``/``key``, lists valid files
+    and matches its digest. ``RemoteCorrupt`` (naming ``where``) otherwise."""
+    if not is_key(key):  # an object name anybody with write access could craft
+        raise RemoteCorrupt(f"{kind} entry in {where}: an object name that is not a "
+                            "64-hex key; ignored (delete it from the bucket)")
     try:
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise ValueError(f"{len(text)} bytes, more than {MAX_MANIFEST_BYTES}")
         manifest = json.loads(text)
         files = manifest["files"]
         ok_files = isinstance(files, dict) and files and all(
-            isinstance(n, str) and n and "/" not in n and not n.startswith(".") and n != MANIFEST
-            and isinstance(m, dict) and isinstance(m.get("sha256"), str) and len(m["sha256"]) == 64
-            and isinstance(m.get("bytes"), int) for n, m in files.items())
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            is_file_name(n) and n != MANIFEST
+            and isinstance(m, dict) and is_key(m.get("sha256"))
+            and isinstance(m.get("bytes"), int) and not isinstance(m["bytes"], bool) and m["bytes"] >= 0
+            for n, m in files.items())
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise RemoteCorrupt(f"{kind} entry {key[:12]}: unreadable manifest ({exc}; {where})") from None
     if manifest.get("kind") != kind or manifest.get("key") != key:
         raise RemoteCorrupt(f"{kind} entry {key[:12]}: the manifest names another entry ({where})")
@@ -186,7 +195,9 @@ class RemoteTier:
         def describe(item) -> RemoteEntry | None:
             kind, info = item
             key = info.name.rsplit("/", 1)[-1][:-len(".json")]
-            text = self.store.get_bytes(info.name)
+            if info.name != manifest_name(kind, key):  # a crafted name (a path, another layout)
+                key = ""
+            text = self.store.get_bytes(info.name) if key else b""
             try:
                 manifest = self._checked_manifest(kind, key, text or b"")
             except RemoteCorrupt as exc:

@@ -28,8 +28,12 @@ def write_report(config: ProjectConfig, plan: Plan) -> Path:
     from .collect import collect
     from .page import render_page
 
+    from ..fsutil import make_dirs_inside, owned_path
+
     out = report_dir(config)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs_inside(out, config.assets_dir)  # links leading out of the assets: refused
+    for folder in (out, out / "img", out / "audio"):
+        owned_path(folder / "x", config.assets_dir)
     ignore = out / ".gitignore"
     if not ignore.exists():  # generated: never committed
         atomic_write_bytes(ignore, b"# written by trackspec report\n*\n")
@@ -47,6 +51,6 @@ def write_report(config: ProjectConfig, plan: Plan) -> Path:
     atomic_write_bytes(page, render_page(config, tracks).encode("utf-8"))
     for folder in ("img", "audio"):  # what the page no longer shows
         for path in (out / folder).iterdir() if (out / folder).is_dir() else ():
-            if media is None or path not in media.used:
-                path.unlink(missing_ok=True)
+            if (media is None or path not in media.used) and (path.is_symlink() or not path.is_dir()):
+                owned_path(path, config.assets_dir).unlink(missing_ok=True)  # the check writing uses
     return page

@@ -286,6 +286,8 @@ class Daemon:
 
         for request_id, request in take_requests(config):
             try:
+                if "invalid" in request:
+                    raise ValueError(request["invalid"])
                 name = request["name"]
                 track = find_track(config, name, request.get("model"), Path(request.get("cwd") or self.root))
                 self._auditions[request_id] = take_plans(track, [int(n) for n in request["takes"]],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import stat
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -54,9 +55,14 @@ def wait_for_result(config: ProjectConfig, request_id: str, alive: Callable[[], 
     checked = time.monotonic()
     while True:
         try:
-            result = json.loads(path.read_text(encoding="utf-8"))
+            from ..fsutil import read_regular
+
+            result = json.loads(read_regular(path, MAX_REQUEST_BYTES))
         except FileNotFoundError:
             result = None
+        except (OSError, ValueError, RecursionError):  # not a result the daemon wrote
+            path.unlink(missing_ok=True)
+            result = {"error": "the daemon's answer was unreadable"}
         if result is not None:
             path.unlink(missing_ok=True)
             return result
@@ -68,17 +74,80 @@ def wait_for_result(config: ProjectConfig, request_id: str, alive: Callable[[], 
         time.sleep(poll)
 
 
+#: A request is a few hundred bytes; a result a few kilobytes.
+MAX_REQUEST_BYTES = 64 << 10
+#: A result nobody collected (its CLI was killed) is removed after this many seconds.
+STALE_RESULT_SECONDS = 3600.0
+#: Longest preview a request may ask for, as ``audition --seconds`` allows.
+MAX_SECONDS = 600.0
+
+
+def validate_request(request: Any) -> dict[str, Any]:
+    """The request with every value checked as the CLI checks its arguments (``ValueError``
+    naming the field otherwise): a track name, 1 to ``MAX_TAKES`` distinct take numbers,
+    seconds in (0, 600], and an optional model and working directory as plain strings."""
+    import math
+
+    from ..audition import MAX_TAKES
+    from ..grammar import is_name
+
+    if not isinstance(request, dict):
+        raise ValueError("not a request")
+    name = request.get("name")
+    if not is_name(name):
+        raise ValueError("name: expected a track name (a-z, 0-9, _ and -)")
+    takes = request.get("takes")
+    if (not isinstance(takes, list) or not 1 <= len(takes) <= MAX_TAKES
+            or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_TAKES for n in takes)
+            or len(set(takes)) != len(takes)):
+        raise ValueError(f"takes: expected 1 to {MAX_TAKES} distinct take numbers from 1 to {MAX_TAKES}")
+    seconds = request.get("seconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not math.isfinite(seconds) or not 0 < seconds <= MAX_SECONDS):
+        raise ValueError(f"seconds: expected a number of seconds in (0, {MAX_SECONDS:g}]")
+    for field in ("model", "cwd"):
+        value = request.get(field)
+        if value is not None and (not isinstance(value, str) or not value or len(value) > 4096 or "\0" in value):
+            raise ValueError(f"{field}: expected a path or model id")
+    return {"name": name, "takes": list(takes), "seconds": seconds, "model": request.get("model"),
+            "cwd": request.get("cwd")}
+
+
 def take_requests(config: ProjectConfig) -> list[tuple[str, dict[str, Any]]]:
-    """The waiting requests, oldest first; each is taken (its file removed) as it is read."""
+    """The waiting requests, oldest first; each is taken (its file removed) as it is read.
+
+    Anything else dropped in the folder is survived: a directory, FIFO or socket is never
+    opened (``read_regular``); a special file is removed, a directory left alone; an
+    unreadable or invalid request is answered with ``{"invalid": ...}`` naming why.
+    Results nobody collected for ``STALE_RESULT_SECONDS`` are removed.
+    """
+    from ..fsutil import read_regular
+    from ..grammar import is_file_name
+
     folder = requests_dir(config)
-    found = []
-    for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns) if folder.is_dir() else []:
-        if not is_request(config, path):
-            continue
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    candidates = []
+    now = time.time()
+    for path in folder.iterdir():
         try:
-            request = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            request = {"invalid": True}
+            st = path.lstat()
+        except OSError:
+            continue
+        if path.name.endswith(RESULT_SUFFIX):
+            if now - st.st_mtime > STALE_RESULT_SECONDS and not stat.S_ISDIR(st.st_mode):
+                path.unlink(missing_ok=True)
+            continue
+        if is_request(config, path) and is_file_name(path.name):
+            candidates.append((st.st_mtime_ns, path, st))
+    found = []
+    for _, path, st in sorted(candidates, key=lambda c: (c[0], c[1].name)):
+        if stat.S_ISDIR(st.st_mode):
+            continue  # cannot be taken; never blocks the requests after it
+        try:
+            request = validate_request(json.loads(read_regular(path, MAX_REQUEST_BYTES)))
+        except (OSError, ValueError, RecursionError) as exc:
+            request = {"invalid": str(exc)[:300] if isinstance(exc, ValueError) else type(exc).__name__}
         path.unlink(missing_ok=True)
         found.append((path.name[: -len(".json")], request))
     return found

@@ -9,6 +9,7 @@ The model stays loaded between jobs and is unloaded after ``unload_after`` idle 
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from typing import Any, Callable
@@ -21,6 +22,9 @@ from ..locks import SharedRepoLock, Stopped
 from ..plan import TrackPlan
 
 __all__ = ["Cancelled", "Generated", "GenerationWorker"]
+
+#: Batches whose cache pins the worker keeps (the daemon publishes a batch in the next cycle).
+HELD_BATCHES = 4
 
 
 class GenerationWorker:
@@ -41,6 +45,9 @@ class GenerationWorker:
         #: Generation on the farm (``farm.client.FarmGenerator``), set by ``watch --farm``/``[farm]``.
         self.farm: Any = None
         self._idle_since = time.monotonic()
+        #: The caches of the last batches: each pins the raw audio it stored until the next
+        #: cycles have published it, so a concurrent `cache gc` never takes what was just made.
+        self._holding: collections.deque = collections.deque(maxlen=HELD_BATCHES)
         self._thread = threading.Thread(target=self._loop, name="trackspec-generation", daemon=True)
 
     # ------------------------------------------------------------ from the cycle
@@ -116,6 +123,7 @@ class GenerationWorker:
         config = self._config
         assert config is not None
         cache = LocalCache(config.cache_dir)
+        self._holding.append(cache)
         start = time.monotonic()
         done: list[Generated] = []
         todo: list[TrackPlan] = []

@@ -26,7 +26,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         return
     terminalreporter.write_line(
         f"reliability: trials={TALLY.trials} faults_survived={TALLY.faults_survived} "
-        f"inputs_tried={TALLY.inputs} assets_lost_or_corrupted={TALLY.lost}")
+        f"inputs_tried={TALLY.inputs} assets_lost_or_corrupted={TALLY.lost} "
+        f"outside_touched={TALLY.outside} secrets_leaked={TALLY.leaked}")
 
 
 @pytest.fixture

@@ -27,6 +27,10 @@ class Tally:
     faults_survived: int = 0
     inputs: int = 0
     lost: int = 0
+    #: Files or folders outside the game repo that a trial found changed (trust boundaries).
+    outside: int = 0
+    #: Secrets found in an output channel (console, -v log, --json, index, report).
+    leaked: int = 0
     used: bool = False
 
     def trial(self) -> None:
