@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, Iterable
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 NAME_PATTERN = re.compile(r"[a-z0-9_-]{1,100}")
@@ -91,6 +91,7 @@ def depth(value: Any, limit: int = MAX_DEPTH) -> int:
     stack = [(value, 1)]
     while stack:
         item, level = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, list):

@@ -109,7 +109,7 @@ class IndexTransaction:
         """Write the index if it changed since the last write."""
         if not self._dirty:
             return
-        self._dirty = needs_rewrite(index)  # malformed entries were dropped on reading: write it back
+        self._dirty = False
         self._last_flush = time.monotonic()
         written = self._write()
         if written or self._unreported:

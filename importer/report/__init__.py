@@ -24,11 +24,9 @@ def report_dir(config: ProjectConfig) -> Path:
 
 def write_report(config: ProjectConfig, plan: Plan) -> Path:
     """Write the report of ``plan`` (as `status` sees the repo); return the page's path."""
-    from ..fsutil import atomic_write_bytes
+    from ..fsutil import atomic_write_bytes, make_dirs_inside, owned_path
     from .collect import collect
     from .page import render_page
-
-    from ..fsutil import make_dirs_inside, owned_path
 
     out = report_dir(config)
     make_dirs_inside(out, config.assets_dir)  # links leading out of the assets: refused
@@ -49,8 +47,8 @@ def write_report(config: ProjectConfig, plan: Plan) -> Path:
                 media.prepare_take(track, take)
     page = out / "index.html"
     atomic_write_bytes(page, render_page(config, tracks).encode("utf-8"))
-    for folder in ("img", "audio"):  # what the page no longer shows
-        for path in (out / folder).iterdir() if (out / folder).is_dir() else ():
+    for name in ("img", "audio"):  # what the page no longer shows
+        for path in (out / name).iterdir() if (out / name).is_dir() else ():
             if (media is None or path not in media.used) and (path.is_symlink() or not path.is_dir()):
                 owned_path(path, config.assets_dir).unlink(missing_ok=True)  # the check writing uses
     return page
