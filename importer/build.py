@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from . import generation
 from .cache import CacheEntry, LocalCache
@@ -288,7 +288,7 @@ class Executor:
         cached = by_action.get("restore", []) + by_action.get("encode", []) + from_remote
         pending_generation += self._restore_or_encode_all(cached)
         # After restores, so a renamed track could still restore from its old name's files.
-        self.index.unlist(r.name for r in self.plan.removals)
+        self._unlist_batch(r.name for r in self.plan.removals)
         for removal in self.plan.removals:
             self.index.remove(removal.name)
             self._finish(TrackResult(removal.name, removal.entry.get("spec", ""), "remove", [removal.reason]))
@@ -376,7 +376,7 @@ class Executor:
         """
         lost: list[TrackPlan] = []
         renders: dict[str, RenderJob] = {}  # render key -> the job making it, for tracks sharing one
-        self.index.unlist(tp.name for tp in plans)  # one index write for the whole batch
+        self._unlist_batch(tp.name for tp in plans)
         with self._render_pool() as pool:
             queue = InOrder()
             for tp in plans:
@@ -454,7 +454,7 @@ class Executor:
 
     def _generated(self, results: list[Generated], pool: RenderPool, queue: InOrder) -> None:
         """A batch is in the cache (or failed): start its renders, publish what is done."""
-        self.index.unlist(g.plan.name for g in results if g.raw is not None)  # one write per batch
+        self._unlist_batch(g.plan.name for g in results if g.raw is not None)
         start = time.monotonic() - max((g.seconds for g in results), default=0.0)
         for g in results:
             g.plan.action = "generate"
@@ -478,6 +478,14 @@ class Executor:
             failed = _raiser(exc)
             return None, lambda: self._attempt(tp, start, failed)
         return job, lambda: self._attempt(tp, start, lambda: self._publish(tp.track, job.result()))
+
+    def _unlist_batch(self, names: Iterable[str]) -> None:
+        """Unlist a batch of tracks about to be republished in one index write. If that write
+        fails (a full disk), each track unlists itself as it publishes and fails alone."""
+        try:
+            self.index.unlist(names)
+        except (OSError, TrackspecError) as exc:
+            log.debug("could not unlist the batch at once (%s); track by track instead", exc)
 
     def _render_pool(self) -> RenderPool:
         return RenderPool(self.config.encode_workers)

@@ -61,7 +61,11 @@ class IndexTransaction:
         pending.record(self.config.state_dir, [f for e in taken.values() for f in e.get("files", {}).values()])
         for name in taken:
             del self.tracks[name]
-        self._write()
+        try:
+            self._write()
+        except BaseException:
+            self.tracks.update(taken)  # nothing is unlisted: the files stay untouched
+            raise
         self._unlisted.update(taken)
         self._dirty = True  # the entries come back (or go for good) with the next flush,
         self._unreported = True  # which is reported as the write (the files are done by then)
