@@ -26,7 +26,7 @@ from .errors import GenerationError, TrackspecError
 from . import engines
 from .fsutil import sweep_temp_files
 from .generation import Generated, LoadPerRun, split_by_generation_key
-from .index import AUDIO_FACTS, IndexTransaction, index_entry, load_index, output_paths
+from .index import AUDIO_FACTS, EntryTexts, IndexTransaction, index_entry, load_index, output_paths
 from .index import pending
 from .locks import repo_lock as take_repo_lock
 from .plan import Plan, TrackPlan, plan_build
@@ -114,7 +114,7 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter,
             plan = make_plan(config, options, state)
             noop = is_noop(plan)
             sweep_leftovers(config, plan)
-            listed_before = engines.snapshot(plan.index)
+            listed_before = engines.snapshot(config, plan.index)
             farm = farm_generator(config, reporter)
             try:
                 report = Executor(config, plan, state, reporter, options.index_flush_seconds,
@@ -245,7 +245,8 @@ class Executor:
 
     def __init__(self, config: ProjectConfig, plan: Plan, state: State, reporter: Reporter,
                  index_flush_seconds: float | None = 0.5, remote: Any = None,
-                 backends: generation.Backends | None = None, farm: Any = None):
+                 backends: generation.Backends | None = None, farm: Any = None,
+                 index_texts: EntryTexts | None = None):
         self.config = config
         #: The team cache (``remote.session.RemoteSession``), consulted on local misses only.
         self.remote = remote
@@ -253,7 +254,8 @@ class Executor:
         self.state = state
         self.reporter = reporter
         self.cache = LocalCache(config.cache_dir)
-        self.index = IndexTransaction(config, plan.index, state, reporter.index_written, index_flush_seconds)
+        self.index = IndexTransaction(config, plan.index, state, reporter.index_written, index_flush_seconds,
+                                      index_texts)
         #: Where models come from (default: loaded here for this build, closed after).
         self.backends = backends or LoadPerRun(config, reporter.note)
         #: Generation on the farm (``farm.client.FarmGenerator``): batches come back rendered.

@@ -77,14 +77,16 @@ def plan_build(config: ProjectConfig, loaded: Sequence[LoadedTrack], failures: l
     """
     tracks = [_plan_track(config, track, index["tracks"], cache, state) for track in loaded]
     claimed = {t.spec.name for t in loaded} | {t.spec.name for t in others}
-    specs = {rel(config, t.spec.path) for group in (loaded, others) for t in group}
-    failing_specs = {rel(config, f.path) for f in failures}
+    unclaimed = [(name, entry) for name, entry in sorted(index["tracks"].items()) if name not in claimed]
     removals = []
-    for name, entry in sorted(index["tracks"].items()):
-        if name in claimed or entry.get("spec") in failing_specs:
-            continue
-        reason = "spec renamed the track" if entry.get("spec") in specs else "spec deleted"
-        removals.append(Removal(name, entry, reason))
+    if unclaimed:  # (rare: the paths are only made when some entry lost its spec)
+        specs = {rel(config, t.spec.path) for group in (loaded, others) for t in group}
+        failing_specs = {rel(config, f.path) for f in failures}
+        for name, entry in unclaimed:
+            if entry.get("spec") in failing_specs:
+                continue
+            reason = "spec renamed the track" if entry.get("spec") in specs else "spec deleted"
+            removals.append(Removal(name, entry, reason))
     return Plan(tracks, failures, removals, index)
 
 

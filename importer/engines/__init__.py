@@ -23,8 +23,13 @@ class SyncResult:
     removed: list[Path] = field(default_factory=list)
 
 
-def snapshot(index: dict[str, Any]) -> dict[str, Any]:
-    """What ``sync`` needs of an index that is about to change: the files it lists."""
+def snapshot(config: ProjectConfig, index: dict[str, Any]) -> dict[str, Any] | None:
+    """What ``sync`` needs of an index that is about to change: the files it lists (``None``
+    outside an engine project: there is nothing to sync, and a big index is not copied)."""
+    from .godot import find_project
+
+    if find_project(config) is None:
+        return None
     return {"tracks": {name: {"files": {fmt: dict(info) for fmt, info in entry.get("files", {}).items()}}
                        for name, entry in index.get("tracks", {}).items()}}
 

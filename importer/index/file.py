@@ -129,13 +129,48 @@ def needs_rewrite(index: dict[str, Any]) -> bool:
     return isinstance(index.get("tracks"), RepairedTracks)
 
 
-def dump_index(index: dict[str, Any]) -> bytes:
-    return (json.dumps(index, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+def dump_index(index: dict[str, Any], texts: EntryTexts | None = None) -> bytes:
+    """The index as written: JSON, sorted keys, indented by 2 (small diffs).
+
+    With ``texts``, each track's entry is serialised once and its text reused while the
+    entry is the same object (entries are replaced, never changed in place): the daemon
+    rewrites an index of thousands of tracks for one changed entry. Same bytes either way.
+    """
+    if texts is None or set(index) != {"schema_version", "tracks"}:
+        return (json.dumps(index, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    tracks = index["tracks"]
+    parts = [texts.text(name, tracks[name]) for name in sorted(tracks)]
+    texts.keep_only(tracks)
+    body = "{\n" + ",\n".join(parts) + "\n  }" if parts else "{}"
+    version = json.dumps(index["schema_version"], ensure_ascii=False)
+    return f'{{\n  "schema_version": {version},\n  "tracks": {body}\n}}\n'.encode("utf-8")
 
 
-def write_index(path: Path, index: dict[str, Any], staging: Path | None = None) -> bool:
+class EntryTexts:
+    """Serialised index entries (each ``"name": {...}`` as it stands at depth 2 of the index),
+    by track name."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str, tuple[Any, str]] = {}
+
+    def text(self, name: str, entry: Any) -> str:
+        known = self._texts.get(name)
+        if known is not None and known[0] is entry:
+            return known[1]
+        body = json.dumps(entry, sort_keys=True, indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        text = f"    {json.dumps(name, ensure_ascii=False)}: {body}"
+        self._texts[name] = (entry, text)
+        return text
+
+    def keep_only(self, names: Any) -> None:
+        if len(self._texts) > len(names):
+            self._texts = {n: t for n, t in self._texts.items() if n in names}
+
+
+def write_index(path: Path, index: dict[str, Any], staging: Path | None = None,
+                texts: EntryTexts | None = None) -> bool:
     """Write the index if its content changed; return whether it was written."""
-    data = dump_index(index)
+    data = dump_index(index, texts)
     try:
         if read_regular(path) == data:
             return False
@@ -143,3 +178,37 @@ def write_index(path: Path, index: dict[str, Any], staging: Path | None = None) 
         pass
     atomic_write_bytes(path, data, staging)
     return True
+
+
+class IndexFile:
+    """One repo's index kept in memory between a long-running process's reads (the watch
+    daemon's cycles): read and checked again only when the file's stat (size, mtime,
+    inode: every write is a rename, so a new inode) differs from what this process last
+    read or wrote. ``keep`` marks the index in memory as what is on disk; anything that
+    could have left it otherwise (an error mid-way) calls ``forget``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.texts = EntryTexts()
+        self._kept: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns, st.st_ino
+
+    def load(self) -> dict[str, Any]:
+        signature = self._signature()
+        if self._kept is not None and signature is not None and self._kept[0] == signature:
+            return self._kept[1]
+        self._kept = None
+        return load_index(self.path)
+
+    def keep(self, index: dict[str, Any]) -> None:
+        signature = self._signature()
+        self._kept = None if signature is None or needs_rewrite(index) else (signature, index)
+
+    def forget(self) -> None:
+        self._kept = None

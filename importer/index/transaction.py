@@ -21,23 +21,29 @@ from ..publish import remove_owned
 from ..state import State
 from . import pending
 from .entry import listed_paths
-from .file import needs_rewrite, write_index
+from .file import EntryTexts, needs_rewrite, write_index
 
 
 class IndexTransaction:
     """The executor's view of the index: in memory, written in few atomic writes."""
 
     def __init__(self, config: ProjectConfig, index: dict[str, Any], state: State,
-                 on_written: Callable[[Path, int], None], flush_seconds: float | None = 0.5):
+                 on_written: Callable[[Path, int], None], flush_seconds: float | None = 0.5,
+                 texts: EntryTexts | None = None):
         self.config = config
+        #: Serialised entries kept between writes (``file.EntryTexts``); a long-running daemon keeps one.
+        self.texts = texts if texts is not None else EntryTexts()
         self.index = index
         self.state = state
         self.on_written = on_written
         self.flush_seconds = flush_seconds
         self._dirty = needs_rewrite(index)  # malformed entries were dropped on reading: write it back
         self._last_flush = float("-inf")
-        #: Paths the index on disk lists now: those files change only after it stops listing them.
-        self._listed_on_disk = listed_paths(index)
+        #: Paths the index on disk lists now: those files change only after it stops listing
+        #: them. Made when first needed after each write (``None`` until then).
+        #: The index as its file says (a shallow copy: entries are replaced, never changed in place).
+        self._on_disk = dict(index, tracks=dict(index["tracks"]))
+        self._listed: set[str] | None = None
         #: Entries taken out of the index before their files change, by track name.
         self._unlisted: dict[str, dict[str, Any]] = {}
         self._unreported = False
@@ -50,12 +56,12 @@ class IndexTransaction:
     def unlist(self, names: Iterable[str]) -> None:
         """Before the published files of ``names`` are replaced or deleted: write the index
         without those of them it lists on disk, in one write (their files noted in ``pending``)."""
-        taken: dict[str, dict[str, Any]] = {}
-        for name in names:
-            entry = self.tracks.get(name)
-            files = list(entry.get("files", {}).values()) if entry else []
-            if entry is not None and any(f.get("path") in self._listed_on_disk for f in files):
-                taken[name] = entry
+        entries = {name: entry for name in names if (entry := self.tracks.get(name)) is not None}
+        if not entries:  # (already unlisted, or never listed: nothing to ask the index on disk)
+            return
+        on_disk = self._listed_on_disk()
+        taken = {name: entry for name, entry in entries.items()
+                 if any(f.get("path") in on_disk for f in entry.get("files", {}).values())}
         if not taken:
             return
         pending.record(self.config.state_dir, [f for e in taken.values() for f in e.get("files", {}).values()])
@@ -69,6 +75,11 @@ class IndexTransaction:
         self._unlisted.update(taken)
         self._dirty = True  # the entries come back (or go for good) with the next flush,
         self._unreported = True  # which is reported as the write (the files are done by then)
+
+    def _listed_on_disk(self) -> set[str]:
+        if self._listed is None:
+            self._listed = listed_paths(self._on_disk)
+        return self._listed
 
     def previous(self, name: str) -> dict[str, Any] | None:
         """The entry ``name`` had before this build touched it (unlisted or still listed)."""
@@ -129,9 +140,10 @@ class IndexTransaction:
         pending.clear(self.config.state_dir)
 
     def _write(self) -> bool:
-        written = write_index(self.config.index_path, self.index, self.config.staging_dir)
+        written = write_index(self.config.index_path, self.index, self.config.staging_dir, self.texts)
         self.writes += written
-        self._listed_on_disk = listed_paths(self.index)
+        self._on_disk = dict(self.index, tracks=dict(self.tracks))  # what the file says now (entries shared)
+        self._listed = None
         return written
 
 

@@ -29,7 +29,7 @@ from ..config import rel
 from ..locks import SharedRepoLock, Stopped, daemon_lock
 from ..plan import Plan, TrackPlan
 from ..state import State
-from ..index import load_index
+from ..index import IndexFile
 from ..layout import SPEC_SUFFIX
 from ..plan import plan_build
 from ..tracks import LoadedTrack, ParsedSpecs, SpecFailure, SpecLoader, spec_paths, without_duplicates
@@ -90,6 +90,10 @@ class Daemon:
         self._replan: set[Path] = set()
         #: Tracks waiting for generation, by name (what the worker's queue is made of).
         self._wanted: dict[str, TrackPlan] = {}
+        #: The index and the stat state as the last cycle left them: read again only when
+        #: another process (a `trackspec build`) changed their files.
+        self._index_file = IndexFile(self.config.index_path)
+        self._state: tuple[Path, tuple[int, int, int] | None, State] | None = None
         self._last_queue: tuple[list[str], list[str]] = ([], [])
         self._report_due = options.report  # the first cycle writes it
         self._auditions: dict[str, list[TrackPlan]] = {}  # request id -> its take jobs (``requests``)
@@ -193,21 +197,28 @@ class Daemon:
             self.watches.schedule_all(tolerant=True)  # `specs` may name other folders now (only added)
         try:
             with self.lock.held():
-                state = State.in_folder(config.state_dir)
+                state = self._kept_state(config)
+                kept = False
                 try:
                     plan, known = self._plan(config, state, [Path(c) for c in changes or []])
                     if self._first_cycle:
                         sweep_leftovers(config, plan)
                         self._first_cycle = False
-                    listed_before = engines.snapshot(plan.index)
+                    listed_before = engines.snapshot(config, plan.index)
                     executor = Executor(config, plan, state, _CycleReporter(self, plan),
-                                        index_flush_seconds=None, remote=remote_session(config))
+                                        index_flush_seconds=None, remote=remote_session(config),
+                                        index_texts=self._index_file.texts)
                     pending = executor.run_quick()
+                    self._index_file.keep(plan.index)  # what is on disk now: no need to read it back
                     engines.sync(config, plan.index, listed_before)  # Godot .import sidecars
                     if self.options.report and (self._report_due or any(r.action != "fresh" for r in executor.results)):
                         self._write_report(config, state)
+                    kept = True
                 finally:
                     state.save()
+                    self._keep_state(state if kept else None)
+                    if not kept:
+                        self._index_file.forget()
         except Stopped:
             return
         except TrackspecError as exc:  # an unreadable index: say so, keep watching
@@ -229,6 +240,19 @@ class Daemon:
         if queue != self._last_queue:
             self._last_queue = queue
             self.reporter.queue(*queue)
+
+    def _kept_state(self, config: ProjectConfig) -> State:
+        """The stat state the last cycle saved, unless its file changed since (or moved)."""
+        fresh = State.in_folder(config.state_dir) if self._state is None else None
+        if fresh is not None:
+            return fresh
+        path, signature, state = self._state
+        if path == state.path and path.parent == config.state_dir and signature == _signature(path):
+            return state
+        return State.in_folder(config.state_dir)
+
+    def _keep_state(self, state: State | None) -> None:
+        self._state = None if state is None else (state.path, _signature(state.path), state)
 
     def _plan(self, config: ProjectConfig, state: State, changes: list[Path]) -> tuple[Plan, list[LoadedTrack]]:
         """Plan the specs this cycle concerns; return the plan and every track that loads.
@@ -270,7 +294,9 @@ class Daemon:
         dirty |= {f.path for f in failures}
         planned = [t for t in loaded if t.spec.path in dirty]
         others = [t for t in loaded if t.spec.path not in dirty]
-        index = load_index(config.index_path)
+        if self._index_file.path != config.index_path:
+            self._index_file = IndexFile(config.index_path)
+        index = self._index_file.load()
         prefetch_output_digests(config, planned, index, state)
         return plan_build(config, planned, failures, index, LocalCache(config.cache_dir), state, others), loaded
 
@@ -372,6 +398,14 @@ class Daemon:
             self.reporter.finished(result)
         else:
             self.reporter.error(message)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 class _CycleReporter:
