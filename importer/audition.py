@@ -111,7 +111,8 @@ def take_track(track: LoadedTrack, take: int, seconds: float | None) -> LoadedTr
         if crossfade is not None and crossfade * 2 >= seconds:
             crossfade = seconds / 4  # a preview too short for the spec's crossfade still loops
         spec = dataclasses.replace(spec, duration=float(seconds), loop_crossfade=crossfade)
-    return LoadedTrack(spec, track.model, track_keys(spec, track.model), track.license)
+    continuation = track.keys.generation_inputs.get("continue")  # takes continue what the track does
+    return LoadedTrack(spec, track.model, track_keys(spec, track.model, continuation), track.license)
 
 
 #: Generates the raw audio of takes into the cache; returns the errors of those that failed, by take.

@@ -69,7 +69,7 @@ def imported(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def backend(imported):
-    from importer.generate.base import load_backend
+    from importer.generation import load_backend
 
     torch.set_num_threads(1)  # as the references were made; the tolerance holds either way
     loaded = load_backend(str(imported), None, "cpu")
@@ -243,7 +243,7 @@ def test_import_stereo_with_any_codebook_count(tmp_path):
     """A stereo checkpoint (8 interleaved codebooks, delays [0, 0, 1, 1, ...]) made from the
     fixture's: it converts, loads and generates two channels of the requested length."""
     from importer.generate.audiocraft import convert
-    from importer.generate.base import load_backend
+    from importer.generation import load_backend
     from importer.licences import license_of
 
     def stereo_cfg(cfg):

@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
             notes.append(f"  {label}: {row.error}")
         elif row.reasons and row.state != "fresh":
             notes.append(f"  {label}: {'; '.join(row.reasons)}")
+        if row.continues and not row.error:
+            notes.append(f"  {label}: continues {row.continues}")
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for line in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())

@@ -31,7 +31,8 @@ from ..state import State
 from ..index import load_index
 from ..layout import SPEC_SUFFIX
 from ..plan import plan_build
-from ..tracks import LoadedTrack, ParsedSpecs, SpecFailure, SpecLoader, spec_paths, without_duplicates
+from ..tracks import (LoadedTrack, ParsedSpecs, SpecFailure, SpecLoader, dependents, link_chains, spec_paths,
+                      without_duplicates)
 from .events import OverflowAlarm, Wakeups, make_handler
 from .worker import GenerationWorker, Generated
 
@@ -258,7 +259,11 @@ class Daemon:
         loaded, failures = without_duplicates(
             [r for r in self._known.values() if isinstance(r, LoadedTrack)],
             [r for r in self._known.values() if isinstance(r, SpecFailure)], config)
+        loaded, failures = link_chains(loaded, failures)
         dirty |= {f.path for f in failures}
+        # What depends on them: a track continuing a re-planned one has a new key or new audio to continue.
+        again = dependents(loaded, {t.spec.name for t in loaded if t.spec.path in dirty})
+        dirty |= {t.spec.path for t in loaded if t.spec.name in again}
         planned = [t for t in loaded if t.spec.path in dirty]
         others = [t for t in loaded if t.spec.path not in dirty]
         index = load_index(config.index_path)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from .. import generation
 from ..cache import LocalCache
 from ..config import ProjectConfig
+from ..keys import continued_key
 from ..generation import Cancelled, Generated, KeptModel, generation_batches, split_by_generation_key
 from ..locks import SharedRepoLock, Stopped
 from ..plan import TrackPlan
@@ -102,6 +103,10 @@ class GenerationWorker:
                 return None
             assert self._config is not None
             leaders, _ = split_by_generation_key(list(self._pending.values()))
+            # A track that continues one still queued waits for it (its audio primes this one).
+            waiting = {tp.track.keys.generation for tp in leaders}
+            leaders = [tp for tp in leaders if continued_key(tp.track.keys.generation_inputs) not in waiting] \
+                or leaders
             batch = next(iter(generation_batches(leaders, self._config.batch_size).values()))[0]
             keys = {tp.track.keys.generation for tp in batch}
             for tp in batch:
