@@ -227,7 +227,8 @@ def link_chains(loaded: list[LoadedTrack], failures: list[SpecFailure]
         else:
             parent = link(other, (*visiting, name))
             if isinstance(parent, str):
-                result = parent if parent.startswith("continue_from makes a cycle") else \
+                cycle = parent.startswith("continue_from makes a cycle")  # each says it from its own end
+                result = f"continue_from makes a cycle: {' -> '.join(chain_of(name))}" if cycle else \
                     f"continues '{other}', which cannot be built: {parent}"
             else:
                 inputs = continuation_inputs(track.spec, {"track": other, "generation": parent.keys.generation})
