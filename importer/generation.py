@@ -226,7 +226,7 @@ def _generate_wave(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCa
                     raise
                 except Exception as exc:  # the batch fails; each of its tracks says why
                     made = [exc] * len(requests)
-                for i, audio in zip(requests, made):
+                for i, audio in zip(requests, made, strict=True):
                     audios[i] = audio
                 done = [_stored(cache, tp, audio, backend, batch_start) for tp, audio in zip(batch, audios)]
                 listener.batch_done(done)

@@ -41,7 +41,7 @@ class GenerationRequest:
     window_stride: float = DEFAULT_WINDOW_SECONDS * DEFAULT_STRIDE_FRACTION
     #: Audio the track continues: float32 ``(channels, samples)`` at the backend's rate and
     #: channel count. Its codes prime the first window.
-    primer: "np.ndarray | None" = field(default=None, compare=False, repr=False)
+    primer: np.ndarray | None = field(default=None, compare=False, repr=False)
     #: With a primer: the audio returned starts with the primer's resynthesis (``duration``
     #: covers both); without, it is ``duration`` seconds of new music after it.
     include_prompt: bool = False

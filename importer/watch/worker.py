@@ -16,8 +16,8 @@ from typing import Any, Callable
 from .. import generation
 from ..cache import LocalCache
 from ..config import ProjectConfig
-from ..keys import continued_key
 from ..generation import Cancelled, Generated, KeptModel, generation_batches, split_by_generation_key
+from ..keys import continued_key
 from ..locks import SharedRepoLock, Stopped
 from ..plan import TrackPlan
 
