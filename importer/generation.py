@@ -151,7 +151,42 @@ def generate(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCache, b
     ``Cancelled`` (from the listener's progress) propagates: nothing of the batch in
     flight is stored. Every other failure becomes the error of the tracks it concerns.
     """
-    request_for = request_for or generation_request
+    kept = _KeptAcrossWaves(backends)
+    try:
+        return _generate_waves(config, plans, cache, kept, listener, request_for or generation_request)
+    finally:
+        kept.close()
+
+
+class _KeptAcrossWaves:
+    """The last model got stays loaded until another is needed or the waves are done: a chain
+    of tracks (one wave each) loads its model once."""
+
+    def __init__(self, backends: Backends):
+        self.backends = backends
+        self._held: Backend | None = None
+        self._id: tuple | None = None
+
+    def get(self, source: str, revision: str | None) -> Backend:
+        if self._held is not None and self._id == (source, revision):
+            return self._held
+        self.close()
+        self._held, self._id = self.backends.get(source, revision), (source, revision)
+        return self._held
+
+    def release(self, backend: Backend) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._held is not None:
+            held, self._held, self._id = self._held, None, None
+            self.backends.release(held)
+
+
+def _generate_waves(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCache, backends: Backends,
+                    listener: Listener, request_for: Callable[[TrackPlan], GenerationRequest]) -> list[Generated]:
+    """Tracks that continue others come in waves after them (``continuation_waves``); a track
+    whose source failed fails without generating."""
     results: list[Generated] = []
     failed: dict[str, str] = {}  # generation key -> error, for the tracks that continue it
     for wave in continuation_waves(plans):
