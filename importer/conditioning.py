@@ -65,6 +65,10 @@ def prompt_audio(config: ProjectConfig, cache: LocalCache, track: LoadedTrack, s
     pcm = np.ascontiguousarray(pcm[:, -keep:], dtype=np.float32)
     if pcm.shape[1] == 0:
         raise GenerationError(f"{spec.name}: continue_from ({spec.continue_from}) holds no audio")
+    if spec.include_prompt and pcm.shape[1] >= round(spec.duration * sample_rate):
+        raise GenerationError(f"{spec.name}: the {pcm.shape[1] / sample_rate:g} s of continue_from that prime the "
+                              f"model are not shorter than the track ({spec.duration:g} s), which includes them "
+                              "(include_prompt = true): set generation.continue_seconds lower")
     return pcm
 
 
