@@ -7,6 +7,7 @@ include_prompt, plan/status and audition, with the tiny model and the real CLI.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -176,3 +177,53 @@ def test_a_chain_builds_in_order_and_a_change_regenerates_down_the_chain(chain_r
     takes = repo.run("audition", "boss", "--takes", "2", "--json", check_rc=0).json()["takes"]
     assert [t["action"] for t in takes] == ["generated", "generated"]
     assert len({t["files"]["ogg"]["sha256"] for t in takes}) == 2
+
+
+def primed(name: str, seed: int, primer: np.ndarray, include_prompt: bool = False, duration: float = 0.6):
+    from importer.generate.base import GenerationRequest
+
+    return GenerationRequest(name=name, prompt=f"track {name}", duration=duration, seed=seed, temperature=1.0,
+                             top_k=250, top_p=0.0, guidance_scale=3.0, window=1.0, window_stride=0.6,
+                             primer=primer, include_prompt=include_prompt)
+
+
+def test_primed_tracks_keep_batch_invariance_and_mix_with_unprimed_ones(tiny_model):
+    """A primed track sounds the same alone and in a batch; tracks with and without a primer
+    (or with primers of other lengths) are generated apart, each of the requested length."""
+    from importer.generation import load_backend
+
+    pytest.importorskip("torch")
+    backend = load_backend(str(tiny_model), None, "cpu", max_batch=4)
+    rng = np.random.default_rng(3)
+    a, b = (0.3 * rng.standard_normal((1, 9600))).astype(np.float32), \
+        (0.3 * rng.standard_normal((1, 9600))).astype(np.float32)
+    alone = backend.generate([primed("a", 1, a)])[0]
+    together = backend.generate([primed("a", 1, a), primed("b", 2, b), primed("c", 3, b[:, :3200]),
+                                 dataclasses.replace(primed("d", 4, b), primer=None)])
+    assert np.array_equal(together[0], alone)
+    assert [t.shape for t in together] == [(1, 19200)] * 4
+    assert not np.array_equal(together[1], together[2])
+    backend.close()
+
+
+def test_a_stereo_model_continues_stereo_audio(tiny_stereo_model):
+    """Stereo: each channel is encoded by the codec on its own, codebooks interleaved as the
+    decoder reads them; include_prompt starts the track with both channels' resynthesis."""
+    from importer.generation import load_backend
+
+    torch = pytest.importorskip("torch")
+    backend = load_backend(str(tiny_stereo_model), None, "cpu")
+    t = np.arange(16000) / 32000
+    primer = np.stack([np.sin(2 * np.pi * 220 * t), 0.5 * np.sin(2 * np.pi * 330 * t)]).astype(np.float32)
+    codes = backend.encode_audio(primer)
+    assert codes.shape == (1, 8, 25)
+    left = backend.model.audio_encoder.encode(torch.from_numpy(primer[None, :1])).audio_codes[0]
+    assert torch.equal(codes[:, 0::2], left)
+    with torch.inference_mode():
+        resynthesis = backend._codes_to_audio(codes)[0]
+    audio = backend.generate([primed("s", 5, primer, include_prompt=True, duration=1.0)])[0]
+    assert audio.shape == (2, 32000)
+    settled = (25 - 4) * HOP
+    assert np.abs(audio[:, :settled] - resynthesis[:, :settled]).max() < 1e-5
+    assert not np.allclose(audio[0, :settled], audio[1, :settled])
+    backend.close()
