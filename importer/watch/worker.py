@@ -51,7 +51,12 @@ class GenerationWorker:
         with self._cond:
             self._config = config
             busy = set(self._in_flight.values())
-            wanted = {tp.name: tp for tp in plans if tp.track.keys.generation not in busy}
+            # A cycle that planned while this thread generated may ask for audio now in the cache
+            # (a chain's next track, planned when the one it continues arrived): the poke that
+            # stored it brings the cycle that publishes it.
+            cache = LocalCache(config.cache_dir)
+            wanted = {tp.name: tp for tp in plans
+                      if tp.track.keys.generation not in busy and not cache.has("raw", tp.track.keys.generation)}
             self._pending = {name: wanted[name] for name in [*self._pending, *wanted] if name in wanted}
             self._cond.notify_all()
 
