@@ -182,7 +182,8 @@ def take_track(track: LoadedTrack, take: int, seconds: float | None) -> LoadedTr
         # A preview loops as many whole bars as it holds, from the first downbeat it has room for.
         spec = dataclasses.replace(spec, duration=float(seconds), loop_crossfade=crossfade, loop_bars=None,
                                    loop_start=None)
-    return LoadedTrack(spec, track.model, track_keys(spec, track.model), track.license)
+    continuation = track.keys.generation_inputs.get("continue")  # takes continue what the track does
+    return LoadedTrack(spec, track.model, track_keys(spec, track.model, continuation), track.license)
 
 
 #: Generates the raw audio of takes into the cache; returns the errors of those that failed, by take.

@@ -238,6 +238,12 @@ def _record_data(config: ProjectConfig, plan: Plan, started_ns: int, model_overr
         _path, *sig = signature(str(tp.track.spec.path))
         specs.append([rel(config, tp.track.spec.path), tp.name, *sig])
 
+    # The audio files tracks continue (their content is in the keys).
+    for tp in plan.tracks:
+        spec = tp.track.spec
+        if spec.continue_from is not None and spec.continues_track is None:
+            files.append(signature(os.path.join(root, os.path.expanduser(spec.continue_from))))
+
     # The models, as resolve_model found them: a hub id where no folder is, or a folder's files.
     override = model_override
     base = cwd if override and override_base else root

@@ -196,6 +196,12 @@ GENERATION_FIELDS: dict[str, Field] = {
     "window": Field(ranged(0.2, 40.0), 30.0, "seconds per generation window (MusicGen: 30)"),
     "window_stride": Field(ranged(0.0, 40.0, lo_open=True), None,
                            "seconds each further window adds; default: 0.6 x window"),
+    "continue_from": Field(text(required=True), None,
+                           "audio file (path in the repo) or \"track:NAME\" the track continues"),
+    "continue_seconds": Field(ranged(0.0, 40.0, lo_open=True), None,
+                              "seconds of the end of continue_from that prime the model; "
+                              "default: all of it, at most the window minus 1 s"),
+    "include_prompt": Field(boolean, False, "publish continue_from's audio (resynthesised) before the new music"),
 }
 
 OUTPUT_FIELDS: dict[str, Field] = {

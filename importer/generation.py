@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from .conditioning import primed_request
 from .config import ProjectConfig, rel
 from .errors import TrackspecError
 from .fsutil import atomic_write_bytes
 from .generate.base import GenerationRequest
+from .keys import continued_key
 
 if TYPE_CHECKING:
     from .cache import CacheEntry, LocalCache
@@ -149,7 +151,82 @@ def generate(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCache, b
     ``Cancelled`` (from the listener's progress) propagates: nothing of the batch in
     flight is stored. Every other failure becomes the error of the tracks it concerns.
     """
-    request_for = request_for or generation_request
+    kept = _KeptAcrossWaves(backends)
+    try:
+        return _generate_waves(config, plans, cache, kept, listener, request_for or generation_request)
+    finally:
+        kept.close()
+
+
+class _KeptAcrossWaves:
+    """The last model got stays loaded until another is needed or the waves are done: a chain
+    of tracks (one wave each) loads its model once."""
+
+    def __init__(self, backends: Backends):
+        self.backends = backends
+        self._held: Backend | None = None
+        self._id: tuple | None = None
+
+    def get(self, source: str, revision: str | None) -> Backend:
+        if self._held is not None and self._id == (source, revision):
+            return self._held
+        self.close()
+        self._held, self._id = self.backends.get(source, revision), (source, revision)
+        return self._held
+
+    def release(self, backend: Backend) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._held is not None:
+            held, self._held, self._id = self._held, None, None
+            self.backends.release(held)
+
+
+def _generate_waves(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCache, backends: Backends,
+                    listener: Listener, request_for: Callable[[TrackPlan], GenerationRequest]) -> list[Generated]:
+    """Tracks that continue others come in waves after them (``continuation_waves``); a track
+    whose source failed fails without generating."""
+    results: list[Generated] = []
+    failed: dict[str, str] = {}  # generation key -> error, for the tracks that continue it
+    for wave in continuation_waves(plans):
+        ready = []
+        for tp in wave:
+            parent = continued_key(tp.track.keys.generation_inputs)
+            if parent in failed:
+                lost = Generated(tp, 0.0, error=f"continues {tp.track.spec.continues_track}, which failed: "
+                                                f"{failed[parent]}")
+                listener.batch_done([lost])
+                results.append(lost)
+            else:
+                ready.append(tp)
+        done = _generate_wave(config, ready, cache, backends, listener, request_for)
+        failed.update({g.plan.track.keys.generation: g.error for g in done if g.error is not None})
+        results += done
+    return results
+
+
+def continuation_waves(plans: list[TrackPlan]) -> list[list[TrackPlan]]:
+    """``plans`` in waves: a track that continues another of ``plans`` comes in a wave after it."""
+    by_key = {tp.track.keys.generation: tp for tp in plans}
+    depth: dict[str, int] = {}
+
+    def depth_of(key: str) -> int:
+        if key not in depth:
+            depth[key] = 0  # a cycle cannot reach here (keys contain their parents'), but never loop
+            parent = continued_key(by_key[key].track.keys.generation_inputs)
+            depth[key] = depth_of(parent) + 1 if parent in by_key else 0
+        return depth[key]
+
+    waves: dict[int, list[TrackPlan]] = {}
+    for tp in plans:
+        waves.setdefault(depth_of(tp.track.keys.generation), []).append(tp)
+    return [waves[d] for d in sorted(waves)]
+
+
+def _generate_wave(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCache, backends: Backends,
+                   listener: Listener, request_for: Callable[[TrackPlan], GenerationRequest]) -> list[Generated]:
+    """``generate`` for tracks none of which continues another of them."""
     results: list[Generated] = []
     for (source, revision), batches in generation_batches(plans, config.batch_size).items():
         start = time.monotonic()
@@ -170,13 +247,22 @@ def generate(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCache, b
         try:
             for batch in batches:
                 batch_start = time.monotonic()
+                audios: list[Any] = [None] * len(batch)
+                requests = {}
+                for i, tp in enumerate(batch):
+                    try:  # the audio a track continues, if any: one that cannot be read fails that track
+                        requests[i] = primed_request(request_for(tp), tp.track, config, cache,
+                                                     backend.sample_rate, backend.channels)
+                    except TrackspecError as exc:
+                        audios[i] = exc
                 try:
-                    audios: list[Any] = backend.generate([request_for(tp) for tp in batch],
-                                                         progress=listener.progress)
+                    made = backend.generate(list(requests.values()), progress=listener.progress) if requests else []
                 except Cancelled:
                     raise
                 except Exception as exc:  # the batch fails; each of its tracks says why
-                    audios = [exc] * len(batch)
+                    made = [exc] * len(requests)
+                for i, audio in zip(requests, made, strict=True):
+                    audios[i] = audio
                 done = [_stored(cache, tp, audio, backend, batch_start) for tp, audio in zip(batch, audios)]
                 listener.batch_done(done)
                 results += done

@@ -68,8 +68,24 @@ def _generation_inputs(spec: TrackSpec, model: ModelRef) -> dict[str, Any]:
     return inputs
 
 
-def track_keys(spec: TrackSpec, model: ModelRef) -> TrackKeys:
+def continuation_inputs(spec: TrackSpec, source: dict[str, Any]) -> dict[str, Any]:
+    """The ``continue`` input of a track that continues audio. ``source`` identifies the
+    audio: ``{"audio": sha256 of the file}`` (its content, never its path) or
+    ``{"track": NAME, "generation": that track's generation key}``."""
+    return {**source, "seconds": None if spec.continue_seconds is None else float(spec.continue_seconds),
+            "include_prompt": bool(spec.include_prompt)}
+
+
+def continued_key(inputs: dict[str, Any]) -> str | None:
+    """The generation key of the track these generation inputs continue, if any."""
+    return (inputs.get("continue") or {}).get("generation")
+
+
+def track_keys(spec: TrackSpec, model: ModelRef, continuation: dict[str, Any] | None = None) -> TrackKeys:
+    """``continuation``: the ``continue`` input (``continuation_inputs``) of a track that continues audio."""
     gen_inputs = _generation_inputs(spec, model)
+    if continuation is not None:
+        gen_inputs["continue"] = continuation
     # No seed in the spec: derive one from everything else, so the same spec gives the same music.
     seed = spec.seed if spec.seed is not None else int(digest(gen_inputs)[:8], 16)
     gen_inputs["seed"] = int(seed)

@@ -38,6 +38,8 @@ class PlanRow:
     explanation: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    #: The track this one continues (``continue_from = "track:NAME"``): generated after it.
+    continues: str | None = None
 
 
 @dataclass
@@ -61,6 +63,8 @@ class StatusRow:
     #: Measured vs declared tempo of the published files: ``{"bpm", "declared", "difference",
     #: "warning"}`` (difference relative to the declared; warning past 3 %); ``None``: not measured.
     tempo: dict[str, Any] | None = None
+    #: The track this one continues (``continue_from = "track:NAME"``).
+    continues: str | None = None
 
 
 def plan_rows(config: ProjectConfig, plan: Plan) -> list[PlanRow]:
@@ -69,7 +73,7 @@ def plan_rows(config: ProjectConfig, plan: Plan) -> list[PlanRow]:
     for tp in plan.tracks:
         outputs = {fmt: rel(config, p) for fmt, p in output_paths(config, tp.track.spec).items()}
         rows.append(PlanRow(tp.name, rel(config, tp.track.spec.path), tp.action, list(tp.reasons),
-                            ACTION_MEANING[tp.action], outputs))
+                            ACTION_MEANING[tp.action], outputs, continues=tp.track.spec.continues_track))
     rows += [PlanRow(r.name, r.entry.get("spec", ""), "remove", [r.reason], ACTION_MEANING["remove"])
              for r in plan.removals]
     return rows
@@ -126,7 +130,8 @@ def tempo_text(summary: dict[str, Any] | None) -> str:
 def _track_status(config: ProjectConfig, tp: TrackPlan, entry: dict[str, Any] | None) -> StatusRow:
     spec = tp.track.spec
     row = StatusRow(tp.name, rel(config, spec.path), "fresh" if tp.action == "fresh" else "stale",
-                    list(tp.reasons), spec.duration, spec.model, list(spec.formats), license=tp.track.license)
+                    list(tp.reasons), spec.duration, spec.model, list(spec.formats), license=tp.track.license,
+                    continues=spec.continues_track)
     if entry is not None:
         row.model = entry.get("model", row.model)
         row.bytes = {fmt: info.get("bytes", 0) for fmt, info in entry.get("files", {}).items()}

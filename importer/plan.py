@@ -129,6 +129,19 @@ def _previous_inputs(name: str, entry: dict[str, Any], kind: str, state: OutputV
     return cache.peek_info(cache_kind, entry.get("keys", {}).get(kind, "")).get("inputs")
 
 
+def _continued(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """What changed in ``continue``: "continues NAME, which" when only that track's audio did."""
+    before, after = (old or {}).get("continue") or {}, new.get("continue") or {}
+    same_track = after.get("track") is not None and before.get("track") == after.get("track")
+    if same_track and {k: v for k, v in before.items() if k != "generation"} == \
+            {k: v for k, v in after.items() if k != "generation"}:
+        return f"continues {after['track']}, which"
+    if after.get("audio") is not None and before.get("audio") not in (None, after.get("audio")) and \
+            {k: v for k, v in before.items() if k != "audio"} == {k: v for k, v in after.items() if k != "audio"}:
+        return "continue_from audio"
+    return "continue_from"
+
+
 def _stale_reasons(config: ProjectConfig, track: LoadedTrack, entry: dict[str, Any] | None,
                    state: OutputView, cache: CacheView) -> list[str] | None:
     """Why the published files are not this track's current render; ``None`` if they are."""
@@ -144,6 +157,7 @@ def _stale_reasons(config: ProjectConfig, track: LoadedTrack, entry: dict[str, A
             changed = changed_fields(previous, keys.generation_inputs)
             if track.spec.seed is None and len(changed) > 1:
                 changed = [c for c in changed if c != "seed"]  # the derived seed follows the rest
+            changed = [_continued(previous, keys.generation_inputs) if c == "continue" else c for c in changed]
         else:
             changed = changed_fields(_previous_inputs(name, entry, "render", state, cache), keys.render_inputs)
         return [f"{c} changed" for c in changed] or ["settings changed"]

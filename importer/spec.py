@@ -66,12 +66,29 @@ class TrackSpec:
     loop_crossfade_set: bool = False
     #: ``meta.bpm`` of a looped track (it centres the tempo analysis); ``None`` otherwise.
     loop_bpm_hint: float | None = None
+    #: What the track continues: a path relative to the repo root, or ``track:NAME``.
+    continue_from: str | None = None
+    #: Seconds of the end of ``continue_from`` that prime the model; ``None``: the default.
+    continue_seconds: float | None = None
+    #: Publish the prompt audio (as the codec resynthesises it) before the continuation.
+    include_prompt: bool = False
 
     @property
     def measures_tempo(self) -> bool:
         """Whether the render measures tempo and beats: ``on``, or ``auto`` for a looped track
         (the analysis costs seconds of CPU per build process, for librosa's start-up)."""
         return self.tempo == "on" or (self.tempo == "auto" and self.loop_crossfade is not None)
+
+    @property
+    def continues_track(self) -> str | None:
+        """The name of the track this one continues, if it continues one."""
+        if self.continue_from and self.continue_from.startswith(TRACK_PREFIX):
+            return self.continue_from[len(TRACK_PREFIX):]
+        return None
+
+
+#: ``continue_from = "track:NAME"`` continues another track's generated audio.
+TRACK_PREFIX = "track:"
 
 
 def builtin_defaults() -> dict[str, Any]:
@@ -154,6 +171,7 @@ def parse_spec(path: Path, defaults: dict[str, Any], max_duration: float) -> Tra
                         f"{stride:g} s must be shorter than the window ({gen['window']:g} s)",
                         "generation.window_stride")
     loop_crossfade = _loop_crossfade(doc, out, values, float(values["duration"]))
+    _check_continuation(doc, gen, float(values["duration"]))
     return TrackSpec(
         path=path,
         name=values["name"],
@@ -185,6 +203,9 @@ def parse_spec(path: Path, defaults: dict[str, Any], max_duration: float) -> Tra
         loop_start=out.get("loop_start"),
         loop_crossfade_set=out["loop"] and "loop_crossfade" in out,
         loop_bpm_hint=_loop_bpm_hint(doc, out, values),
+        continue_from=gen.get("continue_from"),
+        continue_seconds=gen.get("continue_seconds"),
+        include_prompt=bool(gen.get("include_prompt", False)),
     )
 
 
@@ -198,6 +219,37 @@ def _loop_bpm_hint(doc: TomlDocument, out: dict[str, Any], values: dict[str, Any
     except ValueError as exc:
         raise SpecError(doc.locate("meta", "bpm"), f"{exc} (it centres the tempo analysis of a loop)",
                         "meta.bpm") from None
+
+
+def _check_continuation(doc: TomlDocument, gen: dict[str, Any], duration: float) -> None:
+    """``continue_from`` names a track or a file; the primed seconds fit a window."""
+    source = gen.get("continue_from")
+    for name in ("continue_seconds", "include_prompt"):
+        if name in gen and source is None and gen[name] not in (None, False):
+            raise SpecError(doc.locate("generation", name), "needs continue_from (the audio to continue)",
+                            f"generation.{name}")
+    if source is None:
+        return
+    if source.startswith(TRACK_PREFIX):
+        try:
+            TOP_FIELDS["name"].check(source[len(TRACK_PREFIX):])
+        except FieldProblem as exc:
+            raise SpecError(doc.locate("generation", "continue_from"), f"names no track: {exc}",
+                            "generation.continue_from") from None
+    seconds = gen.get("continue_seconds")
+    if seconds is not None and seconds >= gen["window"]:
+        raise SpecError(doc.locate("generation", "continue_seconds"),
+                        f"{seconds:g} s must be shorter than the window ({gen['window']:g} s): the model "
+                        "continues within one window", "generation.continue_seconds")
+    if seconds is not None and gen.get("include_prompt") and seconds >= duration:
+        raise SpecError(doc.locate("generation", "continue_seconds"),
+                        f"{seconds:g} s must be shorter than the track ({duration:g} s), which includes it "
+                        "(include_prompt = true)", "generation.continue_seconds")
+
+
+def default_continue_seconds(window: float) -> float:
+    """Seconds primed when ``continue_seconds`` is not set: the window minus 1 s (half a short window)."""
+    return window - 1.0 if window > 2.0 else window / 2
 
 
 def _loop_crossfade(doc: TomlDocument, out: dict[str, Any], values: dict[str, Any], duration: float

@@ -7,6 +7,7 @@ the rest. Deciding what to do with them is ``plan``'s job.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Iterable, Iterator
 
 from .config import ProjectConfig, rel
 from .errors import Location, SpecError, TrackspecError
-from .keys import TrackKeys, track_keys
+from .keys import TrackKeys, continuation_inputs, track_keys
 from .licences import check_commercial, license_of
 from .model_ref import ModelRef, resolve_model
 from .spec import TrackSpec, discover_specs, parse_spec
@@ -157,7 +158,104 @@ class SpecLoader:
                 check_commercial(model_name, license, config.allow_noncommercial_models)
         except TrackspecError as exc:
             return SpecFailure(path, f"{path}: generation.model: {exc}")
-        return LoadedTrack(spec, model, track_keys(spec, model), license)
+        try:
+            continuation = self._continuation(spec)
+        except TrackspecError as exc:
+            return SpecFailure(path, str(exc))
+        return LoadedTrack(spec, model, track_keys(spec, model, continuation), license)
+
+    def _continuation(self, spec: TrackSpec) -> dict[str, Any] | None:
+        """The ``continue`` key input of a spec: a file's content digest. A track it continues
+        is only named here; ``link_chains`` puts that track's generation key in."""
+        if spec.continue_from is None:
+            return None
+        other = spec.continues_track
+        if other is not None:
+            return continuation_inputs(spec, {"track": other, "generation": None})
+        path = continue_path(self.config, spec)
+        digest = self.state.digest(path)
+        if digest is None:
+            raise SpecError(read_toml(spec.path, SpecError).locate("generation", "continue_from"),
+                            f"{rel(self.config, path)} cannot be read", "generation.continue_from")
+        return continuation_inputs(spec, {"audio": digest})
+
+
+def continue_path(config: ProjectConfig, spec: TrackSpec) -> Path:
+    """The audio file ``spec`` continues: relative to the repo root and inside the repo."""
+    assert spec.continue_from is not None
+    where = read_toml(spec.path, SpecError).locate("generation", "continue_from")
+    path = (config.root / Path(spec.continue_from).expanduser()).resolve()
+    if config.root.resolve() not in path.parents:
+        raise SpecError(where, f"{spec.continue_from} is outside the game repo ({config.root}); "
+                        "copy the audio into the repo", "generation.continue_from")
+    if not path.is_file():
+        raise SpecError(where, f"{spec.continue_from} is not a file (paths are relative to the repo root, "
+                        f"{config.root})", "generation.continue_from")
+    return path
+
+
+def link_chains(loaded: list[LoadedTrack], failures: list[SpecFailure]
+                ) -> tuple[list[LoadedTrack], list[SpecFailure]]:
+    """Put into each ``continue_from = "track:NAME"`` track's key the generation key of the
+    track it continues (so regenerating that one regenerates this one). A missing track or
+    a cycle fails every track of the chain, the error naming the chain."""
+    by_name = {t.spec.name: t for t in loaded}
+    linked: dict[str, LoadedTrack | str] = {}  # name -> linked track, or why it fails
+
+    def chain_of(name: str) -> list[str]:
+        chain = [name]
+        while (nxt := by_name[chain[-1]].spec.continues_track) is not None and nxt in by_name \
+                and nxt not in chain:
+            chain.append(nxt)
+        if nxt is not None:
+            chain.append(nxt)
+        return chain
+
+    def link(name: str, visiting: tuple[str, ...]) -> LoadedTrack | str:
+        if name in linked:
+            return linked[name]
+        track = by_name[name]
+        other = track.spec.continues_track
+        result: LoadedTrack | str
+        if other is None:
+            result = track
+        elif other in visiting or other == name:
+            result = f"continue_from makes a cycle: {' -> '.join(chain_of(name))}"
+        elif other not in by_name:
+            result = (f"continues track '{other}', which no spec builds (or whose spec has an error): "
+                      f"{' -> '.join(chain_of(name))}")
+        else:
+            parent = link(other, (*visiting, name))
+            if isinstance(parent, str):
+                cycle = parent.startswith("continue_from makes a cycle")  # each says it from its own end
+                result = f"continue_from makes a cycle: {' -> '.join(chain_of(name))}" if cycle else \
+                    f"continues '{other}', which cannot be built: {parent}"
+            else:
+                inputs = continuation_inputs(track.spec, {"track": other, "generation": parent.keys.generation})
+                result = dataclasses.replace(track, keys=track_keys(track.spec, track.model, inputs))
+        linked[name] = result
+        return result
+
+    kept, failures = [], list(failures)
+    for track in loaded:
+        result = link(track.spec.name, ())
+        if isinstance(result, str):
+            where = read_toml(track.spec.path, SpecError).locate("generation", "continue_from")
+            failures.append(SpecFailure(track.spec.path, str(SpecError(where, result, "generation.continue_from"))))
+        else:
+            kept.append(result)
+    return kept, failures
+
+
+def dependents(loaded: Iterable[LoadedTrack], names: set[str]) -> set[str]:
+    """Names of the tracks that continue (directly or down a chain) one of ``names``."""
+    continues = {t.spec.name: t.spec.continues_track for t in loaded}
+    found: set[str] = set()
+    frontier = set(names)
+    while frontier:
+        frontier = {n for n, other in continues.items() if other in frontier and n not in found}
+        found |= frontier
+    return found
 
 
 def load_tracks(config: ProjectConfig, state: State, model_override: str | None = None,
@@ -174,7 +272,7 @@ def load_tracks(config: ProjectConfig, state: State, model_override: str | None 
         (failures if isinstance(result, SpecFailure) else loaded).append(result)  # type: ignore[arg-type]
     if parsed is not None and paths is None:
         parsed.keep_only(seen)
-    return without_duplicates(loaded, failures, config)
+    return link_chains(*without_duplicates(loaded, failures, config))
 
 
 def without_duplicates(loaded: list[LoadedTrack], failures: list[SpecFailure],

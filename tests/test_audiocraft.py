@@ -164,6 +164,71 @@ def test_continuing_from_codes_equals_audiocraft_s_continuation(backend, case, d
     assert np.abs(audio - ref(case, "audio.npy")).max() < AUDIO_TOLERANCE
 
 
+def test_continuing_the_prompt_file_equals_audiocraft_s_continuation(backend, monkeypatch):
+    """The product path for ``continue_from``: the prompt WAV decoded by the bundled ffmpeg and
+    encoded by the model's own EnCodec gives audiocraft's prompt codes; the decoder continues
+    from exactly those; tokens are audiocraft's, exactly, and the audio its decode."""
+    import dataclasses
+
+    from importer.conditioning import decode_native
+
+    pcm, rate = decode_native(REFS / "continuation_prompt_wav.wav", "prompt")
+    assert rate == 32000 and np.array_equal(pcm, np.load(REFS / "continuation_prompt_wav.npy")[0])
+    prompt_codes = np.load(REFS / "continuation_prompt_codes.npy")
+    assert np.array_equal(backend.encode_audio(pcm).cpu().numpy(), prompt_codes)
+
+    seen = []
+    generate_codes = backend.generate_codes
+
+    def recording(batch, progress=None, primed=None):
+        codes = generate_codes(batch, progress, primed)
+        seen.append((primed.cpu().numpy(), codes.cpu().numpy()))
+        return codes
+
+    monkeypatch.setattr(backend, "generate_codes", recording)
+    for case, duration in [("c_p2_continuation", 1.5), ("c_p2_continuation_long", 3.0)]:
+        req = dataclasses.replace(request("p2", duration), primer=pcm, include_prompt=True)
+        audio = backend.generate([req])[0]
+        primed, codes = seen.pop()
+        assert np.array_equal(primed, prompt_codes)
+        assert np.array_equal(codes, ref(case, "tokens.npy"))
+        assert audio.shape == (1, round(duration * 32000))
+        assert np.abs(audio - ref(case, "audio.npy")[0]).max() < AUDIO_TOLERANCE
+    # include_prompt = false: the same codes; the audio is what follows the prompt's 25 frames
+    req = dataclasses.replace(request("p2", 1.0), primer=pcm, include_prompt=False)
+    audio = backend.generate([req])[0]
+    primed, codes = seen.pop()
+    assert np.array_equal(codes, ref("c_p2_continuation", "tokens.npy"))
+    assert audio.shape == (1, 32000)
+    assert np.abs(audio - ref("c_p2_continuation", "audio.npy")[0, :, 16000:]).max() < AUDIO_TOLERANCE
+
+
+def test_build_continuing_a_wav_gives_audiocraft_s_continuation(game_repo, imported):
+    """Acceptance: ``continue_from`` through the real CLI, with and without the prompt published."""
+    shutil.copy(REFS / "continuation_prompt_wav.wav", game_repo.root / "theme.wav")
+    for name, include, duration in [("with-prompt", "true", 1.5), ("after-prompt", "false", 1.0)]:
+        game_repo.write_spec(name, f"""\
+            prompt = "{PROMPTS['p2']}"
+            duration = {duration}
+
+            [generation]
+            model = "{imported}"
+            temperature = 0
+            window = 2.0
+            window_stride = 1.2
+            continue_from = "theme.wav"
+            include_prompt = {include}
+            """)
+    game_repo.run("build", check_rc=0)
+    expected = ref("c_p2_continuation", "audio.npy").reshape(-1)
+    for name, start, samples in [("with-prompt", 0, 48000), ("after-prompt", 16000, 32000)]:
+        key = game_repo.index()["tracks"][name]["keys"]["generation"]
+        raw = game_repo.cache / "v1" / "raw" / key[:2] / key
+        audio = np.fromfile(raw / "audio.f32", dtype="<f4")
+        assert audio.shape == (samples,)
+        assert np.abs(audio - expected[start:start + samples]).max() < AUDIO_TOLERANCE
+
+
 def test_build_with_the_imported_model_gives_audiocraft_s_audio(game_repo, imported):
     """Acceptance: a spec naming the imported folder builds through the real CLI, and the
     raw audio in the cache is audiocraft's b_p0_long."""

@@ -449,3 +449,27 @@ def test_a_spec_in_a_new_folder_anywhere_is_built_and_ignored_trees_are_not(warm
     assert sorted(index["tracks"]) == ["a", "boss"]
     assert index["tracks"]["boss"]["spec"] == "levels/forest/boss.trackspec"
     assert index["tracks"]["boss"]["meta"] == {"bpm": 95}
+
+
+def test_a_track_continuing_another_is_generated_after_it_and_again_when_it_changes(warm_repo, daemons):
+    """``continue_from = "track:main"``: the daemon re-plans boss when main changes (its key
+    holds main's) and generates it only after main's new audio is in the cache."""
+    main = warm_repo.write_spec("main", SPEC)  # its audio is in the warm cache
+    warm_repo.write_spec("boss", 'prompt = "boss fight"\nduration = 1.0\nseed = 6\n\n'
+                                 '[generation]\nwindow = 1.0\ncontinue_from = "track:main"\n')
+    daemon = daemons(warm_repo)
+    daemon.finished("main", action="restore")
+    daemon.finished("boss", action="generate")
+    mark = daemon.mark()
+    save_in_place(main, SPEC.replace("calm synth pad", "dark synth pad"))
+    boss = daemon.finished("boss", after=mark)
+    daemon.barrier(SPEC)  # every cycle the edit caused is over: a third generation would be listed
+    assert boss["reasons"] == ["continues main, which changed"], daemon.log()
+    assert [e["name"] for e in daemon.since(mark, "generated")] == ["main", "boss"]
+    index = warm_repo.index()["tracks"]
+    key = index["boss"]["keys"]["generation"]
+    manifest = json.loads((warm_repo.cache / "v1" / "raw" / key[:2] / key / "manifest.json").read_text())
+    assert manifest["info"]["inputs"]["continue"]["generation"] == index["main"]["keys"]["generation"]
+    daemon.drop_barrier()
+    assert daemon.stop() == 0
+    assert warm_repo.run("build", "--check").returncode == 0

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"FAILED    {row.spec}\n          {row.error}")
                 continue
             why = f"  ({'; '.join(row.reasons)})" if row.reasons else ""
-            print(f"{row.action:<9} {row.name}{why}")
+            after = f"  [continues {row.continues}]" if row.continues else ""
+            print(f"{row.action:<9} {row.name}{after}{why}")
         counts: dict[str, int] = {}
         for row in rows:
             counts[row.action] = counts.get(row.action, 0) + 1

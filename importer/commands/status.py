@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
             notes.append(f"  {label}: {'; '.join(row.reasons)}")
         if row.tempo is not None and row.tempo["warning"]:
             notes.append(f"  {label}: warning: measured tempo {tempo_text(row.tempo)}")
+        if row.continues and not row.error:
+            notes.append(f"  {label}: continues {row.continues}")
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for line in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())

@@ -116,7 +116,14 @@ class FarmGenerator:
     def generate(self, config: ProjectConfig, plans: list[TrackPlan], cache: LocalCache,
                  backends: generation.Backends, listener: Listener,
                  request_for: Any = None) -> list[Generated]:
-        """``generation.generate`` on the farm (``backends`` serve only a local fallback)."""
+        """``generation.generate`` on the farm (``backends`` serve only a local fallback).
+
+        Tracks that continue audio (``continue_from``) are generated here, after the farm's:
+        their primer is read from this machine's cache (the track they continue may be one
+        the farm just made), and they come in waves after what they continue.
+        """
+        conditioned = [tp for tp in plans if "continue" in tp.track.keys.generation_inputs]
+        plans = [tp for tp in plans if "continue" not in tp.track.keys.generation_inputs]
         batches = [batch for group in generation.generation_batches(plans, config.batch_size).values()
                    for batch in group]
         farm = self._connect(config) if batches else None
@@ -128,8 +135,8 @@ class FarmGenerator:
             except BaseException:  # Ctrl-C, a stopping daemon: outstanding farm work is dropped
                 self._cancel_all()
                 raise
-        if left:
-            rest = [tp for batch in left for tp in batch]
+        rest = [tp for batch in left for tp in batch] + conditioned
+        if rest:
             results += generation.generate(config, rest, cache, backends, listener, request_for)
         return results
 

@@ -9,7 +9,7 @@ types without paying for torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 if TYPE_CHECKING:
@@ -39,6 +39,12 @@ class GenerationRequest:
     guidance_scale: float
     window: float = DEFAULT_WINDOW_SECONDS
     window_stride: float = DEFAULT_WINDOW_SECONDS * DEFAULT_STRIDE_FRACTION
+    #: Audio the track continues: float32 ``(channels, samples)`` at the backend's rate and
+    #: channel count. Its codes prime the first window.
+    primer: np.ndarray | None = field(default=None, compare=False, repr=False)
+    #: With a primer: the audio returned starts with the primer's resynthesis (``duration``
+    #: covers both); without, it is ``duration`` seconds of new music after it.
+    include_prompt: bool = False
 
 
 class Backend(Protocol):

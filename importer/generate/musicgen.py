@@ -234,6 +234,8 @@ class MusicGenBackend:
         # to the sample); audiocraft floors it instead. Windows and strides floor as there.
         samples = round(request.duration * self.sample_rate)
         total = math.ceil(samples / self.hop)
+        if request.primer is not None and not request.include_prompt:
+            total += self._primer_frames(request)  # the new music follows the primer
         window = max(1, seconds_to_frames(request.window, self.frame_rate))
         stride = max(1, seconds_to_frames(request.window_stride, self.frame_rate))
         if window + self.max_delay + 1 > self.max_positions:
@@ -257,7 +259,13 @@ class MusicGenBackend:
     def _batch_signature(self, request: GenerationRequest) -> tuple:
         """Requests with equal signatures have equal shapes at every step and can share a batch."""
         bucket = math.ceil(self._text_length(request) / TEXT_BUCKET) * TEXT_BUCKET
-        return (*self._frames(request), bucket)
+        return (*self._frames(request), bucket, self._primer_frames(request), request.include_prompt)
+
+    def _primer_frames(self, request: GenerationRequest) -> int:
+        """Frames EnCodec makes of the request's primer (0 without one)."""
+        if request.primer is None:
+            return 0
+        return math.ceil(request.primer.shape[-1] / self.hop)
 
     def _generate_with_oom_retry(
         self, batch: list[GenerationRequest], progress: ProgressFn | None
@@ -304,10 +312,35 @@ class MusicGenBackend:
 
     @torch.inference_mode()
     def _generate_batch(self, batch: list[GenerationRequest], progress: ProgressFn | None) -> list[np.ndarray]:
-        codes = self.generate_codes(batch, progress)
+        primed = None
+        if batch[0].primer is not None:  # a batch shares its signature: all or none have a primer
+            primed = torch.cat([self.encode_audio(r.primer) for r in batch])  # type: ignore[arg-type]
+        codes = self.generate_codes(batch, progress, primed)
         audio = self._codes_to_audio(codes)
         samples = round(batch[0].duration * self.sample_rate)
-        return [np.ascontiguousarray(audio[i, :, :samples]) for i in range(len(batch))]
+        # Without include_prompt, the published audio starts where the primer's codes end.
+        start = 0 if primed is None or batch[0].include_prompt else primed.shape[-1] * self.hop
+        return [np.ascontiguousarray(audio[i, :, start:start + samples]) for i in range(len(batch))]
+
+    @torch.inference_mode()
+    def encode_audio(self, audio: np.ndarray) -> torch.Tensor:
+        """The model's own EnCodec codes (1, K, frames) of float32 ``(channels, samples)`` audio
+        at the model's rate and channel count; stereo models interleave left and right codebooks."""
+        encodec = self.model.audio_encoder
+        bandwidth = encodec.config.target_bandwidths[0]
+        per_stream = self.num_codebooks // self.channels
+        streams = []
+        for channel in range(self.channels):
+            x = torch.from_numpy(np.ascontiguousarray(audio[channel:channel + 1]))[None].to(self.device)
+            codes = encodec.encode(x, bandwidth=bandwidth).audio_codes[0]  # (1, n_q, frames)
+            if codes.shape[1] != per_stream:
+                raise GenerationError(f"this model's EnCodec makes {codes.shape[1]} codebooks per channel, "
+                                      f"its decoder reads {per_stream}: it cannot continue audio")
+            streams.append(codes)
+        if self.channels == 1:
+            return streams[0].long()
+        interleaved = torch.stack(streams, dim=2)  # (1, n_q, channels, frames): codebook pairs
+        return interleaved.reshape(1, self.num_codebooks, -1).long()
 
     @torch.inference_mode()
     def generate_codes(self, batch: list[GenerationRequest], progress: ProgressFn | None = None,

@@ -32,7 +32,8 @@ from ..state import State
 from ..index import IndexFile
 from ..layout import SPEC_SUFFIX
 from ..plan import plan_build
-from ..tracks import LoadedTrack, ParsedSpecs, SpecFailure, SpecLoader, spec_paths, without_duplicates
+from ..tracks import (LoadedTrack, ParsedSpecs, SpecFailure, SpecLoader, dependents, link_chains, spec_paths,
+                      without_duplicates)
 from .events import FolderWatches, OverflowAlarm, Wakeups, make_handler
 from .worker import GenerationWorker, Generated
 
@@ -291,7 +292,11 @@ class Daemon:
         loaded, failures = without_duplicates(
             [r for r in self._known.values() if isinstance(r, LoadedTrack)],
             [r for r in self._known.values() if isinstance(r, SpecFailure)], config)
+        loaded, failures = link_chains(loaded, failures)
         dirty |= {f.path for f in failures}
+        # What depends on them: a track continuing a re-planned one has a new key or new audio to continue.
+        again = dependents(loaded, {t.spec.name for t in loaded if t.spec.path in dirty})
+        dirty |= {t.spec.path for t in loaded if t.spec.name in again}
         planned = [t for t in loaded if t.spec.path in dirty]
         others = [t for t in loaded if t.spec.path not in dirty]
         if self._index_file.path != config.index_path:

@@ -18,6 +18,7 @@ from .. import generation
 from ..cache import LocalCache
 from ..config import ProjectConfig
 from ..generation import Cancelled, Generated, KeptModel, generation_batches, split_by_generation_key
+from ..keys import continued_key
 from ..locks import SharedRepoLock, Stopped
 from ..plan import TrackPlan
 
@@ -59,7 +60,12 @@ class GenerationWorker:
         with self._cond:
             self._config = config
             busy = set(self._in_flight.values())
-            wanted = {tp.name: tp for tp in plans if tp.track.keys.generation not in busy}
+            # A cycle that planned while this thread generated may ask for audio now in the cache
+            # (a chain's next track, planned when the one it continues arrived): the poke that
+            # stored it brings the cycle that publishes it.
+            cache = LocalCache(config.cache_dir)
+            wanted = {tp.name: tp for tp in plans
+                      if tp.track.keys.generation not in busy and not cache.has("raw", tp.track.keys.generation)}
             self._pending = {name: wanted[name] for name in [*self._pending, *wanted] if name in wanted}
             self._cond.notify_all()
 
@@ -111,6 +117,10 @@ class GenerationWorker:
                 return None
             assert self._config is not None
             leaders, _ = split_by_generation_key(list(self._pending.values()))
+            # A track that continues one still queued waits for it (its audio primes this one).
+            waiting = {tp.track.keys.generation for tp in leaders}
+            leaders = [tp for tp in leaders if continued_key(tp.track.keys.generation_inputs) not in waiting] \
+                or leaders
             batch = next(iter(generation_batches(leaders, self._config.batch_size).values()))[0]
             keys = {tp.track.keys.generation for tp in batch}
             for tp in batch:
