@@ -19,7 +19,6 @@ and never touches the staging folders of live processes.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -31,10 +30,11 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Literal
 
 from .fsutil import fsync_dir, make_dirs_inside, read_regular, sha256_file
 from .grammar import is_file_name, key as check_key
+from .locks import SharedOrExclusive
 
 log = logging.getLogger(__name__)
 
@@ -410,22 +410,11 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
-@contextlib.contextmanager
-def _pins_lock(root: Path, exclusive: bool) -> Iterator[None]:
-    """The cache's pin lock (``flock`` on ``pins.lock``): shared to pin, exclusive to evict.
-    Where ``fcntl`` is missing (Windows) it is a no-op and pins are best effort."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
+def _pins_lock(root: Path, exclusive: bool) -> SharedOrExclusive:
+    """The cache's pin lock (``pins.lock``, ``locks.SharedOrExclusive``): shared to pin,
+    exclusive to evict."""
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / "pins.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    return SharedOrExclusive(root / "pins.lock", exclusive)
 
 
 def _is_key(text: str) -> bool:

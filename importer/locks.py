@@ -106,6 +106,40 @@ class FileLock:
         self.release()
 
 
+class SharedOrExclusive:
+    """A blocking lock on ``path`` (created if missing) for the length of a ``with``: shared
+    (many holders) or exclusive. The cache's pins use it: pinning is shared, eviction is
+    exclusive. POSIX ``flock``; Windows has no shared byte-range lock in ``msvcrt``, so there
+    both kinds are exclusive (correct, only less concurrent)."""
+
+    def __init__(self, path: str | os.PathLike[str], exclusive: bool):
+        self.path = os.fspath(path)
+        self.exclusive = exclusive
+        self._fd: int | None = None
+
+    def __enter__(self) -> SharedOrExclusive:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # type: ignore[attr-defined]
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing releases the lock
+
+
 def repo_lock_path(state_dir: str | os.PathLike[str]) -> str:
     return os.path.join(os.fspath(state_dir), REPO_LOCK)
 

@@ -244,12 +244,10 @@ class Daemon:
 
     def _kept_state(self, config: ProjectConfig) -> State:
         """The stat state the last cycle saved, unless its file changed since (or moved)."""
-        fresh = State.in_folder(config.state_dir) if self._state is None else None
-        if fresh is not None:
-            return fresh
-        path, signature, state = self._state
-        if path == state.path and path.parent == config.state_dir and signature == _signature(path):
-            return state
+        if self._state is not None:
+            path, signature, state = self._state
+            if path.parent == config.state_dir and signature == _signature(path):
+                return state
         return State.in_folder(config.state_dir)
 
     def _keep_state(self, state: State | None) -> None:
