@@ -48,8 +48,7 @@ class Run:
     cpu: float  # user + system seconds of the build process (its ffmpeg children included)
 
 
-def build_once(tmp: Path, model: Path, tracks: int, batch: int | None, duration: float,
-               threads: int | None) -> Run:
+def build_once(tmp: Path, model: Path, tracks: int, batch: int | None, duration: float, threads: int | None) -> Run:
     """A fresh repo and cache with ``tracks`` stale specs; one timed `trackspec build`."""
     root = tmp / f"game-{tracks}-{batch}-{time.monotonic_ns()}"
     (root / "track_specs").mkdir(parents=True)
@@ -57,21 +56,28 @@ def build_once(tmp: Path, model: Path, tracks: int, batch: int | None, duration:
     (root / "trackspec.toml").write_text(toml)
     for i in range(tracks):
         (root / "track_specs" / f"t{i:02d}.trackspec").write_text(SPEC.format(i=i, duration=duration))
-    env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(root / "cache"), "PYTHONPATH": str(PROJECT),
-           "TRACKSPEC_MODEL": str(model)}
+    env = {
+        **os.environ,
+        "TRACKSPEC_CACHE_DIR": str(root / "cache"),
+        "PYTHONPATH": str(PROJECT),
+        "TRACKSPEC_MODEL": str(model),
+    }
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op threads
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "importer", "build"], cwd=root, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "importer", "build"], cwd=root, env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     generated = proc.stdout.count("\ngenerate ") + proc.stdout.startswith("generate ")
     if proc.returncode != 0 or generated != tracks:
-        raise SystemExit(f"build of {tracks} tracks: exit {proc.returncode}, {generated} generated\n"
-                         f"{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
+        raise SystemExit(
+            f"build of {tracks} tracks: exit {proc.returncode}, {generated} generated\n"
+            f"{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}"
+        )
     loads = [float(x) for x in LOADED.findall(proc.stderr)]
     return Run(wall, sum(loads), cpu)
 
@@ -81,8 +87,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per track (default 5)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per case; the median is shown")
     parser.add_argument("--model", type=Path, help="a local model dir (default: a tiny one made here)")
-    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the builds (default: torch's, "
-                        "one per core)")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the builds (default: torch's, one per core)")
     args = parser.parse_args()
 
     rows: list[tuple[int, int | None, Run]] = []
@@ -90,31 +95,43 @@ def main() -> int:
         tmp = Path(tmp_name)
         model = args.model.resolve() if args.model else tmp / "tiny"
         if not args.model:
-            subprocess.run([sys.executable, "-m", "importer", "model", "tiny", str(model)], check=True,
-                           capture_output=True, env={**os.environ, "PYTHONPATH": str(PROJECT)})
+            subprocess.run(
+                [sys.executable, "-m", "importer", "model", "tiny", str(model)],
+                check=True,
+                capture_output=True,
+                env={**os.environ, "PYTHONPATH": str(PROJECT)},
+            )
         # warm-up: torch and the model into the page cache
         build_once(tmp, model, 1, None, args.duration, args.threads)
         for tracks, batch in CASES:
-            runs = [build_once(tmp, model, tracks, batch, args.duration, args.threads)
-                    for _ in range(args.repeats)]
-            rows.append((tracks, batch, Run(*(statistics.median(getattr(r, f) for r in runs)
-                                              for f in ("wall", "load", "cpu")))))
+            runs = [build_once(tmp, model, tracks, batch, args.duration, args.threads) for _ in range(args.repeats)]
+            rows.append(
+                (tracks, batch, Run(*(statistics.median(getattr(r, f) for r in runs) for f in ("wall", "load", "cpu"))))
+            )
 
     base = rows[0][2]
     base_rest = base.wall - base.load
-    print(f"CPU generation pipeline, tiny model, {args.duration:g} s tracks, fresh cache, one `trackspec build` "
-          f"per case (median of {args.repeats}); torch threads: {args.threads or 'default (one per core)'}")
-    print(f"  {'tracks':>6} {'batch_size':>10} {'wall s':>8} {'load s':>7} {'rest s':>7} {'s/track':>8} "
-          f"{'rest/track':>10} {'speed-up/track':>15} {'cpu s':>7}")
+    print(
+        f"CPU generation pipeline, tiny model, {args.duration:g} s tracks, fresh cache, one `trackspec build` "
+        f"per case (median of {args.repeats}); torch threads: {args.threads or 'default (one per core)'}"
+    )
+    print(
+        f"  {'tracks':>6} {'batch_size':>10} {'wall s':>8} {'load s':>7} {'rest s':>7} {'s/track':>8} "
+        f"{'rest/track':>10} {'speed-up/track':>15} {'cpu s':>7}"
+    )
     for tracks, batch, run in rows:
         rest = run.wall - run.load
         speedup = base_rest / (rest / tracks)
         label = str(batch) if batch else "8 (default)"
-        print(f"  {tracks:>6} {label:>10} {run.wall:8.2f} {run.load:7.2f} {rest:7.2f} {run.wall / tracks:8.2f} "
-              f"{rest / tracks:10.2f} {speedup:14.2f}x {run.cpu:7.1f}")
-    print("  rest = wall - model load (process start-up, imports, generation, resample, encode, verify, "
-          "publish); speed-up/track = rest/track of 1 track / rest/track of this case;\n"
-          "  cpu s = user + system CPU seconds of the build and its children")
+        print(
+            f"  {tracks:>6} {label:>10} {run.wall:8.2f} {run.load:7.2f} {rest:7.2f} {run.wall / tracks:8.2f} "
+            f"{rest / tracks:10.2f} {speedup:14.2f}x {run.cpu:7.1f}"
+        )
+    print(
+        "  rest = wall - model load (process start-up, imports, generation, resample, encode, verify, "
+        "publish); speed-up/track = rest/track of 1 track / rest/track of this case;\n"
+        "  cpu s = user + system CPU seconds of the build and its children"
+    )
     return 0
 
 

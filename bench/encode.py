@@ -27,8 +27,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -65,7 +65,11 @@ def drum_audio(seconds: float, rate: int, bpm: float = 92.5, first: float = 0.7)
     kick = ramp * np.sin(2 * np.pi * (50 + 80 * np.exp(-h / 0.02)) * h) * np.exp(-h / 0.05)
     k = 0
     while (at := first + k * 60.0 / bpm) < seconds - 0.15:
-        hit = kick * (0.6 if k % 4 == 0 else 0.3) if k % 2 == 0 else ramp * 0.3 * rng.standard_normal(h.size) * np.exp(-h / 0.03)
+        hit = (
+            kick * (0.6 if k % 4 == 0 else 0.3)
+            if k % 2 == 0
+            else ramp * 0.3 * rng.standard_normal(h.size) * np.exp(-h / 0.03)
+        )
         s = round(at * rate)
         y[s : s + h.size] += hit[: n - s]
         k += 1
@@ -95,32 +99,42 @@ def main() -> int:
         rows = {
             "(a) encode ogg+mp3 + verify": measure(args.runs, lambda: encode(pcm44, SETTINGS, out, "x")),
             "(a1) of which: verify (2 decodes)": measure(
-                args.runs, lambda: [decode_sample_count(out / f"x.{f}", 44100, 2) for f in SETTINGS.formats]),
+                args.runs, lambda: [decode_sample_count(out / f"x.{f}", 44100, 2) for f in SETTINGS.formats]
+            ),
             "(b1) resample 32k -> 44.1k": measure(args.runs, lambda: resample(pcm32, 32000, 44100)),
             "(b) resample + encode + verify": measure(
-                args.runs, lambda: encode(resample(pcm32, 32000, 44100), SETTINGS, out, "y")),
+                args.runs, lambda: encode(resample(pcm32, 32000, 44100), SETTINGS, out, "y")
+            ),
         }
         cache = LocalCache(out / "cache")
         raw_file = out / "raw.f32"
         pcm32.tofile(raw_file)
-        raw = cache.put("raw", "r" * 64, {"audio.f32": raw_file},
-                        {"sample_rate": 32000, "channels": 2, "samples": pcm32.shape[1]})
+        raw = cache.put(
+            "raw", "r" * 64, {"audio.f32": raw_file}, {"sample_rate": 32000, "channels": 2, "samples": pcm32.shape[1]}
+        )
         chain = RenderSettings(SETTINGS, loop_crossfade=2.0, loudness_target=-16.0, true_peak=-1.0)
         runs = iter(range(10**6))
         rows["(c) full chain: render_raw"] = measure(
-            args.runs, lambda: render_raw(cache, raw, chain, f"{next(runs):064d}", {}))
+            args.runs, lambda: render_raw(cache, raw, chain, f"{next(runs):064d}", {})
+        )
         rows["(c1) of which: DC removal"] = measure(args.runs, lambda: remove_dc(pcm44, 44100))
         rows["(c2) of which: loop + normalise"] = measure(
-            args.runs, lambda: normalise(make_seamless(pcm44, 44100, 2.0).audio, 44100, -16.0, -1.0))
+            args.runs, lambda: normalise(make_seamless(pcm44, 44100, 2.0).audio, 44100, -16.0, -1.0)
+        )
         rows["(c3) of which: measure 2 decoded files"] = measure(
-            args.runs, lambda: [measure_file(out / f"x.{f}", 2, 44100) for f in SETTINGS.formats])
+            args.runs, lambda: [measure_file(out / f"x.{f}", 2, 44100) for f in SETTINGS.formats]
+        )
         sizes = {p.name: p.stat().st_size for p in sorted(out.glob("x.*"))}
 
         drums32 = drum_audio(args.seconds, 32000)
         drum_file = out / "drums.f32"
         drums32.tofile(drum_file)
-        drum_raw = cache.put("raw", "d" * 64, {"audio.f32": drum_file},
-                             {"sample_rate": 32000, "channels": 2, "samples": drums32.shape[1]})
+        drum_raw = cache.put(
+            "raw",
+            "d" * 64,
+            {"audio.f32": drum_file},
+            {"sample_rate": 32000, "channels": 2, "samples": drums32.shape[1]},
+        )
         drums44 = remove_dc(resample(drums32, 32000, 44100), 44100)
         from importer.tempo import analyse
 
@@ -128,8 +142,9 @@ def main() -> int:
         analyse(drums44, 44100, 4, 90.0)  # librosa and its numba functions load here
         first_call = time.perf_counter() - start
         plain = RenderSettings(SETTINGS, loop_crossfade=2.0, loudness_target=-16.0, true_peak=-1.0)
-        tempo = RenderSettings(SETTINGS, loop_crossfade=2.0, loudness_target=-16.0, true_peak=-1.0,
-                               tempo=True, bpm_hint=90.0)
+        tempo = RenderSettings(
+            SETTINGS, loop_crossfade=2.0, loudness_target=-16.0, true_peak=-1.0, tempo=True, bpm_hint=90.0
+        )
         # Interleaved, so that a change in the machine's load hits both alike.
         d0, d = [], []
         for _ in range(args.runs):
@@ -139,16 +154,24 @@ def main() -> int:
         rows["(d) drums: render_raw, tempo + bars"] = d
         rows["(d1) of which: tempo analysis"] = measure(args.runs, lambda: analyse(drums44, 44100, 4, 90.0))
 
-    print(f"post chain on {args.seconds:.0f} s of stereo audio, median of {args.runs} runs "
-          f"(outputs: {', '.join(f'{k} {v / 1024:.0f} KiB' for k, v in sizes.items())})")
+    print(
+        f"post chain on {args.seconds:.0f} s of stereo audio, median of {args.runs} runs "
+        f"(outputs: {', '.join(f'{k} {v / 1024:.0f} KiB' for k, v in sizes.items())})"
+    )
     for label, times in rows.items():
         med = statistics.median(times)
-        print(f"  {label:<34} median {med:6.3f} s   min {min(times):6.3f}   max {max(times):6.3f}   "
-              f"{args.seconds / med:6.1f}x real time")
-    d0_med, d_med = statistics.median(rows["(d0) drums: render_raw, plain loop"]), \
-        statistics.median(rows["(d) drums: render_raw, tempo + bars"])
-    print(f"  tempo + bar alignment add {d_med - d0_med:+.3f} s ({100 * (d_med / d0_med - 1):+.1f} %) to a "
-          f"{args.seconds:.0f} s render; first analysis in a process: {first_call:.3f} s (librosa + numba load)")
+        print(
+            f"  {label:<34} median {med:6.3f} s   min {min(times):6.3f}   max {max(times):6.3f}   "
+            f"{args.seconds / med:6.1f}x real time"
+        )
+    d0_med, d_med = (
+        statistics.median(rows["(d0) drums: render_raw, plain loop"]),
+        statistics.median(rows["(d) drums: render_raw, tempo + bars"]),
+    )
+    print(
+        f"  tempo + bar alignment add {d_med - d0_med:+.3f} s ({100 * (d_med / d0_med - 1):+.1f} %) to a "
+        f"{args.seconds:.0f} s render; first analysis in a process: {first_call:.3f} s (librosa + numba load)"
+    )
     return 0
 
 

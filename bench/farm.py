@@ -34,7 +34,10 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-SPEC = 'name = "b{i}"\nprompt = "bench track number {i}"\nduration = {duration}\nseed = {i}\n\n[output]\nformats = ["ogg", "mp3"]\n'
+SPEC = (
+    'name = "b{i}"\nprompt = "bench track number {i}"\nduration = {duration}\nseed = {i}\n\n'
+    '[output]\nformats = ["ogg", "mp3"]\n'
+)
 STARTED = re.compile(r"farm (?:started on this machine|joined at \S+) in ([0-9.]+) s")
 LOADED = re.compile(r": model loaded: .* \(([0-9.]+) s\)")
 
@@ -44,8 +47,14 @@ def build(repo: Path, cache: Path, env: dict[str, str], *args: str) -> tuple[flo
     shutil.rmtree(repo / "assets", ignore_errors=True)
     shutil.rmtree(repo / ".trackspec", ignore_errors=True)
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "importer", "build", *args], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-m", "importer", "build", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     wall = time.monotonic() - start
     if proc.returncode != 0:
         raise SystemExit(f"build failed (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -53,8 +62,11 @@ def build(repo: Path, cache: Path, env: dict[str, str], *args: str) -> tuple[flo
 
 
 def outputs(repo: Path) -> dict[str, str]:
-    return {p.relative_to(repo).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((repo / "assets").rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(repo).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((repo / "assets").rglob("*"))
+        if p.is_file()
+    }
 
 
 def main() -> None:
@@ -72,8 +84,9 @@ def main() -> None:
     model = args.model
     if model is None:
         model = work / "tiny"
-        subprocess.run([sys.executable, "-m", "importer", "model", "tiny", str(model)], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "importer", "model", "tiny", str(model)], env=env, check=True, capture_output=True
+        )
     env["TRACKSPEC_MODEL"] = str(model)
     repo, cache = work / "game", work / "cache"
     env["TRACKSPEC_CACHE_DIR"] = str(cache)
@@ -99,19 +112,30 @@ def main() -> None:
             assert len(loads) == workers or (workers == 2 and len(loads) == 1), stderr
             assert outputs(repo) == reference, "farm outputs differ from the local build"
             cases.setdefault(workers, []).append((wall, started, max(loads)))
-            print(f"run {run + 1}, {workers} worker(s): wall {wall:.1f} s, farm start {started:.1f} s, "
-                  f"model load {max(loads):.1f} s (loads: {len(loads)})", flush=True)
+            print(
+                f"run {run + 1}, {workers} worker(s): wall {wall:.1f} s, farm start {started:.1f} s, "
+                f"model load {max(loads):.1f} s (loads: {len(loads)})",
+                flush=True,
+            )
 
     med = {w: tuple(statistics.median(r[k] for r in runs) for k in range(3)) for w, runs in cases.items()}
     print("\n| case | median wall | farm start | model load (slowest worker) | rest (wall - start) |")
     print("|---|---|---|---|---|")
     print(f"| local build, no farm | {local_wall:.1f} s | - | - | - |")
     for w, (wall, started, load) in sorted(med.items()):
-        print(f"| farm local, {w} CPU worker(s) | {wall:.1f} s | {started:.1f} s | {load:.1f} s | {wall - started:.1f} s |")
+        print(
+            f"| farm local, {w} CPU worker(s) | {wall:.1f} s | {started:.1f} s | {load:.1f} s "
+            f"| {wall - started:.1f} s |"
+        )
     (w1, s1, _), (w2, s2, _) = med[1], med[2]
     print(f"\nspeed-up 2 vs 1 workers: {w1 / w2:.2f}x on wall time, {(w1 - s1) / (w2 - s2):.2f}x without the start-up")
-    result = {"tracks": args.tracks, "duration": args.duration, "runs": args.runs, "local_wall": local_wall,
-              "cases": {str(w): runs for w, runs in cases.items()}}
+    result = {
+        "tracks": args.tracks,
+        "duration": args.duration,
+        "runs": args.runs,
+        "local_wall": local_wall,
+        "cases": {str(w): runs for w, runs in cases.items()},
+    }
 
     if args.join:
         sys.path.insert(0, str(PROJECT / "tests"))
@@ -127,8 +151,10 @@ def main() -> None:
             assert outputs(repo) == reference, "farm outputs differ from the local build"
         finally:
             cluster.stop()
-        print(f"\nloopback cluster (head + 1 worker node) started in {cluster_start:.1f} s; a build joined it "
-              f"over Ray Client in {joined:.1f} s; that build (2 workers) took {wall:.1f} s")
+        print(
+            f"\nloopback cluster (head + 1 worker node) started in {cluster_start:.1f} s; a build joined it "
+            f"over Ray Client in {joined:.1f} s; that build (2 workers) took {wall:.1f} s"
+        )
         result.update(cluster_start=cluster_start, join=joined, join_build_wall=wall)
     print(json.dumps(result))
     shutil.rmtree(work, ignore_errors=True)

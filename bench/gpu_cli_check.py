@@ -25,8 +25,11 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 TRACK = "combat"  # auditioned at its full length: the pinned take is restored, not generated
-EXTRA = {"combat": "driving synthwave combat, 140 BPM", "menu": "soft ambient menu pad",
-         "credits": "warm nostalgic synth ballad"}
+EXTRA = {
+    "combat": "driving synthwave combat, 140 BPM",
+    "menu": "soft ambient menu pad",
+    "credits": "warm nostalgic synth ballad",
+}
 
 
 def save_random(size: str, directory: Path) -> float:
@@ -41,8 +44,9 @@ def save_random(size: str, directory: Path) -> float:
     start = time.monotonic()
     model, tokenizer = random_model(size, torch.device("cpu"))
     model.save_pretrained(directory)
-    MusicgenProcessor(feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=TINY_SAMPLE_RATE),
-                      tokenizer=tokenizer).save_pretrained(directory)
+    MusicgenProcessor(
+        feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=TINY_SAMPLE_RATE), tokenizer=tokenizer
+    ).save_pretrained(directory)
     declare_license(directory, "CC0-1.0")
     return time.monotonic() - start
 
@@ -52,8 +56,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--work", type=Path, default=Path("/tmp/gpu-cli"))
     parser.add_argument("--size", default="small", help="small (default) or tiny (to try the script on a CPU)")
-    parser.add_argument("--seconds", type=float, default=30.0,
-                        help="duration of the extra tracks and of the takes (default 30; the example keeps 60)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=30.0,
+        help="duration of the extra tracks and of the takes (default 30; the example keeps 60)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(args.work, ignore_errors=True)
@@ -63,16 +71,27 @@ def main() -> int:
     shutil.copy(PROJECT / "track_specs/phase1_calm.trackspec", repo / "track_specs")
     for name, prompt in EXTRA.items():
         (repo / "track_specs" / f"{name}.trackspec").write_text(f'prompt = "{prompt}"\nduration = {args.seconds}\n')
-    env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(args.work / "cache"), "TRACKSPEC_MODEL": str(model),
-           "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(PROJECT)])}
+    env = {
+        **os.environ,
+        "TRACKSPEC_CACHE_DIR": str(args.work / "cache"),
+        "TRACKSPEC_MODEL": str(model),
+        "PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(PROJECT)]),
+    }
     results: dict = {"model_build_s": round(save_random(args.size, model), 1), "steps": []}
 
     def step(label: str, *cli: str) -> dict:
         start = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "importer", *cli], cwd=repo, env=env, capture_output=True,
-                              text=True, timeout=540)
-        record = {"step": label, "argv": cli, "rc": proc.returncode, "seconds": round(time.monotonic() - start, 2),
-                  "stdout": proc.stdout, "stderr": proc.stderr[-3000:]}
+        proc = subprocess.run(
+            [sys.executable, "-m", "importer", *cli], cwd=repo, env=env, capture_output=True, text=True, timeout=540
+        )
+        record = {
+            "step": label,
+            "argv": cli,
+            "rc": proc.returncode,
+            "seconds": round(time.monotonic() - start, 2),
+            "stdout": proc.stdout,
+            "stderr": proc.stderr[-3000:],
+        }
         results["steps"].append(record)
         print(f"{label}: rc {proc.returncode}, {record['seconds']} s", flush=True)
         (args.out / "gpu_cli.json").write_text(json.dumps(results, indent=2))

@@ -49,19 +49,53 @@ def random_model(size: str, device: torch.device):
     if size == "tiny":
         model, tokenizer = build_tiny_model()
         return model.to(device), tokenizer
-    from transformers import (EncodecConfig, MusicgenConfig, MusicgenDecoderConfig,
-                              MusicgenForConditionalGeneration, T5Config)
+    from transformers import (
+        EncodecConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        T5Config,
+    )
 
     hidden, layers, heads, ffn = SIZES[size]
     tokenizer = build_tokenizer()
-    text = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
-                    pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-    audio = EncodecConfig(sampling_rate=32000, audio_channels=1, target_bandwidths=[2.2],
-                          upsampling_ratios=[8, 5, 4, 4], codebook_size=2048, hidden_size=128, num_filters=64,
-                          num_lstm_layers=2, codebook_dim=128, use_causal_conv=False, normalize=False)
-    decoder = MusicgenDecoderConfig(vocab_size=2048, max_position_embeddings=2048, num_hidden_layers=layers,
-                                    ffn_dim=ffn, num_attention_heads=heads, hidden_size=hidden, num_codebooks=4,
-                                    audio_channels=1, pad_token_id=2048, bos_token_id=2048, dropout=0.0)
+    text = T5Config(
+        vocab_size=32128,
+        d_model=768,
+        d_kv=64,
+        d_ff=3072,
+        num_layers=12,
+        num_heads=12,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    audio = EncodecConfig(
+        sampling_rate=32000,
+        audio_channels=1,
+        target_bandwidths=[2.2],
+        upsampling_ratios=[8, 5, 4, 4],
+        codebook_size=2048,
+        hidden_size=128,
+        num_filters=64,
+        num_lstm_layers=2,
+        codebook_dim=128,
+        use_causal_conv=False,
+        normalize=False,
+    )
+    decoder = MusicgenDecoderConfig(
+        vocab_size=2048,
+        max_position_embeddings=2048,
+        num_hidden_layers=layers,
+        ffn_dim=ffn,
+        num_attention_heads=heads,
+        hidden_size=hidden,
+        num_codebooks=4,
+        audio_channels=1,
+        pad_token_id=2048,
+        bos_token_id=2048,
+        dropout=0.0,
+    )
     config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict())
     torch.manual_seed(0)
     with device:
@@ -109,13 +143,29 @@ def decoder_weight_bytes(model, dtype_bytes: int = 2) -> int:
 
 
 def requests(n: int, seconds: float, seed: int = 0) -> list[GenerationRequest]:
-    return [GenerationRequest(name=f"t{i}", prompt=f"{PROMPT} {i}", duration=seconds, seed=seed + i,
-                              temperature=1.1, top_k=250, top_p=0.0, guidance_scale=3.0) for i in range(n)]
+    return [
+        GenerationRequest(
+            name=f"t{i}",
+            prompt=f"{PROMPT} {i}",
+            duration=seconds,
+            seed=seed + i,
+            temperature=1.1,
+            top_k=250,
+            top_p=0.0,
+            guidance_scale=3.0,
+        )
+        for i in range(n)
+    ]
 
 
 def figures(case: dict, wall: float, steps: int, tracks: int, seconds: float, limit_steps_per_s: float | None):
-    case.update(wall_s=round(wall, 3), steps=steps, steps_per_s=round(steps / wall, 1),
-                tokens_per_s=round(steps * 4 * tracks / wall, 1), rtf=round(seconds * tracks / wall, 2))
+    case.update(
+        wall_s=round(wall, 3),
+        steps=steps,
+        steps_per_s=round(steps / wall, 1),
+        tokens_per_s=round(steps * 4 * tracks / wall, 1),
+        rtf=round(seconds * tracks / wall, 2),
+    )
     if limit_steps_per_s:
         case["fraction_of_weight_limit"] = round(steps / wall / limit_steps_per_s, 3)
     return case
@@ -128,8 +178,7 @@ def run_naive(model, tokenizer, device, seconds: float, limit) -> dict:
     reset_peak(device)
     start = time.perf_counter()
     with torch.inference_mode():
-        model.generate(**inputs, do_sample=True, guidance_scale=3.0, top_k=250, temperature=1.1,
-                       max_new_tokens=steps)
+        model.generate(**inputs, do_sample=True, guidance_scale=3.0, top_k=250, temperature=1.1, max_new_tokens=steps)
     sync(device)
     case = {"path": "naive generate fp32", "batch": 1, "seconds": seconds, "peak_gib": peak_gib(device)}
     return figures(case, time.perf_counter() - start, steps, 1, seconds, limit)
@@ -143,8 +192,14 @@ def run_product(backend: MusicGenBackend, device, batch: int, seconds: float, li
     sync(device)
     wall = time.perf_counter() - start
     errors = [str(o) for o in out if isinstance(o, Exception)]
-    case = {"path": label, "batch": batch, "rows": backend.max_batch if backend.fixed_batch else batch,
-            "seconds": seconds, "peak_gib": peak_gib(device), "errors": errors}
+    case = {
+        "path": label,
+        "batch": batch,
+        "rows": backend.max_batch if backend.fixed_batch else batch,
+        "seconds": seconds,
+        "peak_gib": peak_gib(device),
+        "errors": errors,
+    }
     return figures(case, wall, steps, batch, seconds, limit)
 
 
@@ -165,11 +220,13 @@ def invariance_checks(model, tokenizer, device) -> dict:
     u_batched = unpadded.generate([others[0], track, *others[1:]])[1]
     unpadded.close()
     same = lambda a, b: bool(a.shape == b.shape and (a == b).all())  # noqa: E731
-    return {"repeat_identical": same(alone, again),
-            "alone_vs_batched_fixed_rows": same(alone, batched),
-            "graphed_vs_eager": same(alone, eager_alone),
-            "graphed_vs_eager_max_abs_diff": float(abs(alone - eager_alone).max()),
-            "alone_vs_batched_unpadded": same(u_alone, u_batched)}
+    return {
+        "repeat_identical": same(alone, again),
+        "alone_vs_batched_fixed_rows": same(alone, batched),
+        "graphed_vs_eager": same(alone, eager_alone),
+        "graphed_vs_eager_max_abs_diff": float(abs(alone - eager_alone).max()),
+        "alone_vs_batched_unpadded": same(u_alone, u_batched),
+    }
 
 
 def profile_steps(model, tokenizer, device) -> str:
@@ -217,17 +274,27 @@ def main() -> int:
     parser.add_argument("--seconds", nargs="+", type=float, default=[10.0, 30.0])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--naive-seconds", nargs="*", type=float,
-                        help="lengths for the fp32 generate() baseline (default: --seconds; none: skip)")
+    parser.add_argument(
+        "--naive-seconds",
+        nargs="*",
+        type=float,
+        help="lengths for the fp32 generate() baseline (default: --seconds; none: skip)",
+    )
     parser.add_argument("--profile", type=Path, help="profile eager steps of the first size; write the table here")
-    parser.add_argument("--compile", action="store_true",
-                        help="last: the first size at batch 1 with the step function torch.compile'd")
+    parser.add_argument(
+        "--compile", action="store_true", help="last: the first size at batch 1 with the step function torch.compile'd"
+    )
     parser.add_argument("--json", type=Path, help="write every result here as it comes")
     args = parser.parse_args()
     device = torch.device(args.device)
-    doc: dict = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                 "torch": torch.__version__, "cases": [], "checks": {}}
+    doc: dict = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "cases": [],
+        "checks": {},
+    }
     import transformers
+
     doc["transformers"] = transformers.__version__
     bandwidth = copy_bandwidth(device)
     doc["copy_bandwidth_tb_s"] = round(bandwidth / 1e12, 2) if bandwidth else None
@@ -245,10 +312,16 @@ def main() -> int:
         model, tokenizer = random_model(size, device)
         weights = decoder_weight_bytes(model)
         limit = bandwidth / weights if bandwidth else None
-        print(f"# {size}: built in {time.perf_counter() - start:.1f} s; decoder {weights / 2**30:.2f} GiB fp16, "
-              f"weight-bandwidth limit {limit or 0:.0f} steps/s", flush=True)
-        base = {"size": size, "decoder_fp16_gib": round(weights / 2**30, 3),
-                "limit_steps_per_s": round(limit, 1) if limit else None}
+        print(
+            f"# {size}: built in {time.perf_counter() - start:.1f} s; decoder {weights / 2**30:.2f} GiB fp16, "
+            f"weight-bandwidth limit {limit or 0:.0f} steps/s",
+            flush=True,
+        )
+        base = {
+            "size": size,
+            "decoder_fp16_gib": round(weights / 2**30, 3),
+            "limit_steps_per_s": round(limit, 1) if limit else None,
+        }
         naive_seconds = args.seconds if args.naive_seconds is None else args.naive_seconds
         for seconds in naive_seconds:
             try:
@@ -266,8 +339,10 @@ def main() -> int:
                 record({**base, "path": "product", "batch": batch, "error": repr(exc)})
             backend.close()
         if 1 in args.batches:
-            for label, kwargs in (("product eager (no CUDA graphs)", {"cuda_graphs": False, "max_batch": 1}),
-                                  ("product, 1 track padded to 8 rows", {"max_batch": 8})):
+            for label, kwargs in (
+                ("product eager (no CUDA graphs)", {"cuda_graphs": False, "max_batch": 1}),
+                ("product, 1 track padded to 8 rows", {"max_batch": 8}),
+            ):
                 backend = MusicGenBackend(model, tokenizer, str(device), name=size, **kwargs)
                 try:
                     seconds = min(args.seconds)

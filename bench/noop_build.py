@@ -43,8 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from game_repo import CLI, make_game_repo
 
@@ -55,8 +55,9 @@ FAST = "no-op, decided by stat alone"
 RACY_WAIT = 1.1
 
 
-def timed(cmd: list[str], cwd: Path, env: dict[str, str],
-          before: Callable[[], None] | None = None) -> tuple[float, float]:
+def timed(
+    cmd: list[str], cwd: Path, env: dict[str, str], before: Callable[[], None] | None = None
+) -> tuple[float, float]:
     """(wall, CPU) seconds of one subprocess run, which must exit 0.
 
     CPU time (user + system) is the steadier figure on a shared machine: other work delays
@@ -80,16 +81,18 @@ def assert_noop(cmd: list[str], cwd: Path, env: dict[str, str], specs: int) -> N
     doc = json.loads(proc.stdout)
     actions = {t["action"] for t in doc["tracks"]}
     if proc.returncode != 0 or actions != {"fresh"} or len(doc["tracks"]) != specs:
-        raise SystemExit(f"{' '.join(cmd[2:])} was no no-op: exit {proc.returncode}, actions {actions}, "
-                         f"{len(doc['tracks'])} tracks")
+        raise SystemExit(
+            f"{' '.join(cmd[2:])} was no no-op: exit {proc.returncode}, actions {actions}, {len(doc['tracks'])} tracks"
+        )
 
 
 def assert_path(cmd: list[str], cwd: Path, env: dict[str, str], fast: bool) -> None:
     """One extra run with -v: it must (or must not) take the no-op fast path."""
     proc = subprocess.run([*cmd, "-v"], cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or (FAST in proc.stderr) != fast:
-        raise SystemExit(f"{' '.join(cmd[2:])} -v: expected the {'fast' if fast else 'full'} path, got:\n"
-                         f"{proc.stderr[-2000:]}")
+        raise SystemExit(
+            f"{' '.join(cmd[2:])} -v: expected the {'fast' if fast else 'full'} path, got:\n{proc.stderr[-2000:]}"
+        )
 
 
 def add_other_files(root: Path, files: int, folders: int) -> None:
@@ -97,7 +100,7 @@ def add_other_files(root: Path, files: int, folders: int) -> None:
     ignored ``Library/`` tree as big (Unity's import cache) that discovery must not walk."""
     (root / "trackspec.toml").write_text("# specs unset: the whole repo is searched\n")
     (root / ".gitignore").write_text("Library/\n*.tmp\n")
-    per_group = max(1, int(folders ** 0.5))
+    per_group = max(1, int(folders**0.5))
     for top in ("src", "Library"):
         for i in range(files):
             folder = root / top / f"group{(i % folders) // per_group:03d}" / f"dir{i % folders:04d}"
@@ -108,8 +111,10 @@ def add_other_files(root: Path, files: int, folders: int) -> None:
 def line(label: str, samples: list[tuple[float, float]], goal: float | None = None) -> str:
     ms = [wall * 1000 for wall, _ in samples]
     cpu = [c * 1000 for _, c in samples]
-    text = (f"  {label:<28} median {statistics.median(ms):7.1f} ms   min {min(ms):7.1f}   "
-            f"max {max(ms):7.1f}   cpu median {statistics.median(cpu):6.1f}   (n={len(ms)})")
+    text = (
+        f"  {label:<28} median {statistics.median(ms):7.1f} ms   min {min(ms):7.1f}   "
+        f"max {max(ms):7.1f}   cpu median {statistics.median(cpu):6.1f}   (n={len(ms)})"
+    )
     if goal is not None:
         verdict = "ok" if statistics.median(ms) <= goal * 1000 else "MISSED"
         text += f"   goal <= {goal * 1000:.0f} ms: {verdict}"
@@ -122,11 +127,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7, help="timed runs per case (at least 5)")
     parser.add_argument("--model", type=Path, help="a local model dir (default: a tiny one made here)")
     parser.add_argument("--pyc", action="store_true", help="let the timed runs use a bytecode cache")
-    parser.add_argument("--other-files", type=int, default=0,
-                        help="repo-wide case: this many non-spec files besides the specs (specs unset)")
+    parser.add_argument(
+        "--other-files",
+        type=int,
+        default=0,
+        help="repo-wide case: this many non-spec files besides the specs (specs unset)",
+    )
     parser.add_argument("--other-folders", type=int, default=2000, help="folders the other files are spread over")
-    parser.add_argument("--ab", action="store_true",
-                        help="with --other-files: also time warm runs of a plain copy, alternately")
+    parser.add_argument(
+        "--ab", action="store_true", help="with --other-files: also time warm runs of a plain copy, alternately"
+    )
     args = parser.parse_args()
     runs = max(5, args.runs)
 
@@ -191,13 +201,23 @@ def main() -> int:
             if not state.exists():
                 raise SystemExit(f"{label} did not write {state} back")
 
-    bytecode = ("own bytecode cache (--pyc)" if args.pyc else
-                "PYTHONDONTWRITEBYTECODE=1: no bytecode cache for importer/"
-                if os.environ.get("PYTHONDONTWRITEBYTECODE") else "environment's bytecode settings")
-    other = (f", repo-wide search with {args.other_files} other files in {args.other_folders} folders "
-             f"(+ an ignored Library/ as big)" if args.other_files else "")
-    print(f"no-op build, {args.specs} specs (all fresh){other}, {runs} runs per case, whole process; {bytecode} "
-          f"(first build: {first:.1f} s)")
+    bytecode = (
+        "own bytecode cache (--pyc)"
+        if args.pyc
+        else "PYTHONDONTWRITEBYTECODE=1: no bytecode cache for importer/"
+        if os.environ.get("PYTHONDONTWRITEBYTECODE")
+        else "environment's bytecode settings"
+    )
+    other = (
+        f", repo-wide search with {args.other_files} other files in {args.other_folders} folders "
+        f"(+ an ignored Library/ as big)"
+        if args.other_files
+        else ""
+    )
+    print(
+        f"no-op build, {args.specs} specs (all fresh){other}, {runs} runs per case, whole process; {bytecode} "
+        f"(first build: {first:.1f} s)"
+    )
     for label, values in results.items():
         goal = GOALS["warm"] if label.endswith("warm") else GOALS["cold"] if label.endswith("cold") else None
         print(line(label, values, goal))

@@ -24,8 +24,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -38,8 +38,9 @@ from importer.render import RenderSettings, render_raw  # noqa: E402
 from importer.render_pool import RenderPool  # noqa: E402
 
 #: The chain a default spec renders: OGG + MP3, web loudness (-16 LUFS) with its measurement.
-SETTINGS = RenderSettings(EncodeSettings(formats=("ogg", "mp3"), sample_rate=44100, ogg_quality=6, mp3_quality=4),
-                          loudness_target=-16.0)
+SETTINGS = RenderSettings(
+    EncodeSettings(formats=("ogg", "mp3"), sample_rate=44100, ogg_quality=6, mp3_quality=4), loudness_target=-16.0
+)
 RAW_RATE = 32000
 
 
@@ -59,8 +60,14 @@ def make_raw_entries(cache: LocalCache, tracks: int, seconds: float, scratch: Pa
         audio = track_audio(i, seconds)
         path = scratch / f"raw{i}.f32"
         np.ascontiguousarray(audio, dtype="<f4").tofile(path)
-        info = {"sample_rate": RAW_RATE, "channels": 2, "samples": audio.shape[1], "seed": i,
-                "model": "bench", "inputs": {}}
+        info = {
+            "sample_rate": RAW_RATE,
+            "channels": 2,
+            "samples": audio.shape[1],
+            "seed": i,
+            "model": "bench",
+            "inputs": {},
+        }
         entries.append(cache.put("raw", f"{i:064x}", {"audio.f32": path}, info))
     return entries
 
@@ -90,8 +97,9 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def measure(runs: int, cache: LocalCache, raws: list[CacheEntry],
-            work: Callable[[LocalCache, list[CacheEntry]], None]) -> tuple[list[float], list[float]]:
+def measure(
+    runs: int, cache: LocalCache, raws: list[CacheEntry], work: Callable[[LocalCache, list[CacheEntry]], None]
+) -> tuple[list[float], list[float]]:
     """(wall seconds, CPU seconds) of each run."""
     times, cpu = [], []
     for _ in range(runs):
@@ -108,8 +116,11 @@ def main() -> int:
     parser.add_argument("--tracks", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workers", default=None,
-                        help=f"comma-separated pool sizes (default: 1 and the build's auto, {auto_workers()} here)")
+    parser.add_argument(
+        "--workers",
+        default=None,
+        help=f"comma-separated pool sizes (default: 1 and the build's auto, {auto_workers()} here)",
+    )
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")] if args.workers else sorted({1, auto_workers()})
 
@@ -124,12 +135,16 @@ def main() -> int:
 
     base = statistics.median(rows["sequential (loop, no pool)"][0])
     audio = args.tracks * args.seconds
-    print(f"render {args.tracks} tracks x {args.seconds:.0f} s stereo (32 kHz -> 44.1 kHz, OGG q6 + MP3 V4, "
-          f"verified), median of {args.runs} runs; {auto_workers()} usable cores")
+    print(
+        f"render {args.tracks} tracks x {args.seconds:.0f} s stereo (32 kHz -> 44.1 kHz, OGG q6 + MP3 V4, "
+        f"verified), median of {args.runs} runs; {auto_workers()} usable cores"
+    )
     for label, (times, cpu) in rows.items():
         med = statistics.median(times)
-        print(f"  {label:<28} median {med:7.2f} s   min {min(times):7.2f}   max {max(times):7.2f}   "
-              f"{audio / med:5.1f}x real time   speed-up {base / med:4.2f}x   CPU {statistics.median(cpu):6.2f} s")
+        print(
+            f"  {label:<28} median {med:7.2f} s   min {min(times):7.2f}   max {max(times):7.2f}   "
+            f"{audio / med:5.1f}x real time   speed-up {base / med:4.2f}x   CPU {statistics.median(cpu):6.2f} s"
+        )
     return 0
 
 

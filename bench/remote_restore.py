@@ -36,15 +36,19 @@ from game_repo import CLI, make_game_repo  # noqa: E402
 from seaweed import SeaweedServer  # noqa: E402
 
 SPEC = 'prompt = "synthwave {i}"\nduration = 1.0\nseed = {i}\n[output]\nformats = ["ogg", "mp3"]\n'
-IMPORTS = ("import runpy, sys, json; sys.argv = ['trackspec', *sys.argv[1:]]\n"
-           "try:\n    runpy.run_module('importer', run_name='__main__')\n"
-           "finally:\n    print(json.dumps(sorted(m for m in sys.modules if m in ('torch', 'boto3'))), "
-           "file=sys.stderr)\n")
+IMPORTS = (
+    "import runpy, sys, json; sys.argv = ['trackspec', *sys.argv[1:]]\n"
+    "try:\n    runpy.run_module('importer', run_name='__main__')\n"
+    "finally:\n    print(json.dumps(sorted(m for m in sys.modules if m in ('torch', 'boto3'))), "
+    "file=sys.stderr)\n"
+)
 
 
 def remote_toml(bucket: str, endpoint: str, push: bool) -> str:
-    return (f'specs = ["track_specs"]\n[cache.remote]\nurl = "s3://{bucket}/bench"\n'
-            f'endpoint_url = "{endpoint}"\nregion = "us-east-1"\npush = {str(push).lower()}\n')
+    return (
+        f'specs = ["track_specs"]\n[cache.remote]\nurl = "s3://{bucket}/bench"\n'
+        f'endpoint_url = "{endpoint}"\nregion = "us-east-1"\npush = {str(push).lower()}\n'
+    )
 
 
 def checkout(tmp: Path, name: str, model: Path | None, server: SeaweedServer, bucket: str, push: bool, tracks: int):
@@ -88,13 +92,13 @@ def main() -> None:
             start = time.perf_counter()
             built = subprocess.run([*CLI, "build", "-q"], cwd=farm, env=farm_env, capture_output=True, text=True)
             assert built.returncode == 0, built.stderr
-            print(f"farm: generated and pushed {args.tracks} tracks in {time.perf_counter() - start:.1f} s",
-                  flush=True)
+            print(f"farm: generated and pushed {args.tracks} tracks in {time.perf_counter() - start:.1f} s", flush=True)
             dev, dev_env = checkout(tmp, "dev", model, server, bucket, False, args.tracks)
 
             reset(dev, dev_env, keep_cache=False)  # the check run: every track from the team cache, no torch
-            check = subprocess.run([sys.executable, "-c", IMPORTS, "build", "--json"], cwd=dev, env=dev_env,
-                                   capture_output=True, text=True)
+            check = subprocess.run(
+                [sys.executable, "-c", IMPORTS, "build", "--json"], cwd=dev, env=dev_env, capture_output=True, text=True
+            )
             assert check.returncode == 0, check.stderr
             tracks = json.loads(check.stdout)["tracks"]
             assert len(tracks) == args.tracks
@@ -115,8 +119,10 @@ def main() -> None:
     print(f"{args.tracks} tracks (1 s, ogg+mp3), {args.runs} runs each; bucket holds {bucket_bytes / 1e6:.1f} MB")
     for label, times in results.items():
         med = statistics.median(times)
-        print(f"  {label:<32} median {med:6.2f} s  ({1000 * med / args.tracks:5.1f} ms/track)  "
-              f"min {min(times):.2f}  max {max(times):.2f}")
+        print(
+            f"  {label:<32} median {med:6.2f} s  ({1000 * med / args.tracks:5.1f} ms/track)  "
+            f"min {min(times):.2f}  max {max(times):.2f}"
+        )
 
 
 if __name__ == "__main__":

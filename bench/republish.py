@@ -62,14 +62,18 @@ def main() -> int:
             runs = [republish(root, env, "ambient" if i % 2 == 0 else "synthwave") for i in range(args.runs)]
         times = [t for t, _ in runs]
         medians[size] = statistics.median(times)
-        print(f"N={size:5d}: genre move median {medians[size]:.2f} s (min {min(times):.2f}, max {max(times):.2f}, "
-              f"n={len(times)}); index writes per build {sorted({w for _, w in runs})}; first build {first:.1f} s")
+        print(
+            f"N={size:5d}: genre move median {medians[size]:.2f} s (min {min(times):.2f}, max {max(times):.2f}, "
+            f"n={len(times)}); index writes per build {sorted({w for _, w in runs})}; first build {first:.1f} s"
+        )
     sizes = sorted(medians)
     for small, large in zip(sizes, sizes[1:]):
         ratio = medians[large] / medians[small]
         linear = large / small
-        print(f"N={large} / N={small}: {ratio:.1f}x for {linear:.0f}x the tracks "
-              f"(linear within 3x: {'yes' if ratio <= 3 * linear else 'NO'})")
+        print(
+            f"N={large} / N={small}: {ratio:.1f}x for {linear:.0f}x the tracks "
+            f"(linear within 3x: {'yes' if ratio <= 3 * linear else 'NO'})"
+        )
     return 0
 
 

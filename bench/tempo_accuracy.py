@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_tempo import RATE, synth
+from test_tempo import RATE, synth  # noqa: E402  (after the sys.path line above)
 
-from importer.tempo import analyse
+from importer.tempo import analyse  # noqa: E402
 
 
 def main() -> int:
@@ -54,12 +54,16 @@ def main() -> int:
                 bpm_errors.append(e_bpm)
                 downbeat_errors.append(e_db)
                 if e_bpm > 0.5 or e_db > 0.020:
-                    failed.append(f"{case}: {found.tempo.bpm:.3f} BPM, first downbeat {found.tempo.first_downbeat:.3f} s")
+                    failed.append(
+                        f"{case}: {found.tempo.bpm:.3f} BPM, first downbeat {found.tempo.first_downbeat:.3f} s"
+                    )
     cases = len(tempos) * 6
     print(f"{cases} cases of {args.seconds:g} s ({len(tempos)} tempos 70-170 BPM x 3 offsets x clicks/drums)")
     print(f"  |BPM error|            max {max(bpm_errors):.4f}  median {statistics.median(bpm_errors):.4f}")
-    print(f"  |first downbeat error| max {1000 * max(downbeat_errors):.1f} ms  median "
-          f"{1000 * statistics.median(downbeat_errors):.1f} ms")
+    print(
+        f"  |first downbeat error| max {1000 * max(downbeat_errors):.1f} ms  median "
+        f"{1000 * statistics.median(downbeat_errors):.1f} ms"
+    )
     print(f"  CPU per analysis       median {statistics.median(cpu):.3f} s  max {max(cpu):.3f} s")
     print(f"  outside 0.5 BPM / 20 ms or unmeasured: {len(failed)}")
     for line in failed:

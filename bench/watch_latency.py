@@ -53,8 +53,9 @@ def main() -> int:
             (root / "track_specs" / f"other{i:04d}.trackspec").write_text(SPEC.format(prompt="take a", bpm=i))
         subprocess.run([*cli, "build", "-q"], cwd=root, env=env, check=True, capture_output=True)
 
-        proc = subprocess.Popen([*cli, "watch", "--json"], cwd=root, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [*cli, "watch", "--json"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
         writes: list[float] = []
         ready = threading.Event()
         cond = threading.Condition()
@@ -85,18 +86,23 @@ def main() -> int:
             time.sleep(0.15)  # past the debounce window before the next save
             return latency
 
-        restore = [save_and_wait(SPEC.format(prompt="take b" if i % 2 == 0 else "take a", bpm=90))
-                   for i in range(args.saves)]
+        restore = [
+            save_and_wait(SPEC.format(prompt="take b" if i % 2 == 0 else "take a", bpm=90)) for i in range(args.saves)
+        ]
         index_only = [save_and_wait(SPEC.format(prompt="take a", bpm=91 + i)) for i in range(args.saves)]
         proc.terminate()
         proc.wait(30)
 
-    print(f"trackspec watch: save -> index updated, {args.saves} saves each, {1 + args.others} specs "
-          "in the repo (debounce 100 ms included)")
+    print(
+        f"trackspec watch: save -> index updated, {args.saves} saves each, {1 + args.others} specs "
+        "in the repo (debounce 100 ms included)"
+    )
     for label, values in (("cache restore", restore), ("index-only", index_only)):
         ms = [v * 1000 for v in values]
-        print(f"  {label:<14} p50 {statistics.median(ms):6.1f} ms   p95 {percentile(ms, 0.95):6.1f} ms"
-              f"   max {max(ms):6.1f} ms")
+        print(
+            f"  {label:<14} p50 {statistics.median(ms):6.1f} ms   p95 {percentile(ms, 0.95):6.1f} ms"
+            f"   max {max(ms):6.1f} ms"
+        )
     return 0
 
 

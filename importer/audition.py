@@ -15,9 +15,10 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .cache import LocalCache
 from .config import ProjectConfig, rel
@@ -157,8 +158,7 @@ def all_records(config: ProjectConfig) -> dict[str, dict[str, Any]]:
     return {name: rec for name in names if (rec := load_record(config, name)) is not None}
 
 
-def find_track(config: ProjectConfig, name: str, model_override: str | None,
-               override_base: Path | None) -> LoadedTrack:
+def find_track(config: ProjectConfig, name: str, model_override: str | None, override_base: Path | None) -> LoadedTrack:
     """The loaded track called ``name``; its spec's own error if it cannot build."""
     state = State.in_folder(config.state_dir)
     loaded, failures = load_tracks(config, state, model_override, override_base)
@@ -180,8 +180,9 @@ def take_track(track: LoadedTrack, take: int, seconds: float | None) -> LoadedTr
         if crossfade is not None and crossfade * 2 >= seconds:
             crossfade = seconds / 4  # a preview too short for the spec's crossfade still loops
         # A preview loops as many whole bars as it holds, from the first downbeat it has room for.
-        spec = dataclasses.replace(spec, duration=float(seconds), loop_crossfade=crossfade, loop_bars=None,
-                                   loop_start=None)
+        spec = dataclasses.replace(
+            spec, duration=float(seconds), loop_crossfade=crossfade, loop_bars=None, loop_start=None
+        )
     continuation = track.keys.generation_inputs.get("continue")  # takes continue what the track does
     return LoadedTrack(spec, track.model, track_keys(spec, track.model, continuation), track.license)
 
@@ -190,10 +191,15 @@ def take_track(track: LoadedTrack, take: int, seconds: float | None) -> LoadedTr
 Generator = Callable[[list[TrackPlan]], dict[int, str]]
 
 
-def audition(config: ProjectConfig, track: LoadedTrack, takes: int, seconds: float | None,
-             progress: Callable[[str, int, int], None] | None = None,
-             note: Callable[[str], None] = lambda message: None,
-             generator: Generator | None = None) -> list[Take]:
+def audition(
+    config: ProjectConfig,
+    track: LoadedTrack,
+    takes: int,
+    seconds: float | None,
+    progress: Callable[[str, int, int], None] | None = None,
+    note: Callable[[str], None] = lambda message: None,
+    generator: Generator | None = None,
+) -> list[Take]:
     """Make (or find in the cache) ``takes`` takes of ``track``; record and return them.
 
     ``generator`` makes the missing raw audio: by default a model loaded here; the CLI
@@ -203,9 +209,16 @@ def audition(config: ProjectConfig, track: LoadedTrack, takes: int, seconds: flo
         raise TrackspecError(f"--takes must be between 1 and {MAX_TAKES}, got {takes}")
     cache = LocalCache(config.cache_dir)
     variants = [take_track(track, n, seconds) for n in range(1, takes + 1)]
-    results = [Take(n, v.keys.seed, v.spec.duration, v.spec.duration != track.spec.duration,
-                    {"generation": v.keys.generation, "render": v.keys.render})
-               for n, v in enumerate(variants, start=1)]
+    results = [
+        Take(
+            n,
+            v.keys.seed,
+            v.spec.duration,
+            v.spec.duration != track.spec.duration,
+            {"generation": v.keys.generation, "render": v.keys.render},
+        )
+        for n, v in enumerate(variants, start=1)
+    ]
     to_generate = []
     for take, variant in zip(results, variants):
         if cache.has("render", variant.keys.render):
@@ -226,8 +239,12 @@ def audition(config: ProjectConfig, track: LoadedTrack, takes: int, seconds: flo
     return results
 
 
-def generate_takes(config: ProjectConfig, plans: list[TrackPlan], progress: Callable[[str, int, int], None] | None,
-                   note: Callable[[str], None]) -> dict[int, str]:
+def generate_takes(
+    config: ProjectConfig,
+    plans: list[TrackPlan],
+    progress: Callable[[str, int, int], None] | None,
+    note: Callable[[str], None],
+) -> dict[int, str]:
     """Generate the takes' raw audio here (``generation``), as many per batch as ``batch_size``
     allows; returns the errors of the takes that failed, by take."""
     from . import generation
@@ -235,9 +252,14 @@ def generate_takes(config: ProjectConfig, plans: list[TrackPlan], progress: Call
     def request(tp: TrackPlan) -> Any:
         return dataclasses.replace(generation.generation_request(tp), name=f"take {_take_number(tp)}")
 
-    results = generation.generate(config, plans, LocalCache(config.cache_dir), generation.LoadPerRun(config, note),
-                                  generation.Listener(progress=progress) if progress else generation.Listener(),
-                                  request)
+    results = generation.generate(
+        config,
+        plans,
+        LocalCache(config.cache_dir),
+        generation.LoadPerRun(config, note),
+        generation.Listener(progress=progress) if progress else generation.Listener(),
+        request,
+    )
     return {_take_number(g.plan): g.error for g in results if g.error is not None}
 
 
@@ -253,8 +275,9 @@ def take_plans(track: LoadedTrack, numbers: list[int], seconds: float | None) ->
     for number in numbers:
         variant = take_track(track, number, seconds)
         named = dataclasses.replace(variant.spec, name=f"{track.spec.name} take {number}")
-        plans.append(TrackPlan(LoadedTrack(named, variant.model, variant.keys, variant.license), "generate",
-                               ["audition"]))
+        plans.append(
+            TrackPlan(LoadedTrack(named, variant.model, variant.keys, variant.license), "generate", ["audition"])
+        )
     return plans
 
 
@@ -277,8 +300,10 @@ def _find_or_render(cache: LocalCache, take: Take, variant: LoadedTrack) -> None
             take.action, take.error = "failed", "its raw audio is not in the cache"
             return
         rendered = render_raw(cache, raw, settings_for(variant), variant.keys.render, variant.keys.render_inputs)
-    take.files = {name.rsplit(".", 1)[-1]: {"sha256": rendered.digests[name], "bytes": path.stat().st_size}
-                  for name, path in rendered.files.items()}
+    take.files = {
+        name.rsplit(".", 1)[-1]: {"sha256": rendered.digests[name], "bytes": path.stat().st_size}
+        for name, path in rendered.files.items()
+    }
     take.duration = float(rendered.info.get("duration", 0.0))
     take.sample_rate = int(rendered.info.get("sample_rate", 0))
     take.channels = int(rendered.info.get("channels", 0))

@@ -15,19 +15,18 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
-from . import generation
+from . import engines, generation
 from .cache import CacheEntry, LocalCache
 from .config import ProjectConfig, rel
 from .errors import GenerationError, TrackspecError
-from . import engines
 from .fsutil import sweep_temp_files
 from .generation import Generated, LoadPerRun, split_by_generation_key
-from .index import AUDIO_FACTS, EntryTexts, IndexTransaction, index_entry, load_index, output_paths
-from .index import pending
+from .index import AUDIO_FACTS, EntryTexts, IndexTransaction, index_entry, load_index, output_paths, pending
 from .locks import repo_lock as take_repo_lock
 from .plan import Plan, TrackPlan, plan_build
 from .publish import publish_entry
@@ -94,12 +93,14 @@ class BuildOptions:
 
 def repo_lock(config: ProjectConfig, reporter: Reporter, wait: bool):
     """The one-per-repo lock (``locks``), waiting with a message if held."""
-    return take_repo_lock(config.state_dir, wait,
-                          lambda: reporter.note("waiting for another trackspec process to finish ..."))
+    return take_repo_lock(
+        config.state_dir, wait, lambda: reporter.note("waiting for another trackspec process to finish ...")
+    )
 
 
-def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter,
-              backends: generation.Backends | None = None) -> BuildReport:
+def run_build(
+    config: ProjectConfig, options: BuildOptions, reporter: Reporter, backends: generation.Backends | None = None
+) -> BuildReport:
     """Plan and (unless ``options.check``) execute the build of every track.
 
     ``backends`` gives the models to generate with (default: ``generation.LoadPerRun``).
@@ -117,8 +118,16 @@ def run_build(config: ProjectConfig, options: BuildOptions, reporter: Reporter,
             listed_before = engines.snapshot(config, plan.index)
             farm = farm_generator(config, reporter)
             try:
-                report = Executor(config, plan, state, reporter, options.index_flush_seconds,
-                                  remote_session(config, options.require_remote), backends, farm=farm).run()
+                report = Executor(
+                    config,
+                    plan,
+                    state,
+                    reporter,
+                    options.index_flush_seconds,
+                    remote_session(config, options.require_remote),
+                    backends,
+                    farm=farm,
+                ).run()
             finally:
                 if farm is not None:
                     farm.close()
@@ -198,8 +207,7 @@ def sweep_leftovers(config: ProjectConfig, plan: Plan) -> None:
     LocalCache(config.cache_dir).sweep_abandoned()
 
 
-def make_plan(config: ProjectConfig, options: BuildOptions, state: State,
-              parsed: ParsedSpecs | None = None) -> Plan:
+def make_plan(config: ProjectConfig, options: BuildOptions, state: State, parsed: ParsedSpecs | None = None) -> Plan:
     """Load every spec and plan it against the index, the cache and the state."""
     loaded, failures = load_tracks(config, state, options.model_override, options.override_base, parsed)
     index = load_index(config.index_path)
@@ -207,8 +215,9 @@ def make_plan(config: ProjectConfig, options: BuildOptions, state: State,
     return plan_build(config, loaded, failures, index, LocalCache(config.cache_dir), state)
 
 
-def prefetch_output_digests(config: ProjectConfig, loaded: list[LoadedTrack], index: dict[str, Any],
-                            state: State) -> None:
+def prefetch_output_digests(
+    config: ProjectConfig, loaded: list[LoadedTrack], index: dict[str, Any], state: State
+) -> None:
     """Hash ahead, in parallel where that pays (``State.digest_many``), the published files the
     plan will compare: those of index entries whose render is still the track's.
 
@@ -216,9 +225,13 @@ def prefetch_output_digests(config: ProjectConfig, loaded: list[LoadedTrack], in
     extra stat pass: threads only slow their hashing down.
     """
     renders = {track.spec.name: track.keys.render for track in loaded}
-    files = [info for name, entry in index["tracks"].items()
-             if renders.get(name) is not None and entry.get("keys", {}).get("render") == renders[name]
-             for info in entry.get("files", {}).values() if isinstance(info.get("path"), str)]
+    files = [
+        info
+        for name, entry in index["tracks"].items()
+        if renders.get(name) is not None and entry.get("keys", {}).get("render") == renders[name]
+        for info in entry.get("files", {}).values()
+        if isinstance(info.get("path"), str)
+    ]
     recorded = sum(info["bytes"] for info in files if isinstance(info.get("bytes"), int))
     if len(files) < 2 or recorded < PARALLEL_MIN_BYTES * len(files):
         return
@@ -226,8 +239,7 @@ def prefetch_output_digests(config: ProjectConfig, loaded: list[LoadedTrack], in
 
 
 def _check_results(config: ProjectConfig, plan: Plan) -> list[TrackResult]:
-    results = [TrackResult(None, rel(config, f.path), "failed", ok=False, error=f.message)
-               for f in plan.failures]
+    results = [TrackResult(None, rel(config, f.path), "failed", ok=False, error=f.message) for f in plan.failures]
     results += [TrackResult(r.name, r.entry.get("spec", ""), "remove", [r.reason]) for r in plan.removals]
     results += [TrackResult(t.name, rel(config, t.track.spec.path), t.action, t.reasons) for t in plan.tracks]
     return results
@@ -243,10 +255,18 @@ class Executor:
     is unlisted in one write.
     """
 
-    def __init__(self, config: ProjectConfig, plan: Plan, state: State, reporter: Reporter,
-                 index_flush_seconds: float | None = 0.5, remote: Any = None,
-                 backends: generation.Backends | None = None, farm: Any = None,
-                 index_texts: EntryTexts | None = None):
+    def __init__(
+        self,
+        config: ProjectConfig,
+        plan: Plan,
+        state: State,
+        reporter: Reporter,
+        index_flush_seconds: float | None = 0.5,
+        remote: Any = None,
+        backends: generation.Backends | None = None,
+        farm: Any = None,
+        index_texts: EntryTexts | None = None,
+    ):
         self.config = config
         #: The team cache (``remote.session.RemoteSession``), consulted on local misses only.
         self.remote = remote
@@ -254,8 +274,9 @@ class Executor:
         self.state = state
         self.reporter = reporter
         self.cache = LocalCache(config.cache_dir)
-        self.index = IndexTransaction(config, plan.index, state, reporter.index_written, index_flush_seconds,
-                                      index_texts)
+        self.index = IndexTransaction(
+            config, plan.index, state, reporter.index_written, index_flush_seconds, index_texts
+        )
         #: Where models come from (default: loaded here for this build, closed after).
         self.backends = backends or LoadPerRun(config, reporter.note)
         #: Generation on the farm (``farm.client.FarmGenerator``): batches come back rendered.
@@ -274,8 +295,7 @@ class Executor:
     def run_quick(self) -> list[TrackPlan]:
         """Everything but generation; return the tracks that need it."""
         for failure in self.plan.failures:
-            self._finish(TrackResult(None, rel(self.config, failure.path), "failed", ok=False,
-                                     error=failure.message))
+            self._finish(TrackResult(None, rel(self.config, failure.path), "failed", ok=False, error=failure.message))
         by_action: dict[str, list[TrackPlan]] = {}
         for tp in self.plan.tracks:
             by_action.setdefault(tp.action, []).append(tp)
@@ -400,8 +420,9 @@ class Executor:
             queue.run_all()
         return lost
 
-    def _find_or_render(self, tp: TrackPlan, pool: RenderPool, renders: dict[str, RenderJob]
-                        ) -> tuple[RenderJob | None, bool, Callable[[], Any]]:
+    def _find_or_render(
+        self, tp: TrackPlan, pool: RenderPool, renders: dict[str, RenderJob]
+    ) -> tuple[RenderJob | None, bool, Callable[[], Any]]:
         """The track's render from the cache (or a donor), or one started on the pool.
 
         Returns (the job to wait for, whether that job is this track's own, the step that
@@ -448,8 +469,9 @@ class Executor:
         and all of them before this returns (the followers restore from those renders)."""
         with self._render_pool() as pool:
             queue = InOrder()
-            listener = generation.Listener(self.reporter.started, self.reporter.progress,
-                                           lambda results: self._generated(results, pool, queue))
+            listener = generation.Listener(
+                self.reporter.started, self.reporter.progress, lambda results: self._generated(results, pool, queue)
+            )
             generate = self.farm.generate if self.farm is not None else generation.generate
             generate(self.config, plans, self.cache, self.backends, listener)
             queue.run_all()
@@ -463,8 +485,9 @@ class Executor:
             queue.add(*self._publication(g, pool, start))
         queue.run_ready()  # publish what is done; the rest renders during the next batch
 
-    def _publication(self, g: Generated, pool: RenderPool, start: float
-                     ) -> tuple[RenderJob | None, Callable[[], object]]:
+    def _publication(
+        self, g: Generated, pool: RenderPool, start: float
+    ) -> tuple[RenderJob | None, Callable[[], object]]:
         """The render job of a generated track (if any) and the step that publishes it or
         reports its failure."""
         tp = g.plan
@@ -496,8 +519,9 @@ class Executor:
         """Resample and encode cached raw audio into a render cache entry, on the pool."""
         from .render import render_raw, settings_for
 
-        return pool.submit(render_raw, self.cache, raw, settings_for(track), track.keys.render,
-                           track.keys.render_inputs)
+        return pool.submit(
+            render_raw, self.cache, raw, settings_for(track), track.keys.render, track.keys.render_inputs
+        )
 
     # ------------------------------------------------------------- mechanics
     def _adopt_published(self, track: LoadedTrack, donor: dict[str, Any]) -> CacheEntry | None:
@@ -510,8 +534,9 @@ class Executor:
                 shutil.copyfile(self.config.root / info["path"], staging / name)
                 files[name], digests[name] = staging / name, info["sha256"]
             facts = {k: donor[k] for k in AUDIO_FACTS}
-            entry = self.cache.put("render", track.keys.render, files,
-                                   {**facts, "inputs": track.keys.render_inputs}, digests)
+            entry = self.cache.put(
+                "render", track.keys.render, files, {**facts, "inputs": track.keys.render_inputs}, digests
+            )
         except OSError as exc:  # includes a copy that no longer matches (put's verification)
             log.warning("could not reuse the published files of %s: %s", track.spec.name, exc)
             return None
@@ -532,23 +557,31 @@ class Executor:
         files = {}
         for fmt, info in published.items():
             self.state.record(info["target"], info["sha256"])
-            files[fmt] = {"path": rel(self.config, info["target"]), "sha256": info["sha256"],
-                          "bytes": info["bytes"]}
+            files[fmt] = {"path": rel(self.config, info["target"]), "sha256": info["sha256"], "bytes": info["bytes"]}
         old = self.index.previous(name)
         if old:  # files the new render no longer has (format dropped, genre changed)
             keep = {f["path"] for f in files.values()}
             self.index.delete_files({k: f for k, f in old.get("files", {}).items() if f["path"] not in keep})
         self.index.put(name, index_entry(self.config, track, files, rendered.info))
-        self.state.remember_track(name, {"generation_inputs": track.keys.generation_inputs,
-                                         "render_inputs": track.keys.render_inputs})
+        self.state.remember_track(
+            name, {"generation_inputs": track.keys.generation_inputs, "render_inputs": track.keys.render_inputs}
+        )
 
     def _result(self, tp: TrackPlan, start: float, error: str | None = None) -> TrackResult:
         entry = self.index.tracks.get(tp.name, {})
         files = {fmt: f["path"] for fmt, f in entry.get("files", {}).items()} if error is None else {}
         keys = {"generation": tp.track.keys.generation, "render": tp.track.keys.render}
-        return TrackResult(tp.name, rel(self.config, tp.track.spec.path), tp.action, list(tp.reasons),
-                           ok=error is None, error=error, files=files, seconds=time.monotonic() - start,
-                           keys=keys)
+        return TrackResult(
+            tp.name,
+            rel(self.config, tp.track.spec.path),
+            tp.action,
+            list(tp.reasons),
+            ok=error is None,
+            error=error,
+            files=files,
+            seconds=time.monotonic() - start,
+            keys=keys,
+        )
 
     def _finish(self, result: TrackResult) -> None:
         self.results.append(result)
@@ -557,14 +590,18 @@ class Executor:
 
 def _raiser(exc: Exception) -> Callable[[], None]:
     """A step that fails as the work it stands for did (the same exception, the same text)."""
+
     def step() -> None:
         raise exc
+
     return step
 
 
 def _as_follower(step: Callable[[], Any]) -> Callable[[], None]:
     """A follower's step: its leader's audio lost from the cache is the follower's failure."""
+
     def follow() -> None:
         if step() is False:
             raise GenerationError("its audio is identical to another track's, whose generation failed")
+
     return follow

@@ -28,12 +28,14 @@ import shutil
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from .fsutil import fsync_dir, make_dirs_inside, read_regular, sha256_file
-from .grammar import is_file_name, key as check_key
+from .grammar import is_file_name
+from .grammar import key as check_key
 from .locks import SharedOrExclusive
 
 log = logging.getLogger(__name__)
@@ -252,8 +254,9 @@ class LocalCache:
             return None, (problem if directory.exists() else None)
         return CacheEntry(key, directory, files, digests, manifest.get("info", {})), None
 
-    def put(self, kind: Kind, key: str, files: dict[str, Path], info: dict[str, Any],
-            digests: dict[str, str] | None = None) -> CacheEntry:
+    def put(
+        self, kind: Kind, key: str, files: dict[str, Path], info: dict[str, Any], digests: dict[str, str] | None = None
+    ) -> CacheEntry:
         """Move ``files`` (name -> path on the cache's filesystem or elsewhere) into a new entry.
 
         ``digests`` may pass sha256 values already computed; the rest are computed here.
@@ -269,8 +272,7 @@ class LocalCache:
                     os.fsync(fh.fileno())
                 digest = (digests or {}).get(name) or sha256_file(target)
                 manifest_files[name] = {"sha256": digest, "bytes": target.stat().st_size}
-            manifest = {"kind": kind, "key": key, "files": manifest_files, "info": info,
-                        "created": time.time()}
+            manifest = {"kind": kind, "key": key, "files": manifest_files, "info": info, "created": time.time()}
             manifest["digest"] = manifest_digest(manifest)
             with open(staging / MANIFEST, "w", encoding="utf-8") as fh:
                 json.dump(manifest, fh, sort_keys=True, indent=1)

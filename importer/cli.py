@@ -19,11 +19,25 @@ from .commands.common import EXIT_CODES, EXIT_USAGE
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms of a no-op build
 if TYPE_CHECKING:
     import argparse
-    from typing import Any, Callable, Sequence
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 #: Subcommands in the order --help lists them.
-COMMANDS = ["build", "watch", "plan", "status", "audition", "pin", "report", "new", "init", "doctor", "cache",
-            "model", "hooks"]
+COMMANDS = [
+    "build",
+    "watch",
+    "plan",
+    "status",
+    "audition",
+    "pin",
+    "report",
+    "new",
+    "init",
+    "doctor",
+    "cache",
+    "model",
+    "hooks",
+]
 
 MAIN_EPILOG = f"""examples:
   trackspec init                           make this folder a game repo (writes trackspec.toml)
@@ -43,7 +57,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trackspec",
         description="Build engine-ready music assets (OGG/MP3 + a JSON index) from .trackspec files "
-                    "with MusicGen. Specs are the source; audio and index are derived and cached.",
+        "with MusicGen. Specs are the source; audio and index are derived and cached.",
         epilog=MAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -102,8 +116,11 @@ def _call(run: Callable[[Any], int | None], args: Any, full: bool) -> int | None
 def _configure_logging(verbose: bool) -> None:
     import logging
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="trackspec: %(levelname)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="trackspec: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
     for handler in logging.getLogger().handlers:
         handler.addFilter(_redact_record)
     for noisy in THIRD_PARTY_LOGGERS:  # their debug logs print request headers and signed URLs
@@ -111,8 +128,17 @@ def _configure_logging(verbose: bool) -> None:
 
 
 #: Client libraries whose debug output carries credentials (botocore logs the session token).
-THIRD_PARTY_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "obstore", "httpx", "httpcore",
-                       "huggingface_hub", "filelock")
+THIRD_PARTY_LOGGERS = (
+    "botocore",
+    "boto3",
+    "s3transfer",
+    "urllib3",
+    "obstore",
+    "httpx",
+    "httpcore",
+    "huggingface_hub",
+    "filelock",
+)
 
 
 def _redact_record(record: Any) -> bool:

@@ -28,8 +28,14 @@ if TYPE_CHECKING:
     from .tracks import LoadedTrack
 
 
-def primed_request(request: GenerationRequest, track: LoadedTrack, config: ProjectConfig, cache: LocalCache,
-                   sample_rate: int, channels: int) -> GenerationRequest:
+def primed_request(
+    request: GenerationRequest,
+    track: LoadedTrack,
+    config: ProjectConfig,
+    cache: LocalCache,
+    sample_rate: int,
+    channels: int,
+) -> GenerationRequest:
     """``request`` with the audio ``track`` continues (if it continues any) as its primer."""
     spec = track.spec
     if spec.continue_from is None:
@@ -38,8 +44,9 @@ def primed_request(request: GenerationRequest, track: LoadedTrack, config: Proje
     return dataclasses.replace(request, primer=primer, include_prompt=spec.include_prompt)
 
 
-def prompt_audio(config: ProjectConfig, cache: LocalCache, track: LoadedTrack, sample_rate: int,
-                 channels: int) -> np.ndarray:
+def prompt_audio(
+    config: ProjectConfig, cache: LocalCache, track: LoadedTrack, sample_rate: int, channels: int
+) -> np.ndarray:
     """The end of the audio ``track`` continues, at ``sample_rate`` with ``channels``."""
     import numpy as np
 
@@ -66,9 +73,11 @@ def prompt_audio(config: ProjectConfig, cache: LocalCache, track: LoadedTrack, s
     if pcm.shape[1] == 0:
         raise GenerationError(f"{spec.name}: continue_from ({spec.continue_from}) holds no audio")
     if spec.include_prompt and pcm.shape[1] >= round(spec.duration * sample_rate):
-        raise GenerationError(f"{spec.name}: the {pcm.shape[1] / sample_rate:g} s of continue_from that prime the "
-                              f"model are not shorter than the track ({spec.duration:g} s), which includes them "
-                              "(include_prompt = true): set generation.continue_seconds lower")
+        raise GenerationError(
+            f"{spec.name}: the {pcm.shape[1] / sample_rate:g} s of continue_from that prime the "
+            f"model are not shorter than the track ({spec.duration:g} s), which includes them "
+            "(include_prompt = true): set generation.continue_seconds lower"
+        )
     return pcm
 
 
@@ -78,8 +87,10 @@ def _raw_of(cache: LocalCache, track: LoadedTrack, other: str) -> tuple[np.ndarr
     key = continued_key(track.keys.generation_inputs)
     entry = cache.get("raw", key) if key else None
     if entry is None:
-        raise GenerationError(f"{track.spec.name}: continues {other}, whose generated audio is not in the "
-                              f"cache; build {other} again (`trackspec cache` can remove its render)")
+        raise GenerationError(
+            f"{track.spec.name}: continues {other}, whose generated audio is not in the "
+            f"cache; build {other} again (`trackspec cache` can remove its render)"
+        )
     info = entry.info
     data = np.fromfile(entry.files["audio.f32"], dtype="<f4")
     if data.size != info["channels"] * info["samples"]:
@@ -92,8 +103,24 @@ def decode_native(path: Path, shown: str) -> tuple[np.ndarray, int]:
     float32 ``(channels, samples)`` and the rate (ffmpeg writes a float WAV to a pipe)."""
     from .encode import ffmpeg_exe
 
-    args = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-i", str(path),
-            "-map", "0:a:0", "-vn", "-c:a", "pcm_f32le", "-f", "wav", "pipe:1"]
+    args = [
+        ffmpeg_exe(),
+        "-nostdin",
+        "-hide_banner",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-i",
+        str(path),
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-c:a",
+        "pcm_f32le",
+        "-f",
+        "wav",
+        "pipe:1",
+    ]
     try:
         proc = subprocess.run(args, capture_output=True, check=False, stdin=subprocess.DEVNULL)
     except OSError as exc:
@@ -112,10 +139,10 @@ def _parse_float_wav(data: bytes, shown: str) -> tuple[np.ndarray, int]:
         raise GenerationError(f"ffmpeg gave no WAV for {shown}")
     offset, channels, rate = 12, 0, 0
     while offset + 8 <= len(data):
-        chunk, size = data[offset:offset + 4], struct.unpack("<I", data[offset + 4:offset + 8])[0]
+        chunk, size = data[offset : offset + 4], struct.unpack("<I", data[offset + 4 : offset + 8])[0]
         body = offset + 8
         if chunk == b"fmt ":
-            channels, rate = struct.unpack("<HI", data[body + 2:body + 8])
+            channels, rate = struct.unpack("<HI", data[body + 2 : body + 8])
         elif chunk == b"data":
             if not channels:
                 break

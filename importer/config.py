@@ -57,16 +57,24 @@ def auto_workers() -> int:
 
 
 PROJECT_FIELDS: dict[str, Field] = {
-    "specs": Field(_paths, ["."], "folders searched (recursively) for *.trackspec files; default: the whole "
-                                  "repo, less what .gitignore ignores, the assets folder and hidden folders"),
+    "specs": Field(
+        _paths,
+        ["."],
+        "folders searched (recursively) for *.trackspec files; default: the whole "
+        "repo, less what .gitignore ignores, the assets folder and hidden folders",
+    ),
     "assets": Field(text(required=True), "assets/music", "where <genre>/<name>.<ext> files are written"),
     "index": Field(text(required=True), "assets/music/index.json", "the asset index the engine reads"),
     "cache": Field(text(required=True), None, "cache folder; default: the user cache dir"),
     "device": Field(_device, "auto", "auto (CUDA when present, else Apple mps when present), cuda, mps or cpu"),
     "max_duration": Field(ranged(0.0, 3600.0, lo_open=True), 300.0, "longest duration a spec may ask for"),
     "batch_size": Field(ranged(1, 256, integer=True), 8, "most tracks generated together in one batch"),
-    "encode_workers": Field(_workers, "auto", "tracks encoded at once (one ffmpeg each); auto: the cores, "
-                                              f"at most {MAX_AUTO_WORKERS}; {WORKERS_ENV} overrides"),
+    "encode_workers": Field(
+        _workers,
+        "auto",
+        "tracks encoded at once (one ffmpeg each); auto: the cores, "
+        f"at most {MAX_AUTO_WORKERS}; {WORKERS_ENV} overrides",
+    ),
     "commercial": Field(boolean, False, "a commercial game: refuse models whose licence forbids commercial use"),
     "allow_noncommercial_models": Field(boolean, False, "with commercial = true, build with such models anyway"),
 }
@@ -74,8 +82,12 @@ PROJECT_FIELDS: dict[str, Field] = {
 
 #: ``[engine]``: where the game engine's project is, when trackspec cannot find it by itself.
 ENGINE_FIELDS: dict[str, Field] = {
-    "godot": Field(text(required=True), None, "the Godot project folder (with project.godot); default: the "
-                                              "nearest folder at or above the assets folder that has one"),
+    "godot": Field(
+        text(required=True),
+        None,
+        "the Godot project folder (with project.godot); default: the "
+        "nearest folder at or above the assets folder that has one",
+    ),
 }
 
 
@@ -147,8 +159,7 @@ def find_root(start: Path) -> Path:
         return Path(found)
     start = start.resolve()
     raise ProjectNotFound(
-        f"no {CONFIG_NAME} in {start} or any folder above it; run `trackspec init` in your game "
-        "repo, or pass --root"
+        f"no {CONFIG_NAME} in {start} or any folder above it; run `trackspec init` in your game repo, or pass --root"
     )
 
 
@@ -158,8 +169,7 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("trackspec", appauthor=False))
 
 
-def _inside(root: Path, path: Path, doc: TomlDocument, key: str,
-            resolved_from: list[tuple[str, str]]) -> Path:
+def _inside(root: Path, path: Path, doc: TomlDocument, key: str, resolved_from: list[tuple[str, str]]) -> Path:
     resolved = path.resolve()
     if resolved != root and root not in resolved.parents:
         raise ConfigError(doc.locate(key), f"{path} is outside the game repo ({root})", key)
@@ -179,11 +189,13 @@ def load_config(root: Path) -> ProjectConfig:
     doc = read_toml(path, ConfigError)
     data, remote = _cache_table(doc)
     data, farm = _farm_table(doc, data)
-    values = check_table(doc, data, PROJECT_FIELDS, (), ConfigError, {"engine": ENGINE_FIELDS},
-                         free_tables=("defaults",))
+    values = check_table(
+        doc, data, PROJECT_FIELDS, (), ConfigError, {"engine": ENGINE_FIELDS}, free_tables=("defaults",)
+    )
     default_fields = {k: f for k, f in TOP_FIELDS.items() if k != "name"}
-    spec_defaults_own = check_table(doc, values.get("defaults", {}), default_fields, ("defaults",),
-                                    ConfigError, TABLES, FREE_TABLES)
+    spec_defaults_own = check_table(
+        doc, values.get("defaults", {}), default_fields, ("defaults",), ConfigError, TABLES, FREE_TABLES
+    )
     settings = {k: f.default for k, f in PROJECT_FIELDS.items()}
     settings.update({k: v for k, v in values.items() if k not in ("defaults", "engine")})
     if isinstance(doc.data.get("cache"), dict):
@@ -198,7 +210,7 @@ def load_config(root: Path) -> ProjectConfig:
     if env_cache:
         cache = Path(env_cache).expanduser()
     elif settings["cache"]:
-        cache = (root / Path(settings["cache"]).expanduser())
+        cache = root / Path(settings["cache"]).expanduser()
     else:
         cache = default_cache_dir()
     spec_dirs = [_inside(root, root / d, doc, "specs", resolved_from) for d in settings["specs"]]
@@ -206,8 +218,9 @@ def load_config(root: Path) -> ProjectConfig:
     engine = values.get("engine", {})
     godot = _inside(root, root / engine["godot"], doc, "engine", resolved_from) if "godot" in engine else None
     if "prompt" in spec_defaults_own:
-        raise ConfigError(doc.locate("defaults", "prompt"), "a prompt belongs in each spec, not in [defaults]",
-                          "defaults.prompt")
+        raise ConfigError(
+            doc.locate("defaults", "prompt"), "a prompt belongs in each spec, not in [defaults]", "defaults.prompt"
+        )
     return ProjectConfig(
         root=root,
         config_path=path,
@@ -249,8 +262,9 @@ def _farm_table(doc: TomlDocument, data: dict[str, Any]) -> tuple[dict[str, Any]
     if not values:
         return data, None
     if "address" not in values:
-        raise ConfigError(doc.locate("farm"), "missing required field address ('local', 'auto' or "
-                          "'ray://host:10001')", "farm.address")
+        raise ConfigError(
+            doc.locate("farm"), "missing required field address ('local', 'auto' or 'ray://host:10001')", "farm.address"
+        )
     return data, FarmSettings.from_values(values)
 
 
@@ -273,15 +287,18 @@ def _cache_table(doc: TomlDocument) -> tuple[dict[str, Any], Any]:
     if "remote" not in values:
         return data, None
     if "url" not in values["remote"]:
-        raise ConfigError(doc.locate("cache", "remote"), "missing required field url (s3://bucket/prefix)",
-                          "cache.remote.url")
+        raise ConfigError(
+            doc.locate("cache", "remote"), "missing required field url (s3://bucket/prefix)", "cache.remote.url"
+        )
     remote_values = values["remote"]
     push_env = os.environ.get(REMOTE_PUSH_ENV)
     if push_env:  # CI pushes, developers' machines (the committed file) do not
         flag = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(push_env.lower())
         if flag is None:
-            raise ConfigError(Location(Path(f"environment variable {REMOTE_PUSH_ENV}")),
-                              f"{push_env!r} is not allowed; use true or false (or 1, 0)")
+            raise ConfigError(
+                Location(Path(f"environment variable {REMOTE_PUSH_ENV}")),
+                f"{push_env!r} is not allowed; use true or false (or 1, 0)",
+            )
         remote_values = {**remote_values, "push": flag}
     return data, RemoteSettings.from_values(remote_values)
 

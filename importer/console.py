@@ -64,8 +64,15 @@ def summary(report, root: Path) -> str:
         key = r.action if r.ok else "failed"
         counts[key] = counts.get(key, 0) + 1
     order = ["generate", "encode", "restore", "index", "remove", "fresh", "failed"]
-    words = {"fresh": "up to date", "index": "index-only", "remove": "removed", "generate": "generated",
-             "encode": "re-encoded", "restore": "restored", "failed": "failed"}
+    words = {
+        "fresh": "up to date",
+        "index": "index-only",
+        "remove": "removed",
+        "generate": "generated",
+        "encode": "re-encoded",
+        "restore": "restored",
+        "failed": "failed",
+    }
     parts = [f"{counts[k]} {words[k]}" for k in order if counts.get(k)]
     try:
         index = report.index_path.relative_to(root)

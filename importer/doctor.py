@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from .console import human_bytes
 
@@ -78,8 +79,14 @@ def build_context(root: Path | None, explicit_root: bool, model_override: str | 
             raise
         return Context(None, fallback_cache, None, "auto", _override_models(model_override))
     except TrackspecError as exc:  # an invalid trackspec.toml: report it, check the rest
-        return Context(root.resolve(), fallback_cache, root.resolve() / ".trackspec", "auto",
-                       _override_models(model_override), config_error=str(exc))
+        return Context(
+            root.resolve(),
+            fallback_cache,
+            root.resolve() / ".trackspec",
+            "auto",
+            _override_models(model_override),
+            config_error=str(exc),
+        )
     ctx = Context(config.root, config.cache_dir, config.state_dir, config.device, {}, remote=config.remote)
     _collect_models(ctx, config, model_override)
     return ctx
@@ -116,15 +123,32 @@ def check_project(ctx: Context) -> list[Check]:
     if ctx.config_error:
         return [Check("project", "fail", ctx.config_error, "fix trackspec.toml; `trackspec build` stops here too")]
     if ctx.root is None:
-        return [Check("project", "warn", "no trackspec.toml here or above: repo checks (specs, locks) skipped",
-                      "run doctor in your game repo, pass --root, or run `trackspec init`")]
-    checks = [Check("project", "ok", f"{ctx.root / 'trackspec.toml'} ({ctx.spec_count} specs)",
-                    details={"root": str(ctx.root), "specs": ctx.spec_count})]
+        return [
+            Check(
+                "project",
+                "warn",
+                "no trackspec.toml here or above: repo checks (specs, locks) skipped",
+                "run doctor in your game repo, pass --root, or run `trackspec init`",
+            )
+        ]
+    checks = [
+        Check(
+            "project",
+            "ok",
+            f"{ctx.root / 'trackspec.toml'} ({ctx.spec_count} specs)",
+            details={"root": str(ctx.root), "specs": ctx.spec_count},
+        )
+    ]
     if ctx.spec_errors:
-        checks.append(Check("specs", "warn", f"{len(ctx.spec_errors)} of {ctx.spec_count} specs are invalid; "
-                            f"first: {ctx.spec_errors[0]}",
-                            "fix them; `trackspec build --check` lists every error",
-                            {"errors": ctx.spec_errors}))
+        checks.append(
+            Check(
+                "specs",
+                "warn",
+                f"{len(ctx.spec_errors)} of {ctx.spec_count} specs are invalid; first: {ctx.spec_errors[0]}",
+                "fix them; `trackspec build --check` lists every error",
+                {"errors": ctx.spec_errors},
+            )
+        )
     return checks
 
 
@@ -137,21 +161,39 @@ def check_ffmpeg(ctx: Context) -> list[Check]:
 
         exe = ffmpeg_exe()
     except Exception as exc:  # EncodeError (bad TRACKSPEC_FFMPEG), a broken imageio-ffmpeg, ...
-        return [Check("ffmpeg", "fail", f"not found: {exc}",
-                      "reinstall trackspec (imageio-ffmpeg ships an ffmpeg) or set TRACKSPEC_FFMPEG to one")]
+        return [
+            Check(
+                "ffmpeg",
+                "fail",
+                f"not found: {exc}",
+                "reinstall trackspec (imageio-ffmpeg ships an ffmpeg) or set TRACKSPEC_FFMPEG to one",
+            )
+        ]
     try:
         proc = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return [Check("ffmpeg", "fail", f"{exe} does not run: {exc}",
-                      "point TRACKSPEC_FFMPEG at a working ffmpeg, or reinstall imageio-ffmpeg")]
+        return [
+            Check(
+                "ffmpeg",
+                "fail",
+                f"{exe} does not run: {exc}",
+                "point TRACKSPEC_FFMPEG at a working ffmpeg, or reinstall imageio-ffmpeg",
+            )
+        ]
     names = {line.split()[1] for line in proc.stdout.splitlines() if len(line.split()) > 1}
     missing = [e for e in REQUIRED_ENCODERS if e not in names]
     details = {"path": exe, "encoders": {e: e in names for e in REQUIRED_ENCODERS}}
     if proc.returncode != 0 or missing:
-        return [Check("ffmpeg", "fail", f"{exe} lacks encoder(s) {', '.join(missing) or '?'} "
-                      f"(exit {proc.returncode})",
-                      "use an ffmpeg built with libvorbis and libmp3lame (set TRACKSPEC_FFMPEG), "
-                      "or unset TRACKSPEC_FFMPEG to use the bundled one", details)]
+        return [
+            Check(
+                "ffmpeg",
+                "fail",
+                f"{exe} lacks encoder(s) {', '.join(missing) or '?'} (exit {proc.returncode})",
+                "use an ffmpeg built with libvorbis and libmp3lame (set TRACKSPEC_FFMPEG), "
+                "or unset TRACKSPEC_FFMPEG to use the bundled one",
+                details,
+            )
+        ]
     return [Check("ffmpeg", "ok", f"{exe} ({', '.join(REQUIRED_ENCODERS)})", details=details)]
 
 
@@ -162,8 +204,10 @@ def check_torch(ctx: Context) -> list[Check]:
     try:
         import torch
     except Exception as exc:  # ImportError, or a broken install raising something else
-        return [Check("torch", "fail", f"not importable ({exc}): tracks cannot be generated", GENERATE_HINT),
-                Check("cuda", "warn", "unknown (torch is missing)", GENERATE_HINT)]
+        return [
+            Check("torch", "fail", f"not importable ({exc}): tracks cannot be generated", GENERATE_HINT),
+            Check("cuda", "warn", "unknown (torch is missing)", GENERATE_HINT),
+        ]
     checks = [Check("torch", "ok", f"torch {torch.__version__}", details={"version": torch.__version__})]
     try:
         version = metadata.version("transformers")  # its metadata only: importing it takes seconds
@@ -177,25 +221,34 @@ def check_torch(ctx: Context) -> list[Check]:
 def _cuda(torch: Any, device: str) -> Check:
     if not torch.cuda.is_available():
         status: Status = "fail" if device == "cuda" else "warn"
-        why = "trackspec.toml says device = \"cuda\"" if device == "cuda" else "generation runs on the CPU (slow)"
-        return Check("cuda", status, f"no CUDA device: {why}",
-                     "install a CUDA build of torch (see README) on a machine with an NVIDIA GPU, "
-                     "or generate elsewhere and share the cache",
-                     {"available": False})
+        why = 'trackspec.toml says device = "cuda"' if device == "cuda" else "generation runs on the CPU (slow)"
+        return Check(
+            "cuda",
+            status,
+            f"no CUDA device: {why}",
+            "install a CUDA build of torch (see README) on a machine with an NVIDIA GPU, "
+            "or generate elsewhere and share the cache",
+            {"available": False},
+        )
     props = torch.cuda.get_device_properties(0)
     name, total = torch.cuda.get_device_name(0), int(props.total_memory)
-    return Check("cuda", "ok", f"{name}, {human_bytes(total)} (CUDA {torch.version.cuda})",
-                 details={"available": True, "device": name, "total_memory": total,
-                          "count": torch.cuda.device_count()})
+    return Check(
+        "cuda",
+        "ok",
+        f"{name}, {human_bytes(total)} (CUDA {torch.version.cuda})",
+        details={"available": True, "device": name, "total_memory": total, "count": torch.cuda.device_count()},
+    )
 
 
 def check_model(ctx: Context) -> list[Check]:
     """Each model the specs name is loadable offline: a local folder or in the HF cache."""
     if not ctx.models:
-        return [Check("model", "warn", "no model to check (no specs and no --model)",
-                      "pass --model ID_OR_DIR to check one")]
-    return [_check_model(model, revision, base, users)
-            for (model, revision), (base, users) in sorted(ctx.models.items())]
+        return [
+            Check("model", "warn", "no model to check (no specs and no --model)", "pass --model ID_OR_DIR to check one")
+        ]
+    return [
+        _check_model(model, revision, base, users) for (model, revision), (base, users) in sorted(ctx.models.items())
+    ]
 
 
 def _check_model(model: str, revision: str, base: Path, users: list[str]) -> Check:
@@ -216,9 +269,14 @@ def _local_model(model: str, directory: Path, used_by: str, details: dict[str, A
     config = directory / "config.json"
     if not config.is_file():
         what = "has no config.json" if directory.is_dir() else "does not exist"
-        return Check("model", "fail", f"model {model}{used_by}: {directory} {what}",
-                     "save a model there with save_pretrained (or `trackspec model tiny DIR` for a test "
-                     "model), or fix generation.model / --model", details)
+        return Check(
+            "model",
+            "fail",
+            f"model {model}{used_by}: {directory} {what}",
+            "save a model there with save_pretrained (or `trackspec model tiny DIR` for a test "
+            "model), or fix generation.model / --model",
+            details,
+        )
     return _model_type_check(model, config, used_by, details, f"local folder {directory}")
 
 
@@ -226,15 +284,25 @@ def _hub_model(model: str, revision: str, used_by: str, details: dict[str, Any])
     try:
         from huggingface_hub import constants, try_to_load_from_cache
     except ImportError:
-        return Check("model", "fail", f"model {model}{used_by}: cannot look in the Hugging Face cache "
-                     "(huggingface_hub is not installed)", GENERATE_HINT, details)
+        return Check(
+            "model",
+            "fail",
+            f"model {model}{used_by}: cannot look in the Hugging Face cache (huggingface_hub is not installed)",
+            GENERATE_HINT,
+            details,
+        )
     details["hf_cache"] = str(constants.HF_HUB_CACHE)
     found = try_to_load_from_cache(model, "config.json", revision=revision)
     if not isinstance(found, str):  # None or the "known missing" marker: never downloads
-        return Check("model", "fail", f"model {model}@{revision}{used_by} is not in the Hugging Face cache "
-                     f"({constants.HF_HUB_CACHE}); a build would have to download it",
-                     f"download it once with network access (`hf download {model}`), or point "
-                     "generation.model / --model at a local folder", details)
+        return Check(
+            "model",
+            "fail",
+            f"model {model}@{revision}{used_by} is not in the Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}); a build would have to download it",
+            f"download it once with network access (`hf download {model}`), or point "
+            "generation.model / --model at a local folder",
+            details,
+        )
     return _model_type_check(model, Path(found), used_by, details, f"in the Hugging Face cache @{revision}")
 
 
@@ -245,12 +313,18 @@ def _model_type_check(model: str, config: Path, used_by: str, details: dict[str,
 
         model_type = json.loads(read_regular(config, 16 << 20).decode("utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError) as exc:
-        return Check("model", "fail", f"model {model}{used_by}: {config} is unreadable ({exc})",
-                     "save the model again", details)
+        return Check(
+            "model", "fail", f"model {model}{used_by}: {config} is unreadable ({exc})", "save the model again", details
+        )
     details["model_type"] = model_type
     if model_type != "musicgen":
-        return Check("model", "fail", f"model {model}{used_by} is a {model_type!r} model, not MusicGen",
-                     "point generation.model / --model at a MusicGen model", details)
+        return Check(
+            "model",
+            "fail",
+            f"model {model}{used_by} is a {model_type!r} model, not MusicGen",
+            "point generation.model / --model at a MusicGen model",
+            details,
+        )
     return Check("model", "ok", f"{model}{used_by}: {where}", details=details)
 
 
@@ -272,13 +346,26 @@ def check_cache(ctx: Context) -> list[Check]:
         os.unlink(probe)
     except OSError as exc:
         return [Check("cache", "fail", f"cache {ctx.cache_dir} is not writable ({exc})", hint, details)]
-    checks = [Check("cache", "ok", f"{ctx.cache_dir} writable" + ("" if details["exists"] else
-                    " (created by the first build)"), details=details)]
+    checks = [
+        Check(
+            "cache",
+            "ok",
+            f"{ctx.cache_dir} writable" + ("" if details["exists"] else " (created by the first build)"),
+            details=details,
+        )
+    ]
     free = shutil.disk_usage(target).free
     disk = {"path": str(target), "free": free}
     if free < LOW_DISK_BYTES:
-        checks.append(Check("disk", "warn", f"only {human_bytes(free)} free for the cache ({target})",
-                            "free space, or `trackspec cache gc --max-size 1G`", disk))
+        checks.append(
+            Check(
+                "disk",
+                "warn",
+                f"only {human_bytes(free)} free for the cache ({target})",
+                "free space, or `trackspec cache gc --max-size 1G`",
+                disk,
+            )
+        )
     else:
         checks.append(Check("disk", "ok", f"{human_bytes(free)} free for the cache", details=disk))
     return checks
@@ -293,14 +380,26 @@ def check_locks(ctx: Context) -> list[Check]:
     checks = []
     held = lock_held(repo_lock_path(ctx.state_dir))
     if held:
-        checks.append(Check("repo_lock", "warn", f"held by another trackspec process ({repo_lock_path(ctx.state_dir)})",
-                            "a build or watch is working on this repo; a build now waits for it "
-                            "(or exits 3 with --no-wait)", {"held": True}))
+        checks.append(
+            Check(
+                "repo_lock",
+                "warn",
+                f"held by another trackspec process ({repo_lock_path(ctx.state_dir)})",
+                "a build or watch is working on this repo; a build now waits for it (or exits 3 with --no-wait)",
+                {"held": True},
+            )
+        )
     else:
         checks.append(Check("repo_lock", "ok", "free", details={"held": False}))
     daemon = lock_held(daemon_lock_path(ctx.state_dir))
-    checks.append(Check("watch", "ok", "a `trackspec watch` daemon is running on this repo" if daemon
-                        else "no watch daemon running", details={"running": daemon}))
+    checks.append(
+        Check(
+            "watch",
+            "ok",
+            "a `trackspec watch` daemon is running on this repo" if daemon else "no watch daemon running",
+            details={"running": daemon},
+        )
+    )
     return checks
 
 
@@ -320,28 +419,52 @@ def check_remote(ctx: Context) -> list[Check]:
         entries = tier.check_read()
     except StoreError as exc:
         hint = "pip install 'trackspec[remote]'" if "not installed" in str(exc) else creds
-        return [Check("remote", "fail", f"team cache {settings.url}: {exc}; builds warn and generate locally",
-                      hint, {**details, "cause": exc.cause})]
-    checks = [Check("remote", "ok", f"team cache {settings.url} reachable, {entries} entries"
-                    + (f" ({settings.endpoint_url})" if settings.endpoint_url else ""),
-                    details={**details, "entries": entries})]
+        return [
+            Check(
+                "remote",
+                "fail",
+                f"team cache {settings.url}: {exc}; builds warn and generate locally",
+                hint,
+                {**details, "cause": exc.cause},
+            )
+        ]
+    checks = [
+        Check(
+            "remote",
+            "ok",
+            f"team cache {settings.url} reachable, {entries} entries"
+            + (f" ({settings.endpoint_url})" if settings.endpoint_url else ""),
+            details={**details, "entries": entries},
+        )
+    ]
     if settings.push:
         try:
             tier.check_write()
         except StoreError as exc:
             what = "permission error: these credentials may not write" if exc.cause == "denied" else "cannot write"
-            checks.append(Check("remote_write", "fail", f"{what} to {settings.url} but push = true ({exc}); "
-                                "builds warn and push nothing",
-                                "use credentials with write access where builds should push (CI, build farm), "
-                                "or set push = false in [cache.remote]", {**details, "cause": exc.cause}))
+            checks.append(
+                Check(
+                    "remote_write",
+                    "fail",
+                    f"{what} to {settings.url} but push = true ({exc}); builds warn and push nothing",
+                    "use credentials with write access where builds should push (CI, build farm), "
+                    "or set push = false in [cache.remote]",
+                    {**details, "cause": exc.cause},
+                )
+            )
         else:
-            checks.append(Check("remote_write", "ok", f"push = true: {settings.url} is writable",
-                                details=details))
+            checks.append(Check("remote_write", "ok", f"push = true: {settings.url} is writable", details=details))
     return checks
 
 
 CHECKS: list[Callable[[Context], list[Check]]] = [
-    check_project, check_ffmpeg, check_torch, check_model, check_cache, check_locks, check_remote,
+    check_project,
+    check_ffmpeg,
+    check_torch,
+    check_model,
+    check_cache,
+    check_locks,
+    check_remote,
 ]
 
 
@@ -353,8 +476,14 @@ def run_checks(ctx: Context) -> list[Check]:
             results.extend(check(ctx))
         except Exception as exc:
             name = check.__name__.removeprefix("check_")
-            results.append(Check(name, "fail", f"the check itself failed: {type(exc).__name__}: {exc}",
-                                 "this is a bug in trackspec doctor; please report it"))
+            results.append(
+                Check(
+                    name,
+                    "fail",
+                    f"the check itself failed: {type(exc).__name__}: {exc}",
+                    "this is a bug in trackspec doctor; please report it",
+                )
+            )
     return results
 
 

@@ -98,13 +98,12 @@ def _bundled_ffmpeg() -> str:
 
         return imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError) as exc:
-        raise EncodeError(
-            f"no ffmpeg binary found ({exc}); reinstall imageio-ffmpeg or set TRACKSPEC_FFMPEG"
-        ) from exc
+        raise EncodeError(f"no ffmpeg binary found ({exc}); reinstall imageio-ffmpeg or set TRACKSPEC_FFMPEG") from exc
 
 
-def encode(pcm: np.ndarray, settings: EncodeSettings, out_dir: Path, stem: str,
-           tags: "TrackTags | None" = None) -> dict[str, Path]:
+def encode(
+    pcm: np.ndarray, settings: EncodeSettings, out_dir: Path, stem: str, tags: TrackTags | None = None
+) -> dict[str, Path]:
     """Write ``out_dir/<stem>.<fmt>`` for every format in ``settings`` from one ffmpeg run.
 
     ``pcm`` is float32 ``(channels, n)`` already at ``settings.sample_rate``; ``out_dir``
@@ -156,9 +155,7 @@ def encode(pcm: np.ndarray, settings: EncodeSettings, out_dir: Path, stem: str,
         for fmt, temp in temps.items():
             decoded = decode_sample_count(temp, rate, channels, fmt=fmt)
             if decoded != n:
-                raise EncodeError(
-                    f"{targets[fmt]}: the encoded file decoded to {decoded} samples, expected {n}"
-                )
+                raise EncodeError(f"{targets[fmt]}: the encoded file decoded to {decoded} samples, expected {n}")
             _fsync_file(temp)
         for fmt, temp in temps.items():
             os.replace(temp, targets[fmt])
@@ -203,8 +200,7 @@ def decode_sample_count(path: Path, sample_rate: int, channels: int, fmt: str | 
         if process.returncode != 0:
             errors.seek(0)
             raise EncodeError(
-                f"ffmpeg could not decode {path} (exit status {process.returncode}):\n"
-                f"{_tail(errors.read())}"
+                f"ffmpeg could not decode {path} (exit status {process.returncode}):\n{_tail(errors.read())}"
             )
     return total // (2 * channels)
 

@@ -23,21 +23,22 @@ def check_address(value: Any) -> str:
     value = value.strip()
     if value in ("local", "auto"):
         return value
-    rest = value[len("ray://"):] if value.startswith("ray://") else value
+    rest = value[len("ray://") :] if value.startswith("ray://") else value
     host, sep, port = rest.rpartition(":")
     if not sep or not host or not port.isdigit() or "/" in rest:
-        raise FieldProblem(f"{value!r} is not a farm address; use 'local', 'auto', 'ray://host:10001' "
-                           "or 'host:6379'")
+        raise FieldProblem(f"{value!r} is not a farm address; use 'local', 'auto', 'ray://host:10001' or 'host:6379'")
     return value
 
 
 FARM_FIELDS: dict[str, Field] = {
     "address": Field(check_address, None, "local (start Ray here), auto or ray://host:10001 (join a cluster)"),
-    "workers": Field(ranged(1, 256, integer=True), None,
-                     "workers to start (default: one per GPU, or per unit of `resource`; else 1)"),
+    "workers": Field(
+        ranged(1, 256, integer=True), None, "workers to start (default: one per GPU, or per unit of `resource`; else 1)"
+    ),
     "cpus_per_worker": Field(ranged(1, 256, integer=True), 1, "CPUs each worker reserves"),
-    "resource": Field(text(required=True), None,
-                      "a custom Ray resource each worker reserves one unit of, instead of a GPU"),
+    "resource": Field(
+        text(required=True), None, "a custom Ray resource each worker reserves one unit of, instead of a GPU"
+    ),
     "require": Field(boolean, False, "an unreachable farm fails the build instead of building locally"),
 }
 
@@ -52,9 +53,13 @@ class FarmSettings:
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> FarmSettings:
-        return cls(address=values["address"], workers=values.get("workers"),
-                   cpus_per_worker=int(values.get("cpus_per_worker", 1)), resource=values.get("resource"),
-                   require=bool(values.get("require", False)))
+        return cls(
+            address=values["address"],
+            workers=values.get("workers"),
+            cpus_per_worker=int(values.get("cpus_per_worker", 1)),
+            resource=values.get("resource"),
+            require=bool(values.get("require", False)),
+        )
 
 
 def with_overrides(config: Any, address: str | None, require: bool) -> Any:
@@ -72,7 +77,9 @@ def with_overrides(config: Any, address: str | None, require: bool) -> Any:
         farm = dataclasses.replace(farm, address=address) if farm is not None else FarmSettings(address)
     if require:
         if farm is None:
-            raise TrackspecError(f"--require-farm: no farm is configured; pass --farm ADDRESS, set {FARM_ENV} "
-                                 "or add a [farm] table to trackspec.toml")
+            raise TrackspecError(
+                f"--require-farm: no farm is configured; pass --farm ADDRESS, set {FARM_ENV} "
+                "or add a [farm] table to trackspec.toml"
+            )
         farm = dataclasses.replace(farm, require=True)
     return dataclasses.replace(config, farm=farm) if farm is not config.farm else config

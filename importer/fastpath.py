@@ -45,9 +45,8 @@ from .layout import CACHE_ENV, NOOP_RECORD, STATE_DIR_NAME
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms of a no-op build
 if TYPE_CHECKING:
-    from typing import Any
-
     from pathlib import Path
+    from typing import Any
 
     from .config import ProjectConfig
     from .plan import Plan
@@ -113,8 +112,10 @@ class NoopRecord:
         return self.data["index"]
 
     def summary(self) -> str:
-        return (f"{len(self.data['specs'])} specs, {len(self.data['files'])} other files and folders "
-                "unchanged since the last no-op build")
+        return (
+            f"{len(self.data['specs'])} specs, {len(self.data['files'])} other files and folders "
+            "unchanged since the last no-op build"
+        )
 
 
 def check(root: str, model_override: str | None, cwd: str) -> tuple[NoopRecord | None, str]:
@@ -178,8 +179,9 @@ class NotRecordable(Exception):
     """Something the plan read changed too recently (or went away) to be trusted later."""
 
 
-def write_record(config: ProjectConfig, plan: Plan, started_ns: int, model_override: str | None,
-                 override_base: Path | None) -> str | None:
+def write_record(
+    config: ProjectConfig, plan: Plan, started_ns: int, model_override: str | None, override_base: Path | None
+) -> str | None:
     """Record the inputs of ``plan``, which found every track fresh; return why not, if not.
 
     Call under the repo lock, after the build, only when every track was fresh and no spec
@@ -199,8 +201,9 @@ def write_record(config: ProjectConfig, plan: Plan, started_ns: int, model_overr
     return None
 
 
-def _record_data(config: ProjectConfig, plan: Plan, started_ns: int, model_override: str | None,
-                 override_base: Path | None) -> dict[str, Any]:
+def _record_data(
+    config: ProjectConfig, plan: Plan, started_ns: int, model_override: str | None, override_base: Path | None
+) -> dict[str, Any]:
     from pathlib import Path
 
     from .config import rel

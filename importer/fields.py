@@ -11,8 +11,9 @@ import datetime
 import difflib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_-]+$")
 SUPPORTED_FORMATS = ("ogg", "mp3", "wav", "flac")
@@ -24,8 +25,9 @@ MAX_SEED = 2**63 - 1
 MAX_PROMPT_CHARS = 20_000
 #: File names Windows reserves (with any extension): a track or genre named so could not be
 #: checked out or opened there.
-WINDOWS_RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
-                              *(f"lpt{i}" for i in range(10))})
+WINDOWS_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+)
 
 
 class FieldProblem(ValueError):
@@ -43,8 +45,14 @@ def _number(value: Any, *, integer: bool) -> float | int:
 
 
 def _describe(value: Any) -> str:
-    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
-             list: "an array", dict: "a table"}
+    names = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "a table",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -92,8 +100,9 @@ def identifier(value: Any) -> str:
             "(it becomes a file or folder name)"
         )
     if value.split(".", 1)[0] in WINDOWS_RESERVED:
-        raise FieldProblem(f"{value!r} is a device name on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9); "
-                           "choose another name")
+        raise FieldProblem(
+            f"{value!r} is a device name on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9); choose another name"
+        )
     return value
 
 
@@ -154,7 +163,7 @@ def loop_bars(value: Any) -> str | int:
     if value == "auto":
         return value
     if isinstance(value, str):
-        raise FieldProblem(f"{value!r} is not allowed; use \"auto\" or a whole number of bars")
+        raise FieldProblem(f'{value!r} is not allowed; use "auto" or a whole number of bars')
     return ranged(1, 100_000, integer=True)(value)
 
 
@@ -163,7 +172,7 @@ def loop_start(value: Any) -> str | int | float:
     if value == "auto":
         return value
     if isinstance(value, str):
-        raise FieldProblem(f"{value!r} is not allowed; use \"auto\", a number of bars (2) or of seconds (4.5)")
+        raise FieldProblem(f'{value!r} is not allowed; use "auto", a number of bars (2) or of seconds (4.5)')
     if isinstance(value, int) and not isinstance(value, bool):
         return ranged(0, 100_000, integer=True)(value)
     return ranged(0.0, 3600.0)(value)
@@ -194,13 +203,17 @@ GENERATION_FIELDS: dict[str, Field] = {
     "top_p": Field(ranged(0.0, 1.0), 0.0, "nucleus sampling; when > 0 it replaces top_k"),
     "guidance_scale": Field(ranged(1.0, 20.0), 3.0, "classifier-free guidance strength"),
     "window": Field(ranged(0.2, 40.0), 30.0, "seconds per generation window (MusicGen: 30)"),
-    "window_stride": Field(ranged(0.0, 40.0, lo_open=True), None,
-                           "seconds each further window adds; default: 0.6 x window"),
-    "continue_from": Field(text(required=True), None,
-                           "audio file (path in the repo) or \"track:NAME\" the track continues"),
-    "continue_seconds": Field(ranged(0.0, 40.0, lo_open=True), None,
-                              "seconds of the end of continue_from that prime the model; "
-                              "default: all of it, at most the window minus 1 s"),
+    "window_stride": Field(
+        ranged(0.0, 40.0, lo_open=True), None, "seconds each further window adds; default: 0.6 x window"
+    ),
+    "continue_from": Field(
+        text(required=True), None, 'audio file (path in the repo) or "track:NAME" the track continues'
+    ),
+    "continue_seconds": Field(
+        ranged(0.0, 40.0, lo_open=True),
+        None,
+        "seconds of the end of continue_from that prime the model; default: all of it, at most the window minus 1 s",
+    ),
     "include_prompt": Field(boolean, False, "publish continue_from's audio (resynthesised) before the new music"),
 }
 
@@ -209,23 +222,34 @@ OUTPUT_FIELDS: dict[str, Field] = {
     "sample_rate": Field(sample_rate, 44100, "output sample rate in Hz"),
     "ogg_quality": Field(ranged(-1.0, 10.0), 6.0, "Vorbis VBR quality, -1 to 10"),
     "mp3_quality": Field(ranged(0, 9, integer=True), 4, "LAME VBR quality, 0 (best) to 9"),
-    "loudness_profile": Field(choice("web", "mobile", "console", "none"), "web",
-                              "integrated loudness: web -16, mobile -18, console -23 LUFS; none = as generated"),
+    "loudness_profile": Field(
+        choice("web", "mobile", "console", "none"),
+        "web",
+        "integrated loudness: web -16, mobile -18, console -23 LUFS; none = as generated",
+    ),
     "loudness": Field(ranged(-70.0, 0.0, lo_open=True), None, "explicit target in LUFS; overrides the profile"),
     "true_peak": Field(ranged(-20.0, 0.0), -1.0, "true-peak ceiling in dBTP, held in the decoded files"),
     "loop": Field(boolean, False, "make the track loop seamlessly and write its loop points"),
-    "loop_crossfade": Field(ranged(0.0, 60.0), None,
-                            "seconds of the tail crossfaded into the head; default: one bar at meta.bpm, else 2"),
+    "loop_crossfade": Field(
+        ranged(0.0, 60.0), None, "seconds of the tail crossfaded into the head; default: one bar at meta.bpm, else 2"
+    ),
     "channels": Field(choice(1, 2), None, "1 or 2; default: as the model makes them (stereo models: 2)"),
-    "tempo": Field(choice("auto", "on", "off"), "auto",
-                   "measure tempo, beats and downbeats (index, status, bar-aligned loops): auto = looped "
-                   "tracks, on = every track, off = none"),
+    "tempo": Field(
+        choice("auto", "on", "off"),
+        "auto",
+        "measure tempo, beats and downbeats (index, status, bar-aligned loops): auto = looped "
+        "tracks, on = every track, off = none",
+    ),
     "bar_beats": Field(ranged(1, 16, integer=True), 4, "beats per bar (the metre) for downbeats and loop bars"),
-    "loop_bars": Field(lambda v: loop_bars(v), "auto",
-                       "whole bars in the loop at the measured tempo; auto: as many as fit"),
-    "loop_start": Field(lambda v: loop_start(v), None,
-                        "auto, <bars> (integer) or <seconds> (number): keep an intro, loop from that "
-                        "downbeat; default: loop the whole file"),
+    "loop_bars": Field(
+        lambda v: loop_bars(v), "auto", "whole bars in the loop at the measured tempo; auto: as many as fit"
+    ),
+    "loop_start": Field(
+        lambda v: loop_start(v),
+        None,
+        "auto, <bars> (integer) or <seconds> (number): keep an intro, loop from that "
+        "downbeat; default: loop the whole file",
+    ),
 }
 
 #: Tables of a spec and their fields; ``meta`` is free-form.

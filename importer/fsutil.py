@@ -13,8 +13,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 import secrets
+import shutil
 import stat
 from pathlib import Path
 
@@ -75,8 +75,10 @@ def owned_path(path: Path, owner: Path) -> Path:
     top = os.path.realpath(owner)
     parent = os.path.realpath(path.parent)
     if not _inside(parent, top):
-        raise UnsafePath(f"{path}: refusing to write or delete there: {path.parent} leads to {parent}, "
-                         f"outside {owner}; remove the link")
+        raise UnsafePath(
+            f"{path}: refusing to write or delete there: {path.parent} leads to {parent}, "
+            f"outside {owner}; remove the link"
+        )
     return Path(parent) / path.name
 
 
@@ -89,8 +91,10 @@ def make_dirs_inside(folder: Path, owner: Path) -> Path:
         existing = existing.parent
     not_yet_made = _inside(os.path.abspath(owner), os.path.abspath(existing))  # owner itself is missing
     if not not_yet_made and not _inside(os.path.realpath(existing), top):
-        raise UnsafePath(f"{folder}: refusing to write there: {existing} leads to {os.path.realpath(existing)}, "
-                         f"outside {owner}; remove the link")
+        raise UnsafePath(
+            f"{folder}: refusing to write there: {existing} leads to {os.path.realpath(existing)}, "
+            f"outside {owner}; remove the link"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -127,8 +131,13 @@ def read_regular(path: Path, max_bytes: int | None = MAX_READ_BYTES, inside: Pat
 
 
 def _kind(mode: int) -> str:
-    for test, label in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+    for test, label in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
         if test(mode):
             return label
     return "a special file"

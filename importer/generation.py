@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .conditioning import primed_request
 from .config import ProjectConfig, rel
@@ -81,16 +82,19 @@ def load_backend(model: str, revision: str | None, device: str, max_batch: int =
         if exc.name and exc.name.split(".")[0] in ("torch", "transformers", "tokenizers", "safetensors"):
             from .errors import ModelError
 
-            raise ModelError(f"generating needs {exc.name}, which is not installed: "
-                             "pip install 'trackspec[generate]' (for CUDA, install torch from "
-                             "https://pytorch.org first)") from exc
+            raise ModelError(
+                f"generating needs {exc.name}, which is not installed: "
+                "pip install 'trackspec[generate]' (for CUDA, install torch from "
+                "https://pytorch.org first)"
+            ) from exc
         raise
 
     return MusicGenBackend.load(model, revision=revision, device=device, max_batch=max_batch)
 
 
-def _load(config: ProjectConfig, source: str, revision: str | None, note: Callable[[str], None],
-          suffix: str = "") -> Any:
+def _load(
+    config: ProjectConfig, source: str, revision: str | None, note: Callable[[str], None], suffix: str = ""
+) -> Any:
     start = time.monotonic()
     backend = load_backend(source, revision, config.device, config.batch_size)
     note(f"model loaded: {backend.description} ({time.monotonic() - start:.1f} s){suffix}")
@@ -143,9 +147,14 @@ class KeptModel:
             self._backend, self._id = None, None
 
 
-def generate(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCache, backends: Backends,
-             listener: Listener,
-             request_for: Callable[[TrackPlan], GenerationRequest] | None = None) -> list[Generated]:
+def generate(
+    config: ProjectConfig,
+    plans: list[TrackPlan],
+    cache: LocalCache,
+    backends: Backends,
+    listener: Listener,
+    request_for: Callable[[TrackPlan], GenerationRequest] | None = None,
+) -> list[Generated]:
     """Generate ``plans`` batch by batch into ``cache``; one result per track, in batch order.
 
     ``Cancelled`` (from the listener's progress) propagates: nothing of the batch in
@@ -183,8 +192,14 @@ class _KeptAcrossWaves:
             self.backends.release(held)
 
 
-def _generate_waves(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCache, backends: Backends,
-                    listener: Listener, request_for: Callable[[TrackPlan], GenerationRequest]) -> list[Generated]:
+def _generate_waves(
+    config: ProjectConfig,
+    plans: list[TrackPlan],
+    cache: LocalCache,
+    backends: Backends,
+    listener: Listener,
+    request_for: Callable[[TrackPlan], GenerationRequest],
+) -> list[Generated]:
     """Tracks that continue others come in waves after them (``continuation_waves``); a track
     whose source failed fails without generating."""
     results: list[Generated] = []
@@ -194,8 +209,9 @@ def _generate_waves(config: ProjectConfig, plans: list[TrackPlan], cache: LocalC
         for tp in wave:
             parent = continued_key(tp.track.keys.generation_inputs)
             if parent in failed:
-                lost = Generated(tp, 0.0, error=f"continues {tp.track.spec.continues_track}, which failed: "
-                                                f"{failed[parent]}")
+                lost = Generated(
+                    tp, 0.0, error=f"continues {tp.track.spec.continues_track}, which failed: {failed[parent]}"
+                )
                 listener.batch_done([lost])
                 results.append(lost)
             else:
@@ -224,8 +240,14 @@ def continuation_waves(plans: list[TrackPlan]) -> list[list[TrackPlan]]:
     return [waves[d] for d in sorted(waves)]
 
 
-def _generate_wave(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCache, backends: Backends,
-                   listener: Listener, request_for: Callable[[TrackPlan], GenerationRequest]) -> list[Generated]:
+def _generate_wave(
+    config: ProjectConfig,
+    plans: list[TrackPlan],
+    cache: LocalCache,
+    backends: Backends,
+    listener: Listener,
+    request_for: Callable[[TrackPlan], GenerationRequest],
+) -> list[Generated]:
     """``generate`` for tracks none of which continues another of them."""
     results: list[Generated] = []
     for (source, revision), batches in generation_batches(plans, config.batch_size).items():
@@ -239,8 +261,10 @@ def _generate_wave(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCa
             raise
         except Exception as exc:  # a broken model fails its tracks, not the caller
             message = model_load_error(source, exc)
-            failed = [Generated(tp, time.monotonic() - start, error=f"{model_field(config, tp.track)}: {message}")
-                      for tp in group]
+            failed = [
+                Generated(tp, time.monotonic() - start, error=f"{model_field(config, tp.track)}: {message}")
+                for tp in group
+            ]
             listener.batch_done(failed)
             results += failed
             continue
@@ -251,8 +275,9 @@ def _generate_wave(config: ProjectConfig, plans: list[TrackPlan], cache: LocalCa
                 requests = {}
                 for i, tp in enumerate(batch):
                     try:  # the audio a track continues, if any: one that cannot be read fails that track
-                        requests[i] = primed_request(request_for(tp), tp.track, config, cache,
-                                                     backend.sample_rate, backend.channels)
+                        requests[i] = primed_request(
+                            request_for(tp), tp.track, config, cache, backend.sample_rate, backend.channels
+                        )
                     except TrackspecError as exc:
                         audios[i] = exc
                 try:
@@ -312,16 +337,24 @@ def generation_batches(plans: list[TrackPlan], batch_size: int) -> dict[tuple, l
         groups.setdefault(key, []).append(tp)
     by_model: dict[tuple, list[list[TrackPlan]]] = {}
     for key, group in groups.items():
-        by_model.setdefault(key[:2], []).extend(group[i:i + batch_size] for i in range(0, len(group), batch_size))
+        by_model.setdefault(key[:2], []).extend(group[i : i + batch_size] for i in range(0, len(group), batch_size))
     return by_model
 
 
 def generation_request(tp: TrackPlan) -> GenerationRequest:
     spec = tp.track.spec
-    return GenerationRequest(name=tp.name, prompt=spec.prompt, duration=spec.duration, seed=tp.track.keys.seed,
-                             temperature=spec.temperature, top_k=spec.top_k, top_p=spec.top_p,
-                             guidance_scale=spec.guidance_scale, window=spec.window,
-                             window_stride=spec.window_stride)
+    return GenerationRequest(
+        name=tp.name,
+        prompt=spec.prompt,
+        duration=spec.duration,
+        seed=tp.track.keys.seed,
+        temperature=spec.temperature,
+        top_k=spec.top_k,
+        top_p=spec.top_p,
+        guidance_scale=spec.guidance_scale,
+        window=spec.window,
+        window_stride=spec.window_stride,
+    )
 
 
 def model_field(config: ProjectConfig, track: LoadedTrack) -> str:
@@ -347,9 +380,14 @@ def store_raw(cache: LocalCache, track: LoadedTrack, audio: Any, backend: Any) -
     try:
         path = staging / "audio.f32"
         atomic_write_bytes(path, samples.tobytes())
-        info = {"sample_rate": backend.sample_rate, "channels": int(samples.shape[0]),
-                "samples": int(samples.shape[1]), "seed": track.keys.seed,
-                "model": backend.description, "inputs": track.keys.generation_inputs}
+        info = {
+            "sample_rate": backend.sample_rate,
+            "channels": int(samples.shape[0]),
+            "samples": int(samples.shape[1]),
+            "seed": track.keys.seed,
+            "model": backend.description,
+            "inputs": track.keys.generation_inputs,
+        }
         return cache.put("raw", track.keys.generation, {"audio.f32": path}, info)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

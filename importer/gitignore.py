@@ -54,11 +54,11 @@ def _translate(pattern: str) -> str:
         elif c == "?":
             out.append("[^/]")
         elif c == "[":
-            close = pattern.find("]", i + 2 if pattern[i + 1:i + 2] in ("!", "^", "]") else i + 1)
+            close = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "^", "]") else i + 1)
             if close == -1:
                 out.append(re.escape(c))
             else:
-                body = pattern[i + 1:close]
+                body = pattern[i + 1 : close]
                 if body[:1] in ("!", "^"):
                     body = "^" + body[1:]
                 out.append("[" + body.replace("\\", "\\\\") + "]")
@@ -123,7 +123,7 @@ class Ignores:
         self.read = read
 
     @classmethod
-    def at_root(cls, root: str, read: list[str] | None = None) -> "Ignores":
+    def at_root(cls, root: str, read: list[str] | None = None) -> Ignores:
         info = os.path.join(root, os.path.dirname(EXCLUDE_FILE))
         if read is not None and os.path.isdir(info):
             read.append(info)  # an exclude file created later changes this folder
@@ -132,7 +132,7 @@ class Ignores:
         return cls((("", rules),) if rules else (), read)
 
     @classmethod
-    def for_folder(cls, root: str, folder: str, read: list[str] | None = None) -> "Ignores":
+    def for_folder(cls, root: str, folder: str, read: list[str] | None = None) -> Ignores:
         """The rules in force inside ``folder`` (a folder under ``root``), reading each level."""
         ignores = cls.at_root(root, read)
         rel = os.path.relpath(folder, root)
@@ -144,7 +144,7 @@ class Ignores:
             ignores = ignores.descend(here, os.path.join(root, here), has_file=None)
         return ignores
 
-    def descend(self, rel_folder: str, folder: str, has_file: bool | None) -> "Ignores":
+    def descend(self, rel_folder: str, folder: str, has_file: bool | None) -> Ignores:
         """The rules inside ``rel_folder`` (relative to the root, ``/``-separated): these plus its
         ``.gitignore``. ``has_file``: whether the folder lists one (``None``: look)."""
         if has_file is False:
@@ -164,7 +164,7 @@ class Ignores:
             if base:
                 if not rel_path.startswith(base + "/"):
                     continue
-                sub = rel_path[len(base) + 1:]
+                sub = rel_path[len(base) + 1 :]
             else:
                 sub = rel_path
             for rule in rules:

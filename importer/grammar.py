@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 NAME_PATTERN = re.compile(r"[a-z0-9_-]{1,100}")
@@ -124,8 +125,14 @@ def has_userinfo(url: str) -> bool:
 
 
 #: Environment variables whose values are secrets: never printed, logged or written.
-SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID",
-              "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+SECRET_ENV = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+)
 
 
 def redact(text: str) -> str:

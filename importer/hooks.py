@@ -99,11 +99,18 @@ def hooks_dir(path: Path) -> Path:
 
 
 def hook_script(root_rel: str, build: bool, python: str | None = None) -> str:
-    purpose = ("Builds the music (trackspec build) before each commit; a failed build stops the commit."
-               if build else
-               "Stops a commit whose staged .trackspec files are not built (trackspec build --check).")
-    return HOOK_TEMPLATE.format(marker=HOOK_MARKER, flags=" --build" if build else "", purpose=purpose,
-                                root=shlex.quote(root_rel), python=shlex.quote(python or sys.executable))
+    purpose = (
+        "Builds the music (trackspec build) before each commit; a failed build stops the commit."
+        if build
+        else "Stops a commit whose staged .trackspec files are not built (trackspec build --check)."
+    )
+    return HOOK_TEMPLATE.format(
+        marker=HOOK_MARKER,
+        flags=" --build" if build else "",
+        purpose=purpose,
+        root=shlex.quote(root_rel),
+        python=shlex.quote(python or sys.executable),
+    )
 
 
 def install_git_hook(root: Path, build: bool = False, force: bool = False) -> tuple[Path, str]:
@@ -121,9 +128,12 @@ def install_git_hook(root: Path, build: bool = False, force: bool = False) -> tu
             old = ""
         if HOOK_MARKER not in old:
             if not force:
-                raise HookError(f"{path} exists and was not written by trackspec; not overwriting it. "
-                                "Add `trackspec hooks check-staged` to it yourself, or pass --force "
-                                "(your hook is then kept as pre-commit.trackspec-backup)", code=1)
+                raise HookError(
+                    f"{path} exists and was not written by trackspec; not overwriting it. "
+                    "Add `trackspec hooks check-staged` to it yourself, or pass --force "
+                    "(your hook is then kept as pre-commit.trackspec-backup)",
+                    code=1,
+                )
             backup = path.with_name("pre-commit.trackspec-backup")
             n = 1
             while backup.exists() or backup.is_symlink():
@@ -177,8 +187,9 @@ def staged_changes(top: Path) -> list[str]:
     return _z(git(["diff", "--cached", "--name-only", "--no-renames", "-z"], top))
 
 
-def check_staged(root: Path, model_override: str | None = None, override_base: Path | None = None,
-                 force: bool = False) -> StagedResult:
+def check_staged(
+    root: Path, model_override: str | None = None, override_base: Path | None = None, force: bool = False
+) -> StagedResult:
     """``build --check`` on the staged state of the game repo at ``root`` (see the module doc)."""
     from .build import BuildOptions, run_build
     from .config import load_config
@@ -196,8 +207,11 @@ def check_staged(root: Path, model_override: str | None = None, override_base: P
     watched = list(_watched(real_config, top)) if real_config is not None else []
     changed = staged_changes(top)
     toml_rel = f"{prefix}/{CONFIG_NAME}" if prefix else CONFIG_NAME
-    relevant = [p for p in changed if _under(p, prefix) and
-                (p.endswith(SPEC_SUFFIX) or p == toml_rel or any(_under(p, w) for w in watched))]
+    relevant = [
+        p
+        for p in changed
+        if _under(p, prefix) and (p.endswith(SPEC_SUFFIX) or p == toml_rel or any(_under(p, w) for w in watched))
+    ]
     if not relevant and not force:
         return StagedResult(0, [], [])
 
@@ -224,8 +238,7 @@ def check_staged(root: Path, model_override: str | None = None, override_base: P
         config = replace(staged_config, cache_dir=cache_dir)
         if real_config is not None:
             _seed_state(real_config.state_dir / STATE_FILE, config.state_dir / STATE_FILE, top, temp_top)
-        options = BuildOptions(model_override=model_override, override_base=override_base or Path.cwd(),
-                               check=True)
+        options = BuildOptions(model_override=model_override, override_base=override_base or Path.cwd(), check=True)
         report = run_build(config, options, TextReporter(quiet=True))
 
     lines: list[str] = []
@@ -243,10 +256,15 @@ def check_staged(root: Path, model_override: str | None = None, override_base: P
         else:
             lines.append(fix(format_result(r)))
     if stale:
-        fixes = ("run trackspec build, then git add the specs, the assets and the index, and commit again"
-                 if committed else "run trackspec build, then commit again")
-        notes.append(f"trackspec: {stale} of {len(report.results)} tracks in the staged state need a build: "
-                     f"{fixes} (skip this check once: git commit --no-verify)")
+        fixes = (
+            "run trackspec build, then git add the specs, the assets and the index, and commit again"
+            if committed
+            else "run trackspec build, then commit again"
+        )
+        notes.append(
+            f"trackspec: {stale} of {len(report.results)} tracks in the staged state need a build: "
+            f"{fixes} (skip this check once: git commit --no-verify)"
+        )
     return StagedResult(1 if stale else 0, lines, notes)
 
 
@@ -272,8 +290,7 @@ def _lay_out(top: Path, temp_top: Path, staged_config, tracked: set[str], staged
         _checkout_index(top, temp_top, copies)
         links = [p for p in staged if p not in set(copies)]
         if (top / assets_rel).is_dir():  # ignored files are never committed: they count as on disk
-            links += _z(git(["ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--",
-                             pathspecs[0]], top))
+            links += _z(git(["ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--", pathspecs[0]], top))
         for rel in links:
             target = temp_top / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -287,8 +304,16 @@ def _lay_out(top: Path, temp_top: Path, staged_config, tracked: set[str], staged
     for spec_dir in spec_dirs:  # folders holding working-tree specs are laid out (specs left out)
         real_dirs |= _spec_folders(top / spec_dir, top)
     state_rel = f"{prefix}/{STATE_DIR_NAME}" if prefix else STATE_DIR_NAME
-    _overlay(top, temp_top, "", real_dirs, skip={state_rel}, toml=staged_toml,
-             assets=assets_rel if separable else None, index=index_rel if separable else None)
+    _overlay(
+        top,
+        temp_top,
+        "",
+        real_dirs,
+        skip={state_rel},
+        toml=staged_toml,
+        assets=assets_rel if separable else None,
+        index=index_rel if separable else None,
+    )
     return committed
 
 
@@ -300,8 +325,11 @@ def _watched(config, top: Path) -> tuple[str, str]:
 def _checkout_index(top: Path, dest: Path, paths: list[str]) -> None:
     """Write the staged versions of ``paths`` under ``dest`` (``git checkout-index``)."""
     if paths:
-        git(["checkout-index", f"--prefix={dest}/", "-z", "--stdin"], top,
-            input=b"\0".join(p.encode(errors="surrogateescape") for p in paths) + b"\0")
+        git(
+            ["checkout-index", f"--prefix={dest}/", "-z", "--stdin"],
+            top,
+            input=b"\0".join(p.encode(errors="surrogateescape") for p in paths) + b"\0",
+        )
 
 
 def _spec_folders(spec_dir: Path, top: Path) -> set[str]:
@@ -316,8 +344,16 @@ def _spec_folders(spec_dir: Path, top: Path) -> set[str]:
     return out
 
 
-def _overlay(real: Path, dest: Path, rel: str, real_dirs: set[str], skip: set[str], toml: str | None,
-             assets: str | None, index: str | None) -> None:
+def _overlay(
+    real: Path,
+    dest: Path,
+    rel: str,
+    real_dirs: set[str],
+    skip: set[str],
+    toml: str | None,
+    assets: str | None,
+    index: str | None,
+) -> None:
     """Fill ``dest`` with symlinks to what ``real`` holds that the git index did not provide.
 
     Folders in ``real_dirs`` (and folders ``checkout-index`` made) become real folders, filled
@@ -359,7 +395,7 @@ def _seed_state(real_state: Path, temp_state: Path, top: Path, temp_top: Path) -
     if not isinstance(files, dict):
         return
     base = str(top) + os.sep
-    mapped = {str(temp_top) + os.sep + k[len(base):]: v for k, v in files.items() if k.startswith(base)}
+    mapped = {str(temp_top) + os.sep + k[len(base) :]: v for k, v in files.items() if k.startswith(base)}
     data["files"] = {**files, **mapped}
     temp_state.parent.mkdir(parents=True, exist_ok=True)
     temp_state.write_text(json.dumps(data), encoding="utf-8")
@@ -373,8 +409,11 @@ def build_working_tree(root: Path, model: str | None = None) -> int:
         cmd += ["--model", model]
     code = subprocess.run(cmd).returncode
     if code != 0:
-        print("trackspec: the build failed, so the commit stops; fix the spec and commit again "
-              "(skip this hook once: git commit --no-verify)", file=sys.stderr)
+        print(
+            "trackspec: the build failed, so the commit stops; fix the spec and commit again "
+            "(skip this hook once: git commit --no-verify)",
+            file=sys.stderr,
+        )
         return code
     from .config import load_config
 
@@ -384,8 +423,7 @@ def build_working_tree(root: Path, model: str | None = None) -> int:
     assets_rel = _rel(config.assets_dir, top)
     tracked = set(_z(git(["ls-files", "-z", "--", index_rel], top)))
     if index_rel in tracked:  # the repo commits its assets: the commit carries what was just built
-        paths = [p for p in (assets_rel, index_rel) if (top / p).exists() or
-                 _z(git(["ls-files", "-z", "--", p], top))]
+        paths = [p for p in (assets_rel, index_rel) if (top / p).exists() or _z(git(["ls-files", "-z", "--", p], top))]
         if paths:
             git(["add", "--all", "--", *paths], top)
             print(f"trackspec: staged the built assets ({', '.join(paths)})", file=sys.stderr)

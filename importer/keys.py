@@ -23,7 +23,9 @@ from .spec import TrackSpec
 
 BACKEND = "transformers-musicgen"
 #: Bump when the generation code changes what a key produces.
-GENERATION_FORMAT_VERSION = 3  # 2: own step decoder; CUDA batches padded to batch_size rows; 3: windows and strides floor to frames (audiocraft)
+#: 2: own step decoder; CUDA batches padded to batch_size rows. 3: windows and strides floor to
+#: frames (audiocraft).
+GENERATION_FORMAT_VERSION = 3
 #: Bump when resampling or encoding changes what a render key produces.
 ENCODER_VERSION = 3  # 2: tags, loudness and loops in the chain; 3: measured tempo, bar-aligned loops
 #: Bump when the tempo analysis (importer/tempo.py, imported only to render) measures differently.
@@ -72,8 +74,11 @@ def continuation_inputs(spec: TrackSpec, source: dict[str, Any]) -> dict[str, An
     """The ``continue`` input of a track that continues audio. ``source`` identifies the
     audio: ``{"audio": sha256 of the file}`` (its content, never its path) or
     ``{"track": NAME, "generation": that track's generation key}``."""
-    return {**source, "seconds": None if spec.continue_seconds is None else float(spec.continue_seconds),
-            "include_prompt": bool(spec.include_prompt)}
+    return {
+        **source,
+        "seconds": None if spec.continue_seconds is None else float(spec.continue_seconds),
+        "include_prompt": bool(spec.include_prompt),
+    }
 
 
 def continued_key(inputs: dict[str, Any]) -> str | None:

@@ -34,9 +34,16 @@ _NC = "CC-BY-NC-4.0"
 KNOWN_LICENSES: dict[str, str] = {
     f"facebook/musicgen-{name}": _NC
     for name in (
-        "small", "medium", "large", "melody", "melody-large",
-        "stereo-small", "stereo-medium", "stereo-large",
-        "stereo-melody", "stereo-melody-large",
+        "small",
+        "medium",
+        "large",
+        "melody",
+        "melody-large",
+        "stereo-small",
+        "stereo-medium",
+        "stereo-large",
+        "stereo-melody",
+        "stereo-melody-large",
     )
 }
 #: Any other checkpoint under this prefix is Meta's too, under the same licence.
@@ -46,10 +53,27 @@ _KNOWN_PREFIXES = {"facebook/musicgen-": _NC}
 _SPDX = {
     spdx.lower(): spdx
     for spdx in (
-        "MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "Unlicense", "CC0-1.0",
-        "CC-BY-3.0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0",
-        "CC-BY-NC-2.0", "CC-BY-NC-3.0", "CC-BY-NC-4.0", "CC-BY-NC-SA-3.0", "CC-BY-NC-SA-4.0",
-        "CC-BY-NC-ND-3.0", "CC-BY-NC-ND-4.0", "CC-BY-ND-4.0", "GPL-3.0", "LGPL-3.0",
+        "MIT",
+        "Apache-2.0",
+        "BSD-2-Clause",
+        "BSD-3-Clause",
+        "ISC",
+        "Unlicense",
+        "CC0-1.0",
+        "CC-BY-3.0",
+        "CC-BY-4.0",
+        "CC-BY-SA-3.0",
+        "CC-BY-SA-4.0",
+        "CC-BY-NC-2.0",
+        "CC-BY-NC-3.0",
+        "CC-BY-NC-4.0",
+        "CC-BY-NC-SA-3.0",
+        "CC-BY-NC-SA-4.0",
+        "CC-BY-NC-ND-3.0",
+        "CC-BY-NC-ND-4.0",
+        "CC-BY-ND-4.0",
+        "GPL-3.0",
+        "LGPL-3.0",
     )
 }
 #: Licences that allow commercial use of what the model makes. Deliberately an allow-list:
@@ -57,8 +81,17 @@ _SPDX = {
 COMMERCIAL_OK = frozenset(
     s.lower()
     for s in (
-        "MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "Unlicense", "CC0-1.0",
-        "CC-BY-3.0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0",
+        "MIT",
+        "Apache-2.0",
+        "BSD-2-Clause",
+        "BSD-3-Clause",
+        "ISC",
+        "Unlicense",
+        "CC0-1.0",
+        "CC-BY-3.0",
+        "CC-BY-4.0",
+        "CC-BY-SA-3.0",
+        "CC-BY-SA-4.0",
     )
 )
 
@@ -103,8 +136,10 @@ def check_commercial(model: str, license_id: str, allow_noncommercial: bool) -> 
     if allow_noncommercial or is_commercial(license_id):
         return
     if license_id == UNKNOWN:
-        why = (f"its licence is unknown (declare it with license = \"...\" in {DECLARATION_FILE} "
-               "in the model directory, or a license: line in its README.md)")
+        why = (
+            f'its licence is unknown (declare it with license = "..." in {DECLARATION_FILE} '
+            "in the model directory, or a license: line in its README.md)"
+        )
     else:
         why = f"its licence is {license_id}, which does not allow commercial use"
     raise ModelError(
@@ -137,8 +172,9 @@ def _declared(directory: Path) -> str | None:
         raise ModelError(f"{path}: cannot read the model's licence declaration: {exc}") from None
     value = data.get("license")
     if not isinstance(value, str) or not value.strip() or not is_licence(normalize(value)):
-        raise ModelError(f'{path}: expected license = "<SPDX id>", e.g. license = "CC-BY-4.0" '
-                         "(letters, digits, . + and -)")
+        raise ModelError(
+            f'{path}: expected license = "<SPDX id>", e.g. license = "CC-BY-4.0" (letters, digits, . + and -)'
+        )
     return normalize(value)
 
 

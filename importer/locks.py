@@ -23,8 +23,8 @@ from .layout import DAEMON_LOCK, REPO_LOCK
 
 TYPE_CHECKING = False  # not typing's: the no-op fast path imports this module
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
-    from typing import Callable
 
 #: How often a blocking wait tries the lock again.
 POLL_SECONDS = 0.05
@@ -80,8 +80,7 @@ class FileLock:
         self._fd = fd
         return True
 
-    def acquire(self, on_wait: Callable[[], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> None:
+    def acquire(self, on_wait: Callable[[], None] | None = None, should_stop: Callable[[], bool] | None = None) -> None:
         """Wait for the lock; ``on_wait`` is called once if it is held; ``should_stop``
         returning true gives up with ``Stopped``."""
         waited = False
@@ -158,8 +157,10 @@ def repo_lock(state_dir: Path, wait: bool, on_wait: Callable[[], None]) -> FileL
     if lock.try_acquire():
         return lock
     if not wait:
-        raise LockBusy(f"another trackspec process is building {state_dir.parent} "
-                       f"(lock {repo_lock_path(state_dir)}); try again when it finishes")
+        raise LockBusy(
+            f"another trackspec process is building {state_dir.parent} "
+            f"(lock {repo_lock_path(state_dir)}); try again when it finishes"
+        )
     lock.acquire(on_wait)
     return lock
 
@@ -172,8 +173,10 @@ def daemon_lock(state_dir: Path) -> FileLock:
     ensure_state_dir(state_dir)
     lock = FileLock(daemon_lock_path(state_dir))
     if not lock.try_acquire():
-        raise LockBusy(f"another `trackspec watch` is already watching {state_dir.parent} "
-                       f"(lock {daemon_lock_path(state_dir)}); stop it first")
+        raise LockBusy(
+            f"another `trackspec watch` is already watching {state_dir.parent} "
+            f"(lock {daemon_lock_path(state_dir)}); stop it first"
+        )
     return lock
 
 

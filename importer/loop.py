@@ -66,8 +66,13 @@ class LoopResult:
 
     def index_entry(self) -> dict[str, int | float | None]:
         """The index's ``"loop"`` object."""
-        return {"start": self.start, "length": self.length, "start_seconds": self.start_seconds,
-                "bars": self.bars, "bpm": None if self.bpm is None else round(self.bpm, 3)}
+        return {
+            "start": self.start,
+            "length": self.length,
+            "start_seconds": self.start_seconds,
+            "bars": self.bars,
+            "bpm": None if self.bpm is None else round(self.bpm, 3),
+        }
 
 
 @dataclass(frozen=True)
@@ -137,8 +142,17 @@ class LoopDoesNotFit(ValueError):
     """The loop asked for does not fit the audio (too many bars, a start too late)."""
 
 
-def bar_loop(audio: np.ndarray, rate: int, *, bpm: float, first_downbeat: float, bar_beats: int,
-             crossfade_seconds: float | None, bars: int | None, start: int | float | str | None) -> LoopResult:
+def bar_loop(
+    audio: np.ndarray,
+    rate: int,
+    *,
+    bpm: float,
+    first_downbeat: float,
+    bar_beats: int,
+    crossfade_seconds: float | None,
+    bars: int | None,
+    start: int | float | str | None,
+) -> LoopResult:
     """A loop of whole bars starting on a downbeat (see the module docstring).
 
     ``first_downbeat`` (seconds) and ``bpm`` describe the measured grid. ``start``: ``None``
@@ -174,12 +188,15 @@ def bar_loop(audio: np.ndarray, rate: int, *, bpm: float, first_downbeat: float,
     if bars is None:
         bars = fit
     elif bars > fit:
-        raise LoopDoesNotFit(f"{bars} bars of {bar:.3f} s ({bpm:.2f} BPM, {bar_beats}/bar) from the loop start "
-                             f"at {s / rate:.2f} s need {bars * bar:.2f} s; the track has {(n - s) / rate:.2f} s "
-                             f"after it (at most {fit} bars fit)")
+        raise LoopDoesNotFit(
+            f"{bars} bars of {bar:.3f} s ({bpm:.2f} BPM, {bar_beats}/bar) from the loop start "
+            f"at {s / rate:.2f} s need {bars * bar:.2f} s; the track has {(n - s) / rate:.2f} s "
+            f"after it (at most {fit} bars fit)"
+        )
     if bars < 1:
-        raise LoopDoesNotFit(f"not one whole bar ({bar:.2f} s at {bpm:.2f} BPM) fits after the loop start "
-                             f"at {s / rate:.2f} s")
+        raise LoopDoesNotFit(
+            f"not one whole bar ({bar:.2f} s at {bpm:.2f} BPM) fits after the loop start at {s / rate:.2f} s"
+        )
     length = round(bars * bar * rate)
     if c >= length:
         c = length - 1

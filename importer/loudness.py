@@ -31,7 +31,6 @@ import scipy.ndimage
 import scipy.signal
 import soxr
 
-
 #: EBU R 128 / AES streaming recommendation for lossy delivery.
 DEFAULT_CEILING_DBTP = -1.0
 #: Headroom kept below the ceiling by ``normalise``. Vorbis q6 and MP3 V4 (LAME) move the
@@ -93,8 +92,14 @@ def k_weighting_sos(rate: int) -> np.ndarray:
     vh = 10.0 ** (gain_db / 20.0)
     vb = vh**0.4996667741545416
     a0 = 1.0 + k / q + k * k
-    shelf = [(vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0,
-             1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
+    shelf = [
+        (vh + vb * k / q + k * k) / a0,
+        2.0 * (k * k - vh) / a0,
+        (vh - vb * k / q + k * k) / a0,
+        1.0,
+        2.0 * (k * k - 1.0) / a0,
+        (1.0 - k / q + k * k) / a0,
+    ]
     f0, q = 38.13547087602444, 0.5003270373238773
     k = math.tan(math.pi * f0 / rate)
     a0 = 1.0 + k / q + k * k

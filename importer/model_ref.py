@@ -55,6 +55,7 @@ def model_files(directory: Path, walked: list[Path] | None = None) -> list[tuple
 
     ``walked``, if given, receives every folder listed (or that could not be listed).
     """
+
     def unlisted(exc: OSError) -> None:
         if walked is not None and exc.filename:
             walked.append(Path(exc.filename))
@@ -72,13 +73,17 @@ def model_files(directory: Path, walked: list[Path] | None = None) -> list[tuple
             except OSError:  # a dangling link: the digest reports it when hashing
                 st = None
             if st is not None and not stat.S_ISREG(st.st_mode):
-                raise UnsafePath(f"model directory {directory}: {path.relative_to(directory)} is not a regular "
-                                 "file (a device, FIFO, socket or a link to one); remove it")
+                raise UnsafePath(
+                    f"model directory {directory}: {path.relative_to(directory)} is not a regular "
+                    "file (a device, FIFO, socket or a link to one); remove it"
+                )
             total += st.st_size if st is not None else 0
             entries.append((path.relative_to(directory).as_posix(), path))
             if len(entries) > MAX_MODEL_FILES or total > MAX_MODEL_BYTES:
-                raise UnsafePath(f"model directory {directory}: more than {MAX_MODEL_FILES} files or "
-                                 f"{MAX_MODEL_BYTES >> 30} GiB; point the model at the folder of one model")
+                raise UnsafePath(
+                    f"model directory {directory}: more than {MAX_MODEL_FILES} files or "
+                    f"{MAX_MODEL_BYTES >> 30} GiB; point the model at the folder of one model"
+                )
     return sorted(entries)
 
 

@@ -11,8 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ProjectConfig
-from .config import rel
+from .config import ProjectConfig, rel
 from .index import output_paths
 from .output_settings import TEMPO_WARN_FRACTION, tempo_difference
 from .plan import Plan, TrackPlan
@@ -68,14 +67,26 @@ class StatusRow:
 
 
 def plan_rows(config: ProjectConfig, plan: Plan) -> list[PlanRow]:
-    rows = [PlanRow(None, rel(config, f.path), "failed", explanation=ACTION_MEANING["failed"], error=f.message)
-            for f in plan.failures]
+    rows = [
+        PlanRow(None, rel(config, f.path), "failed", explanation=ACTION_MEANING["failed"], error=f.message)
+        for f in plan.failures
+    ]
     for tp in plan.tracks:
         outputs = {fmt: rel(config, p) for fmt, p in output_paths(config, tp.track.spec).items()}
-        rows.append(PlanRow(tp.name, rel(config, tp.track.spec.path), tp.action, list(tp.reasons),
-                            ACTION_MEANING[tp.action], outputs, continues=tp.track.spec.continues_track))
-    rows += [PlanRow(r.name, r.entry.get("spec", ""), "remove", [r.reason], ACTION_MEANING["remove"])
-             for r in plan.removals]
+        rows.append(
+            PlanRow(
+                tp.name,
+                rel(config, tp.track.spec.path),
+                tp.action,
+                list(tp.reasons),
+                ACTION_MEANING[tp.action],
+                outputs,
+                continues=tp.track.spec.continues_track,
+            )
+        )
+    rows += [
+        PlanRow(r.name, r.entry.get("spec", ""), "remove", [r.reason], ACTION_MEANING["remove"]) for r in plan.removals
+    ]
     return rows
 
 
@@ -86,10 +97,19 @@ def status_rows(config: ProjectConfig, plan: Plan) -> list[StatusRow]:
         rows.append(_track_status(config, tp, tracks.get(tp.name)))
     for removal in plan.removals:
         entry = removal.entry
-        rows.append(StatusRow(removal.name, entry.get("spec", ""), "removed", [removal.reason],
-                              entry.get("duration"), entry.get("model"), sorted(entry.get("files", {})),
-                              {f: i.get("bytes", 0) for f, i in entry.get("files", {}).items()},
-                              _built(config, entry)))
+        rows.append(
+            StatusRow(
+                removal.name,
+                entry.get("spec", ""),
+                "removed",
+                [removal.reason],
+                entry.get("duration"),
+                entry.get("model"),
+                sorted(entry.get("files", {})),
+                {f: i.get("bytes", 0) for f, i in entry.get("files", {}).items()},
+                _built(config, entry),
+            )
+        )
         _add_audio_facts(rows[-1], entry)
     return rows
 
@@ -111,9 +131,12 @@ def tempo_summary(tempo: Any) -> dict[str, Any] | None:
     if not isinstance(tempo, dict) or not isinstance(tempo.get("bpm"), (int, float)):
         return None
     difference = tempo_difference(tempo)
-    return {"bpm": tempo["bpm"], "declared": tempo.get("declared"),
-            "difference": None if difference is None else round(difference, 4),
-            "warning": difference is not None and abs(difference) > TEMPO_WARN_FRACTION}
+    return {
+        "bpm": tempo["bpm"],
+        "declared": tempo.get("declared"),
+        "difference": None if difference is None else round(difference, 4),
+        "warning": difference is not None and abs(difference) > TEMPO_WARN_FRACTION,
+    }
 
 
 def tempo_text(summary: dict[str, Any] | None) -> str:
@@ -129,9 +152,17 @@ def tempo_text(summary: dict[str, Any] | None) -> str:
 
 def _track_status(config: ProjectConfig, tp: TrackPlan, entry: dict[str, Any] | None) -> StatusRow:
     spec = tp.track.spec
-    row = StatusRow(tp.name, rel(config, spec.path), "fresh" if tp.action == "fresh" else "stale",
-                    list(tp.reasons), spec.duration, spec.model, list(spec.formats), license=tp.track.license,
-                    continues=spec.continues_track)
+    row = StatusRow(
+        tp.name,
+        rel(config, spec.path),
+        "fresh" if tp.action == "fresh" else "stale",
+        list(tp.reasons),
+        spec.duration,
+        spec.model,
+        list(spec.formats),
+        license=tp.track.license,
+        continues=spec.continues_track,
+    )
     if entry is not None:
         row.model = entry.get("model", row.model)
         row.bytes = {fmt: info.get("bytes", 0) for fmt, info in entry.get("files", {}).items()}
@@ -151,4 +182,3 @@ def _built(config: ProjectConfig, entry: dict[str, Any]) -> str | None:
         except (OSError, KeyError):
             pass
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(mtimes))) if mtimes else None
-

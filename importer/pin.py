@@ -32,8 +32,9 @@ class Pinned:
     cached: bool
 
 
-def pin_take(config: ProjectConfig, name: str, take: int, model_override: str | None = None,
-             override_base: Path | None = None) -> Pinned:
+def pin_take(
+    config: ProjectConfig, name: str, take: int, model_override: str | None = None, override_base: Path | None = None
+) -> Pinned:
     record = load_record(config, name)
     if record is None:
         raise TrackspecError(f"track '{name}' has no audition to pin from; run `trackspec audition {name}` first")
@@ -47,8 +48,15 @@ def pin_take(config: ProjectConfig, name: str, take: int, model_override: str | 
     seed = int(chosen["seed"])
     write_seed(track.spec.path, seed)
     pinned = find_track(config, name, model_override, override_base)
-    return Pinned(name, take, seed, track.spec.path, track.spec.seed, bool(chosen.get("preview")),
-                  cached=pinned.keys.render == chosen["keys"]["render"])
+    return Pinned(
+        name,
+        take,
+        seed,
+        track.spec.path,
+        track.spec.seed,
+        bool(chosen.get("preview")),
+        cached=pinned.keys.render == chosen["keys"]["render"],
+    )
 
 
 def write_seed(path: Path, seed: int) -> None:
@@ -58,7 +66,7 @@ def write_seed(path: Path, seed: int) -> None:
 
     raw = path.read_bytes()
     bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
-    document = tomlkit.parse(raw[len(bom):].decode("utf-8"))
+    document = tomlkit.parse(raw[len(bom) :].decode("utf-8"))
     old = document.item("seed") if "seed" in document else None
     # an existing value keeps its trivia (comment, whitespace)
     document["seed"] = Integer(seed, old.trivia, str(seed)) if isinstance(old, Item) else seed

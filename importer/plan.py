@@ -7,9 +7,10 @@ carries human reasons ("prompt changed", "output modified", ...).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 from .cache import Kind
 from .config import ProjectConfig, rel
@@ -67,9 +68,15 @@ class Plan:
     index: dict[str, Any] = field(default_factory=dict)
 
 
-def plan_build(config: ProjectConfig, loaded: Sequence[LoadedTrack], failures: list[SpecFailure],
-               index: dict[str, Any], cache: CacheView, state: OutputView,
-               others: Sequence[LoadedTrack] = ()) -> Plan:
+def plan_build(
+    config: ProjectConfig,
+    loaded: Sequence[LoadedTrack],
+    failures: list[SpecFailure],
+    index: dict[str, Any],
+    cache: CacheView,
+    state: OutputView,
+    others: Sequence[LoadedTrack] = (),
+) -> Plan:
     """The plan for ``loaded``: an action and its reasons per track, and the index entries
     no spec claims any more (removals). ``others`` are tracks known to be up to date that
     are not planned again (the daemon plans only what changed); they still claim their
@@ -90,8 +97,9 @@ def plan_build(config: ProjectConfig, loaded: Sequence[LoadedTrack], failures: l
     return Plan(tracks, failures, removals, index)
 
 
-def _plan_track(config: ProjectConfig, track: LoadedTrack, entries: dict[str, dict[str, Any]],
-                cache: CacheView, state: OutputView) -> TrackPlan:
+def _plan_track(
+    config: ProjectConfig, track: LoadedTrack, entries: dict[str, dict[str, Any]], cache: CacheView, state: OutputView
+) -> TrackPlan:
     entry = entries.get(track.spec.name)
     reasons = _stale_reasons(config, track, entry, state, cache)
     if reasons is None:
@@ -109,18 +117,23 @@ def _plan_track(config: ProjectConfig, track: LoadedTrack, entries: dict[str, di
     return TrackPlan(track, "generate", reasons)
 
 
-def _published_render(config: ProjectConfig, render_key: str, entries: dict[str, dict[str, Any]],
-                      state: OutputView) -> dict[str, Any] | None:
+def _published_render(
+    config: ProjectConfig, render_key: str, entries: dict[str, dict[str, Any]], state: OutputView
+) -> dict[str, Any] | None:
     """An index entry of this render whose files are all on disk unchanged, if any."""
     for entry in entries.values():
-        if entry.get("keys", {}).get("render") == render_key and all(k in entry for k in AUDIO_FACTS) \
-                and all(state.digest(config.root / f["path"]) == f["sha256"] for f in entry["files"].values()):
+        if (
+            entry.get("keys", {}).get("render") == render_key
+            and all(k in entry for k in AUDIO_FACTS)
+            and all(state.digest(config.root / f["path"]) == f["sha256"] for f in entry["files"].values())
+        ):
             return entry
     return None
 
 
-def _previous_inputs(name: str, entry: dict[str, Any], kind: str, state: OutputView,
-                     cache: CacheView) -> dict[str, Any] | None:
+def _previous_inputs(
+    name: str, entry: dict[str, Any], kind: str, state: OutputView, cache: CacheView
+) -> dict[str, Any] | None:
     """Key inputs of the last build of a track: from the state, else from its cache entry."""
     remembered = state.tracks.get(name, {}).get(f"{kind}_inputs")
     if remembered:
@@ -133,17 +146,22 @@ def _continued(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     """What changed in ``continue``: "continues NAME, which" when only that track's audio did."""
     before, after = (old or {}).get("continue") or {}, new.get("continue") or {}
     same_track = after.get("track") is not None and before.get("track") == after.get("track")
-    if same_track and {k: v for k, v in before.items() if k != "generation"} == \
-            {k: v for k, v in after.items() if k != "generation"}:
+    if same_track and {k: v for k, v in before.items() if k != "generation"} == {
+        k: v for k, v in after.items() if k != "generation"
+    }:
         return f"continues {after['track']}, which"
-    if after.get("audio") is not None and before.get("audio") not in (None, after.get("audio")) and \
-            {k: v for k, v in before.items() if k != "audio"} == {k: v for k, v in after.items() if k != "audio"}:
+    if (
+        after.get("audio") is not None
+        and before.get("audio") not in (None, after.get("audio"))
+        and {k: v for k, v in before.items() if k != "audio"} == {k: v for k, v in after.items() if k != "audio"}
+    ):
         return "continue_from audio"
     return "continue_from"
 
 
-def _stale_reasons(config: ProjectConfig, track: LoadedTrack, entry: dict[str, Any] | None,
-                   state: OutputView, cache: CacheView) -> list[str] | None:
+def _stale_reasons(
+    config: ProjectConfig, track: LoadedTrack, entry: dict[str, Any] | None, state: OutputView, cache: CacheView
+) -> list[str] | None:
     """Why the published files are not this track's current render; ``None`` if they are."""
     if entry is None:
         return ["new"]
@@ -173,5 +191,3 @@ def _stale_reasons(config: ProjectConfig, track: LoadedTrack, entry: dict[str, A
         elif digest != info.get("sha256"):
             reasons.append(f"output modified ({fmt})")
     return reasons or None
-
-

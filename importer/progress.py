@@ -35,8 +35,15 @@ class ProgressDisplay:
 
         bar = self._bars.get(name)
         if bar is None:
-            bar = tqdm(total=total, desc=name, unit="step", position=len(self._bars), leave=False,
-                       file=self.stream, dynamic_ncols=True)
+            bar = tqdm(
+                total=total,
+                desc=name,
+                unit="step",
+                position=len(self._bars),
+                leave=False,
+                file=self.stream,
+                dynamic_ncols=True,
+            )
             self._bars[name] = bar
         bar.n = done  # type: ignore[attr-defined]
         bar.refresh()  # type: ignore[attr-defined]

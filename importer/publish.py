@@ -10,14 +10,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from .cache import CacheEntry
 from .errors import CacheCorrupt
+from .fsutil import (
+    UnsafePath,
+    fsync_dir,
+    make_dirs,
+    make_dirs_inside,
+    owned_path,
+    replace_into,
+    sha256_file,
+    temp_path_for,
+)
 from .grammar import PUBLISHED_FORMATS
-from .fsutil import (UnsafePath, fsync_dir, make_dirs, make_dirs_inside, owned_path, replace_into, sha256_file,
-                     temp_path_for)
 
 if TYPE_CHECKING:
     from .tags import TrackTags
@@ -26,8 +35,14 @@ log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 
 
-def copy_verified(source: Path, target: Path, expected_sha256: str, staging: Path | None = None,
-                  adjust: Callable[[Path], None] | None = None, owner: Path | None = None) -> tuple[int, str]:
+def copy_verified(
+    source: Path,
+    target: Path,
+    expected_sha256: str,
+    staging: Path | None = None,
+    adjust: Callable[[Path], None] | None = None,
+    owner: Path | None = None,
+) -> tuple[int, str]:
     """Copy ``source`` to ``target`` atomically, checking the copy's sha256; return the
     published file's size and sha256.
 
@@ -69,8 +84,13 @@ def copy_verified(source: Path, target: Path, expected_sha256: str, staging: Pat
     return size, published
 
 
-def publish_entry(entry: CacheEntry, targets: dict[str, Path], staging: Path | None = None,
-                  tags: TrackTags | None = None, owner: Path | None = None) -> dict[str, dict[str, Any]]:
+def publish_entry(
+    entry: CacheEntry,
+    targets: dict[str, Path],
+    staging: Path | None = None,
+    tags: TrackTags | None = None,
+    owner: Path | None = None,
+) -> dict[str, dict[str, Any]]:
     """Publish ``audio.<fmt>`` of a render entry to each ``targets[fmt]``; return file facts.
 
     A render is shared by every track whose audio and settings are the same, but its files
@@ -88,14 +108,16 @@ def publish_entry(entry: CacheEntry, targets: dict[str, Path], staging: Path | N
     published = {}
     for fmt, target in targets.items():
         name = f"audio.{fmt}"
-        size, digest = copy_verified(entry.files[name], target, entry.digests[name], staging,
-                                     adjust(fmt) if adjust else None, owner)
+        size, digest = copy_verified(
+            entry.files[name], target, entry.digests[name], staging, adjust(fmt) if adjust else None, owner
+        )
         published[fmt] = {"sha256": digest, "bytes": size, "target": target}
     return published
 
 
-def remove_owned(files: list[tuple[Path, str]], root: Path, assets_dir: Path,
-                 digest_of: Callable[[Path], str | None]) -> list[Path]:
+def remove_owned(
+    files: list[tuple[Path, str]], root: Path, assets_dir: Path, digest_of: Callable[[Path], str | None]
+) -> list[Path]:
     """Delete files the index owned: ``(path, sha256 the index recorded)`` pairs.
 
     Never outside the repo. Inside the assets folder an owned path is removed whatever it

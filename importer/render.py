@@ -34,8 +34,8 @@ from .loudness import DEFAULT_MARGIN_DB, measure_file, normalise
 from .tags import TrackTags
 
 if TYPE_CHECKING:
-    from .tracks import LoadedTrack
     from .tempo import Tempo
+    from .tracks import LoadedTrack
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +50,17 @@ class RenderSettings:
     """Everything that turns a track's raw audio into its files (all of it in the render key)."""
 
     encode: EncodeSettings
-    channels: int | None = None           # None: as the model made it
-    loop_crossfade: float | None = None   # seconds; None: not looped
+    channels: int | None = None  # None: as the model made it
+    loop_crossfade: float | None = None  # seconds; None: not looped
     loudness_target: float | None = None  # LUFS; None: left as generated
-    true_peak: float = -1.0               # ceiling in dBTP
+    true_peak: float = -1.0  # ceiling in dBTP
     tags: TrackTags | None = None
-    tempo: bool = False                   # measure tempo, beats and downbeats
+    tempo: bool = False  # measure tempo, beats and downbeats
     bar_beats: int = 4
-    bpm_hint: float | None = None         # centre of the tempo analysis (a loop's meta.bpm)
-    loop_bars: int | None = None          # None: as many as fit
+    bpm_hint: float | None = None  # centre of the tempo analysis (a loop's meta.bpm)
+    loop_bars: int | None = None  # None: as many as fit
     loop_start: int | float | str | None = None
-    loop_crossfade_set: bool = False      # False: one bar at the measured tempo
+    loop_crossfade_set: bool = False  # False: one bar at the measured tempo
 
 
 def settings_for(track: LoadedTrack) -> RenderSettings:
@@ -68,17 +68,28 @@ def settings_for(track: LoadedTrack) -> RenderSettings:
     from .tracks import tags_for
 
     spec = track.spec
-    encoding = EncodeSettings(formats=spec.formats, sample_rate=spec.sample_rate,
-                              ogg_quality=spec.ogg_quality, mp3_quality=spec.mp3_quality)
-    return RenderSettings(encode=encoding, channels=spec.channels, loop_crossfade=spec.loop_crossfade,
-                          loudness_target=spec.loudness_target, true_peak=spec.true_peak, tags=tags_for(track),
-                          tempo=spec.measures_tempo, bar_beats=spec.bar_beats, bpm_hint=spec.loop_bpm_hint,
-                          loop_bars=spec.loop_bars, loop_start=spec.loop_start,
-                          loop_crossfade_set=spec.loop_crossfade_set)
+    encoding = EncodeSettings(
+        formats=spec.formats, sample_rate=spec.sample_rate, ogg_quality=spec.ogg_quality, mp3_quality=spec.mp3_quality
+    )
+    return RenderSettings(
+        encode=encoding,
+        channels=spec.channels,
+        loop_crossfade=spec.loop_crossfade,
+        loudness_target=spec.loudness_target,
+        true_peak=spec.true_peak,
+        tags=tags_for(track),
+        tempo=spec.measures_tempo,
+        bar_beats=spec.bar_beats,
+        bpm_hint=spec.loop_bpm_hint,
+        loop_bars=spec.loop_bars,
+        loop_start=spec.loop_start,
+        loop_crossfade_set=spec.loop_crossfade_set,
+    )
 
 
-def render_raw(cache: LocalCache, raw: CacheEntry, settings: RenderSettings, key: str,
-               inputs: dict[str, Any]) -> CacheEntry:
+def render_raw(
+    cache: LocalCache, raw: CacheEntry, settings: RenderSettings, key: str, inputs: dict[str, Any]
+) -> CacheEntry:
     """Render the raw entry ``raw``; store the files as render entry ``key``.
 
     ``inputs`` (what the render key was made from) goes into the entry's info, so that
@@ -99,8 +110,12 @@ def render_raw(cache: LocalCache, raw: CacheEntry, settings: RenderSettings, key
         found = analyse(pcm, rate, settings.bar_beats, settings.bpm_hint)
         tempo = found.tempo
         if tempo is None:
-            log.warning("%s: tempo not measured: %s%s", title, found.reason,
-                        "; the loop falls back to a plain crossfade" if settings.loop_crossfade is not None else "")
+            log.warning(
+                "%s: tempo not measured: %s%s",
+                title,
+                found.reason,
+                "; the loop falls back to a plain crossfade" if settings.loop_crossfade is not None else "",
+            )
     if settings.loop_crossfade is not None:
         looped = _loop(pcm, rate, settings, tempo, title)
         pcm, loop = looped.audio, looped.index_entry()
@@ -112,10 +127,16 @@ def render_raw(cache: LocalCache, raw: CacheEntry, settings: RenderSettings, key
     try:
         outputs, loudness = _encode_within_ceiling(pcm, settings, tags, staging)
         duration = pcm.shape[1] / rate
-        facts = {"sample_rate": rate, "channels": int(pcm.shape[0]), "samples": int(pcm.shape[1]),
-                 "duration": round(duration, 6), "loop": loop, "loudness": loudness,
-                 "tempo": None if tempo is None else tempo.index_entry(rate, duration, settings.bpm_hint),
-                 "title": tags.title if tags is not None else None}
+        facts = {
+            "sample_rate": rate,
+            "channels": int(pcm.shape[0]),
+            "samples": int(pcm.shape[1]),
+            "duration": round(duration, 6),
+            "loop": loop,
+            "loudness": loudness,
+            "tempo": None if tempo is None else tempo.index_entry(rate, duration, settings.bpm_hint),
+            "title": tags.title if tags is not None else None,
+        }
         files = {f"audio.{fmt}": path for fmt, path in outputs.items()}
         return cache.put("render", key, files, {**facts, "inputs": inputs})
     finally:
@@ -127,20 +148,33 @@ def _loop(pcm: np.ndarray, rate: int, settings: RenderSettings, tempo: Tempo | N
     assert settings.loop_crossfade is not None
     if tempo is None:
         if not settings.tempo:
-            log.warning("%s: tempo = \"off\": the loop is a plain %.2f s crossfade, not bar-aligned", title,
-                        settings.loop_crossfade)
+            log.warning(
+                '%s: tempo = "off": the loop is a plain %.2f s crossfade, not bar-aligned',
+                title,
+                settings.loop_crossfade,
+            )
         if settings.loop_start is not None or settings.loop_bars is not None:
-            log.warning("%s: without a measured tempo, loop_start and loop_bars are not used: "
-                        "the whole file loops with a %.2f s crossfade", title, settings.loop_crossfade)
+            log.warning(
+                "%s: without a measured tempo, loop_start and loop_bars are not used: "
+                "the whole file loops with a %.2f s crossfade",
+                title,
+                settings.loop_crossfade,
+            )
         return make_seamless(pcm, rate, settings.loop_crossfade)
     try:
-        return bar_loop(pcm, rate, bpm=tempo.bpm, first_downbeat=tempo.first_downbeat, bar_beats=tempo.bar_beats,
-                        crossfade_seconds=settings.loop_crossfade if settings.loop_crossfade_set else None,
-                        bars=settings.loop_bars, start=settings.loop_start)
+        return bar_loop(
+            pcm,
+            rate,
+            bpm=tempo.bpm,
+            first_downbeat=tempo.first_downbeat,
+            bar_beats=tempo.bar_beats,
+            crossfade_seconds=settings.loop_crossfade if settings.loop_crossfade_set else None,
+            bars=settings.loop_bars,
+            start=settings.loop_start,
+        )
     except LoopDoesNotFit as exc:
         if settings.loop_bars is None and settings.loop_start is None:  # nothing asked that could be kept
-            log.warning("%s: %s; the loop falls back to a plain %.2f s crossfade", title, exc,
-                        settings.loop_crossfade)
+            log.warning("%s: %s; the loop falls back to a plain %.2f s crossfade", title, exc, settings.loop_crossfade)
             return make_seamless(pcm, rate, settings.loop_crossfade)
         raise EncodeError(f"{title}: {exc}; lower [output] loop_bars or loop_start, or lengthen the track") from exc
 
@@ -160,13 +194,16 @@ def _load(raw: CacheEntry) -> np.ndarray:
     info = raw.info
     data = np.fromfile(raw.files["audio.f32"], dtype="<f4")
     if data.size != info["channels"] * info["samples"]:
-        raise CacheCorrupt(f"raw audio {raw.key[:12]} holds {data.size} values, its manifest "
-                           f"says {info['channels']} x {info['samples']}")
+        raise CacheCorrupt(
+            f"raw audio {raw.key[:12]} holds {data.size} values, its manifest "
+            f"says {info['channels']} x {info['samples']}"
+        )
     return data.reshape(info["channels"], info["samples"])
 
 
-def _encode_within_ceiling(pcm: np.ndarray, settings: RenderSettings, tags: TrackTags | None,
-                           out_dir: Path) -> tuple[dict[str, Path], dict[str, Any]]:
+def _encode_within_ceiling(
+    pcm: np.ndarray, settings: RenderSettings, tags: TrackTags | None, out_dir: Path
+) -> tuple[dict[str, Path], dict[str, Any]]:
     """Normalise, encode and measure until every decoded file holds the true-peak ceiling."""
     rate, target, ceiling = settings.encode.sample_rate, settings.loudness_target, settings.true_peak
     margin = DEFAULT_MARGIN_DB
@@ -185,15 +222,18 @@ def _encode_within_ceiling(pcm: np.ndarray, settings: RenderSettings, tags: Trac
             break
         margin += worst - ceiling + RETRY_STEP_DB
     else:
-        raise EncodeError(f"the encoded files still peak at {worst:.2f} dBTP, over the {ceiling:g} dBTP "
-                          f"ceiling, after {MAX_ENCODES} tries")
+        raise EncodeError(
+            f"the encoded files still peak at {worst:.2f} dBTP, over the {ceiling:g} dBTP "
+            f"ceiling, after {MAX_ENCODES} tries"
+        )
     loudness = {
         "target": target,
         "true_peak_ceiling": ceiling if target is not None else None,
         "method": method,
         "gain_db": round(gain, 2),
-        "files": {fmt: {"integrated": _rounded(lufs), "true_peak": _rounded(peak)}
-                  for fmt, (lufs, peak) in measured.items()},
+        "files": {
+            fmt: {"integrated": _rounded(lufs), "true_peak": _rounded(peak)} for fmt, (lufs, peak) in measured.items()
+        },
     }
     return outputs, loudness
 

@@ -17,7 +17,6 @@ from .fields import GENERATION_FIELDS, OUTPUT_FIELDS, TOP_FIELDS
 from .fsutil import atomic_write_bytes
 from .spec import SPEC_SUFFIX
 
-
 #: Folder ``init`` makes for specs and ``new`` writes to when the specs are searched repo-wide.
 SPEC_FOLDER = "track_specs"
 
@@ -34,14 +33,21 @@ class EnginePreset:
 #: ``--engine`` presets. Unity and Unreal re-encode every audio file they import, so they get
 #: lossless files (no second lossy pass); Godot plays the OGG as it is (streamed).
 ENGINE_PRESETS: dict[str, EnginePreset] = {
-    "godot": EnginePreset("assets/music", ("ogg",),
-                          "Godot 4: OGG streams as it is; trackspec writes each file's .import (loop, bpm)"),
-    "unity": EnginePreset("Assets/Music", ("wav",),
-                          "Unity re-encodes what it imports: lossless WAV in, Vorbis out "
-                          "(build_hooks/unity/Editor/TrackspecAudioPostprocessor.cs); flac works too"),
-    "unreal": EnginePreset("Audio/Music", ("wav",),
-                           "Unreal imports source WAV files into SoundWave assets "
-                           "(build_hooks/unreal/trackspec_import.py); keep them outside Content/"),
+    "godot": EnginePreset(
+        "assets/music", ("ogg",), "Godot 4: OGG streams as it is; trackspec writes each file's .import (loop, bpm)"
+    ),
+    "unity": EnginePreset(
+        "Assets/Music",
+        ("wav",),
+        "Unity re-encodes what it imports: lossless WAV in, Vorbis out "
+        "(build_hooks/unity/Editor/TrackspecAudioPostprocessor.cs); flac works too",
+    ),
+    "unreal": EnginePreset(
+        "Audio/Music",
+        ("wav",),
+        "Unreal imports source WAV files into SoundWave assets "
+        "(build_hooks/unreal/trackspec_import.py); keep them outside Content/",
+    ),
 }
 
 
@@ -55,10 +61,20 @@ def project_config_text(engine: str | None = None) -> str:
         doc.add(tomlkit.comment(f"Preset --engine {engine}: {preset.note}."))
     doc.add(tomlkit.nl())
     doc.add("specs", tomlkit.array('["."]'))
-    doc["specs"].comment("the whole repo: a spec may lie anywhere; .gitignore'd folders, the assets folder "
-                         "and hidden folders are skipped")
-    for key in ("assets", "index", "device", "max_duration", "batch_size", "encode_workers", "commercial",
-                "allow_noncommercial_models"):
+    doc["specs"].comment(
+        "the whole repo: a spec may lie anywhere; .gitignore'd folders, the assets folder "
+        "and hidden folders are skipped"
+    )
+    for key in (
+        "assets",
+        "index",
+        "device",
+        "max_duration",
+        "batch_size",
+        "encode_workers",
+        "commercial",
+        "allow_noncommercial_models",
+    ):
         value = PROJECT_FIELDS[key].default
         if preset is not None and key == "assets":
             value = preset.assets
@@ -67,8 +83,11 @@ def project_config_text(engine: str | None = None) -> str:
         item = tomlkit.item(value)
         item.comment(PROJECT_FIELDS[key].doc)
         doc.add(key, item)
-    doc.add(tomlkit.comment(f'cache = "~/.cache/trackspec"   # {PROJECT_FIELDS["cache"].doc}; '
-                            "TRACKSPEC_CACHE_DIR overrides"))
+    doc.add(
+        tomlkit.comment(
+            f'cache = "~/.cache/trackspec"   # {PROJECT_FIELDS["cache"].doc}; TRACKSPEC_CACHE_DIR overrides'
+        )
+    )
     doc.add(tomlkit.nl())
 
     defaults = tomlkit.table()
@@ -126,9 +145,14 @@ def spec_text(prompt: str, duration: float, genre: str | None) -> str:
     doc.add(tomlkit.comment("seed = 1234                  # fix the take; default: derived from this spec"))
     doc.add(tomlkit.comment('description = "..."          # for people; part of no key'))
     doc.add(tomlkit.nl())
-    for table, fields, keys in (("generation", GENERATION_FIELDS, ("model", "temperature", "top_k", "top_p")),
-                                ("output", OUTPUT_FIELDS, ("formats", "ogg_quality", "mp3_quality",
-                                                           "loudness_profile", "true_peak", "loop", "loop_bars"))):
+    for table, fields, keys in (
+        ("generation", GENERATION_FIELDS, ("model", "temperature", "top_k", "top_p")),
+        (
+            "output",
+            OUTPUT_FIELDS,
+            ("formats", "ogg_quality", "mp3_quality", "loudness_profile", "true_peak", "loop", "loop_bars"),
+        ),
+    ):
         doc.add(tomlkit.comment(f"[{table}]   (uncomment to override the project's defaults)"))
         for key in keys:
             value = tomlkit.item(fields[key].default).as_string()
@@ -143,8 +167,9 @@ def spec_text(prompt: str, duration: float, genre: str | None) -> str:
     return tomlkit.dumps(doc)
 
 
-def write_spec(config: ProjectConfig, name: str, prompt: str, duration: float, genre: str | None,
-               folder: Path | None = None) -> Path:
+def write_spec(
+    config: ProjectConfig, name: str, prompt: str, duration: float, genre: str | None, folder: Path | None = None
+) -> Path:
     """Write ``<folder>/<name>.trackspec`` (default: ``default_spec_folder``), checked by the parser.
 
     Refuses to overwrite, and removes the file again if the parser rejects it, so `new`

@@ -8,9 +8,10 @@ Every problem is reported with the file, line, column and field; unknown keys ge
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import Location, SpecError
 from .fields import FREE_TABLES, TABLES, TOP_FIELDS, Field, FieldProblem, json_value, suggestion
@@ -18,7 +19,6 @@ from .generate.base import DEFAULT_STRIDE_FRACTION
 from .layout import SPEC_SUFFIX
 from .output_settings import declared_bpm, default_crossfade, target_for
 from .tomlsource import TomlDocument, read_toml
-
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class TrackSpec:
     def continues_track(self) -> str | None:
         """The name of the track this one continues, if it continues one."""
         if self.continue_from and self.continue_from.startswith(TRACK_PREFIX):
-            return self.continue_from[len(TRACK_PREFIX):]
+            return self.continue_from[len(TRACK_PREFIX) :]
         return None
 
 
@@ -100,9 +100,15 @@ def builtin_defaults() -> dict[str, Any]:
     return values
 
 
-def check_table(doc: TomlDocument, data: dict, fields: dict[str, Field], prefix: tuple[str, ...],
-                error: type, tables: dict[str, dict[str, Field]] | None = None,
-                free_tables: tuple[str, ...] = ()) -> dict[str, Any]:
+def check_table(
+    doc: TomlDocument,
+    data: dict,
+    fields: dict[str, Field],
+    prefix: tuple[str, ...],
+    error: type,
+    tables: dict[str, dict[str, Field]] | None = None,
+    free_tables: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Validate one TOML table against ``fields`` (and nested ``tables``); return clean values."""
     tables = tables or {}
     allowed = list(fields) + list(tables) + list(free_tables)
@@ -156,20 +162,29 @@ def parse_spec(path: Path, defaults: dict[str, Any], max_duration: float) -> Tra
         try:
             values["name"] = TOP_FIELDS["name"].check(stem)
         except FieldProblem as exc:
-            raise SpecError(Location(path, 1, 1), f"the file name gives no valid track name: {exc}; "
-                            "set `name = \"...\"` in the spec", "name") from None
+            raise SpecError(
+                Location(path, 1, 1),
+                f'the file name gives no valid track name: {exc}; set `name = "..."` in the spec',
+                "name",
+            ) from None
     if values["duration"] > max_duration:
-        raise SpecError(doc.locate("duration"), f"{values['duration']:g} s is out of range; allowed: "
-                        f"(0, {max_duration:g}] (raise max_duration in trackspec.toml)", "duration")
+        raise SpecError(
+            doc.locate("duration"),
+            f"{values['duration']:g} s is out of range; allowed: "
+            f"(0, {max_duration:g}] (raise max_duration in trackspec.toml)",
+            "duration",
+        )
 
     gen, out = values["generation"], values["output"]
     stride = gen.get("window_stride")
     if stride is None:
         stride = round(gen["window"] * DEFAULT_STRIDE_FRACTION, 6)
     elif stride >= gen["window"]:
-        raise SpecError(doc.locate("generation", "window_stride"),
-                        f"{stride:g} s must be shorter than the window ({gen['window']:g} s)",
-                        "generation.window_stride")
+        raise SpecError(
+            doc.locate("generation", "window_stride"),
+            f"{stride:g} s must be shorter than the window ({gen['window']:g} s)",
+            "generation.window_stride",
+        )
     loop_crossfade = _loop_crossfade(doc, out, values, float(values["duration"]))
     _check_continuation(doc, gen, float(values["duration"]))
     return TrackSpec(
@@ -217,8 +232,9 @@ def _loop_bpm_hint(doc: TomlDocument, out: dict[str, Any], values: dict[str, Any
     try:
         return declared_bpm(bpm)
     except ValueError as exc:
-        raise SpecError(doc.locate("meta", "bpm"), f"{exc} (it centres the tempo analysis of a loop)",
-                        "meta.bpm") from None
+        raise SpecError(
+            doc.locate("meta", "bpm"), f"{exc} (it centres the tempo analysis of a loop)", "meta.bpm"
+        ) from None
 
 
 def _check_continuation(doc: TomlDocument, gen: dict[str, Any], duration: float) -> None:
@@ -226,25 +242,32 @@ def _check_continuation(doc: TomlDocument, gen: dict[str, Any], duration: float)
     source = gen.get("continue_from")
     for name in ("continue_seconds", "include_prompt"):
         if name in gen and source is None and gen[name] not in (None, False):
-            raise SpecError(doc.locate("generation", name), "needs continue_from (the audio to continue)",
-                            f"generation.{name}")
+            raise SpecError(
+                doc.locate("generation", name), "needs continue_from (the audio to continue)", f"generation.{name}"
+            )
     if source is None:
         return
     if source.startswith(TRACK_PREFIX):
         try:
-            TOP_FIELDS["name"].check(source[len(TRACK_PREFIX):])
+            TOP_FIELDS["name"].check(source[len(TRACK_PREFIX) :])
         except FieldProblem as exc:
-            raise SpecError(doc.locate("generation", "continue_from"), f"names no track: {exc}",
-                            "generation.continue_from") from None
+            raise SpecError(
+                doc.locate("generation", "continue_from"), f"names no track: {exc}", "generation.continue_from"
+            ) from None
     seconds = gen.get("continue_seconds")
     if seconds is not None and seconds >= gen["window"]:
-        raise SpecError(doc.locate("generation", "continue_seconds"),
-                        f"{seconds:g} s must be shorter than the window ({gen['window']:g} s): the model "
-                        "continues within one window", "generation.continue_seconds")
+        raise SpecError(
+            doc.locate("generation", "continue_seconds"),
+            f"{seconds:g} s must be shorter than the window ({gen['window']:g} s): the model "
+            "continues within one window",
+            "generation.continue_seconds",
+        )
     if seconds is not None and gen.get("include_prompt") and seconds >= duration:
-        raise SpecError(doc.locate("generation", "continue_seconds"),
-                        f"{seconds:g} s must be shorter than the track ({duration:g} s), which includes it "
-                        "(include_prompt = true)", "generation.continue_seconds")
+        raise SpecError(
+            doc.locate("generation", "continue_seconds"),
+            f"{seconds:g} s must be shorter than the track ({duration:g} s), which includes it (include_prompt = true)",
+            "generation.continue_seconds",
+        )
 
 
 def default_continue_seconds(window: float) -> float:
@@ -252,8 +275,7 @@ def default_continue_seconds(window: float) -> float:
     return window - 1.0 if window > 2.0 else window / 2
 
 
-def _loop_crossfade(doc: TomlDocument, out: dict[str, Any], values: dict[str, Any], duration: float
-                    ) -> float | None:
+def _loop_crossfade(doc: TomlDocument, out: dict[str, Any], values: dict[str, Any], duration: float) -> float | None:
     """The crossfade of a looped track: as set, else one bar at ``meta.bpm``, else 2 s."""
     if not out["loop"]:
         return None
@@ -266,14 +288,18 @@ def _loop_crossfade(doc: TomlDocument, out: dict[str, Any], values: dict[str, An
             raise SpecError(doc.locate("meta", "bpm"), f"{exc} (it sets the loop crossfade)", "meta.bpm") from None
     if crossfade * 2 >= duration:
         where = ("output", "loop_crossfade") if "loop_crossfade" in out else ("output", "loop")
-        raise SpecError(doc.locate(*where), f"the loop crossfade ({crossfade:g} s) must be shorter than half "
-                        f"the track ({duration:g} s): shorten it with loop_crossfade or lengthen the track",
-                        ".".join(where))
+        raise SpecError(
+            doc.locate(*where),
+            f"the loop crossfade ({crossfade:g} s) must be shorter than half "
+            f"the track ({duration:g} s): shorten it with loop_crossfade or lengthen the track",
+            ".".join(where),
+        )
     return float(crossfade)
 
 
-def discover_specs(root: Path, spec_dirs: list[Path], skip: list[Path],
-                   walked: list[Path] | None = None) -> Iterator[Path]:
+def discover_specs(
+    root: Path, spec_dirs: list[Path], skip: list[Path], walked: list[Path] | None = None
+) -> Iterator[Path]:
     """Every ``*.trackspec`` under ``spec_dirs`` (sorted): hidden folders, ``skip`` and what the
     repo's ``.gitignore`` files ignore (``gitignore``) are pruned, so an engine's generated
     trees (Unity's ``Library/``, Godot's ``.godot/``) are never read.
@@ -302,25 +328,31 @@ def discover_specs(root: Path, spec_dirs: list[Path], skip: list[Path],
             if walked is not None:
                 walked.append(here)
             # Under the (resolved) root: the relative path is a slice, not os.path.relpath's work.
-            rel_here = dirpath[len(root_str) + 1:].replace(os.sep, "/") if dirpath != root_str else "."
+            rel_here = dirpath[len(root_str) + 1 :].replace(os.sep, "/") if dirpath != root_str else "."
             if rel_here == ".":
                 ignores = Ignores.at_root(root_str, read)
             else:
-                above = rules.get(os.path.dirname(dirpath)) \
-                    or Ignores.for_folder(root_str, os.path.dirname(dirpath), read)
+                above = rules.get(os.path.dirname(dirpath)) or Ignores.for_folder(
+                    root_str, os.path.dirname(dirpath), read
+                )
                 ignores = above.descend(rel_here, dirpath, IGNORE_FILE in filenames)
             rules[dirpath] = ignores
             prefix = "" if rel_here == "." else rel_here + "/"
             # The walk starts at resolved folders and never follows a link, so a joined path is
             # already resolved unless it is a link itself (which is listed, not walked).
             dirnames[:] = sorted(
-                d for d in dirnames
-                if not d.startswith(".") and os.path.join(dirpath, d) not in skip_strs
+                d
+                for d in dirnames
+                if not d.startswith(".")
+                and os.path.join(dirpath, d) not in skip_strs
                 and not ignores.ignored(prefix + d, True)
             )
             for name in sorted(filenames):
-                if name.endswith(SPEC_SUFFIX) and not name.startswith(".") \
-                        and not ignores.ignored(prefix + name, False):
+                if (
+                    name.endswith(SPEC_SUFFIX)
+                    and not name.startswith(".")
+                    and not ignores.ignored(prefix + name, False)
+                ):
                     path = here / name
                     if path not in seen:
                         seen.add(path)

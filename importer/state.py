@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .fsutil import atomic_write_bytes, ensure_state_dir, read_regular, sha256_file
-from .layout import STATE_FILE
 from .grammar import MAX_DEPTH, depth, is_key, is_name
+from .layout import STATE_FILE
 
 STATE_VERSION = 1
 
@@ -31,8 +31,13 @@ def _signature(st: os.stat_result) -> list[int]:
 def _valid_file_record(path: object, record: object) -> bool:
     """A remembered hash: a path and ``[size, mtime_ns, ctime_ns, inode, sha256]`` (a crafted
     one would make a changed file look unchanged only if it also matched its stat)."""
-    return (isinstance(path, str) and isinstance(record, list) and len(record) == 5
-            and all(isinstance(n, int) and not isinstance(n, bool) for n in record[:4]) and is_key(record[4]))
+    return (
+        isinstance(path, str)
+        and isinstance(record, list)
+        and len(record) == 5
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in record[:4])
+        and is_key(record[4])
+    )
 
 
 def _digest_or_none(path: Path) -> str | None:
@@ -54,8 +59,11 @@ class State:
             data = json.loads(read_regular(path))
             if data.get("version") == STATE_VERSION:
                 self.files = {k: v for k, v in dict(data.get("files", {})).items() if _valid_file_record(k, v)}
-                self.tracks = {k: v for k, v in dict(data.get("tracks", {})).items()
-                               if is_name(k) and isinstance(v, dict) and depth(v) <= MAX_DEPTH}
+                self.tracks = {
+                    k: v
+                    for k, v in dict(data.get("tracks", {})).items()
+                    if is_name(k) and isinstance(v, dict) and depth(v) <= MAX_DEPTH
+                }
         except (OSError, ValueError, AttributeError, TypeError, RecursionError):
             pass  # missing or unreadable: only costs a re-hash
 

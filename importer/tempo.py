@@ -86,8 +86,10 @@ class Tempo:
             "bpm": round(self.bpm, 3),
             "declared": None if declared is None else float(declared),
             "confidence": round(self.confidence, 3),
-            "first_downbeat": {"seconds": round(self.first_downbeat, 6),
-                               "samples": int(round(self.first_downbeat * rate))},
+            "first_downbeat": {
+                "seconds": round(self.first_downbeat, 6),
+                "samples": int(round(self.first_downbeat * rate)),
+            },
             "beats": self.beats_in(duration),
             "bar_beats": self.bar_beats,
         }
@@ -110,6 +112,7 @@ def preload() -> threading.Thread:
     per process), so that a build can start it when it knows it will render, e.g. while the
     model generates; ``analyse`` then finds them loaded (Python's import lock makes it wait
     for a load in progress rather than start another)."""
+
     def load() -> None:  # librosa.beat pulls in librosa's onset, feature and core modules
         import librosa.beat
         import librosa.feature  # noqa: F401
@@ -138,10 +141,10 @@ def analyse(pcm: np.ndarray, rate: int, bar_beats: int = 4, declared_bpm: float 
     # The tempo estimate (an autocorrelation per frame: the costly step) runs on the envelope at
     # half the frame rate; it only seeds the tracker, whose beats the grid is then fitted to.
     coarse = env[: env.size // 2 * 2].reshape(-1, 2).max(axis=1)
-    guess = float(librosa.feature.tempo(onset_envelope=coarse, sr=ANALYSIS_RATE, hop_length=2 * HOP,
-                                        start_bpm=start_bpm)[0])
-    _, frames = librosa.beat.beat_track(onset_envelope=env, sr=ANALYSIS_RATE, hop_length=HOP, bpm=guess,
-                                        units="frames")
+    guess = float(
+        librosa.feature.tempo(onset_envelope=coarse, sr=ANALYSIS_RATE, hop_length=2 * HOP, start_bpm=start_bpm)[0]
+    )
+    _, frames = librosa.beat.beat_track(onset_envelope=env, sr=ANALYSIS_RATE, hop_length=HOP, bpm=guess, units="frames")
     frames = np.asarray(frames, dtype=np.int64)
     beats = librosa.frames_to_time(frames, sr=ANALYSIS_RATE, hop_length=HOP)
     if frames.size < MIN_BEATS:
@@ -152,14 +155,17 @@ def analyse(pcm: np.ndarray, rate: int, bar_beats: int = 4, declared_bpm: float 
         factor = min((0.5, 1.0, 2.0), key=lambda f: abs(math.log(f * 60.0 / period / declared_bpm)))
         if factor != 1.0:
             period /= factor
-            grid = phase + period * np.arange(math.ceil(-phase / period), (env.size * HOP / ANALYSIS_RATE - phase) / period)
+            grid = phase + period * np.arange(
+                math.ceil(-phase / period), (env.size * HOP / ANALYSIS_RATE - phase) / period
+            )
             grid_frames = np.clip(np.round(grid * ANALYSIS_RATE / HOP).astype(np.int64), 0, env.size - 1)
             period, phase = _fit_grid(_snap(env, grid_frames, np.full(2, period)))
     bpm = 60.0 / period
     confidence = _pulse_confidence(env, period * ANALYSIS_RATE / HOP, bar_beats)
     if confidence < MIN_CONFIDENCE:
-        return Analysis(None, f"no steady beat (pulse confidence {confidence:.2f}, under {MIN_CONFIDENCE})",
-                        beats, bpm, confidence)
+        return Analysis(
+            None, f"no steady beat (pulse confidence {confidence:.2f}, under {MIN_CONFIDENCE})", beats, bpm, confidence
+        )
     phase -= ONSET_LATENCY
     first = _first_downbeat(env, low, phase, period, bar_beats, beats[0])
     return Analysis(Tempo(bpm, first, confidence, bar_beats), "", beats, bpm, confidence)
@@ -222,8 +228,9 @@ def _ac(e: np.ndarray, lag: int) -> float:
     return float(np.dot(e[:-lag], e[lag:])) if lag > 0 else float(np.dot(e, e))
 
 
-def _first_downbeat(env: np.ndarray, low: np.ndarray, phase: float, period: float, bar_beats: int,
-                    first_beat: float) -> float:
+def _first_downbeat(
+    env: np.ndarray, low: np.ndarray, phase: float, period: float, bar_beats: int, first_beat: float
+) -> float:
     """The earliest downbeat of the grid at or after the music's first beat."""
     hop_s = HOP / ANALYSIS_RATE
     n_frames = env.size
@@ -236,8 +243,9 @@ def _first_downbeat(env: np.ndarray, low: np.ndarray, phase: float, period: floa
 
     def strength(curve: np.ndarray) -> np.ndarray:
         peak = float(curve.max()) or 1.0
-        near = np.maximum(curve[frames], np.maximum(curve[np.maximum(frames - 1, 0)],
-                                                    curve[np.minimum(frames + 1, n_frames - 1)]))
+        near = np.maximum(
+            curve[frames], np.maximum(curve[np.maximum(frames - 1, 0)], curve[np.minimum(frames + 1, n_frames - 1)])
+        )
         return near / peak
 
     salience = strength(low) + 0.25 * strength(env)  # bass and kick mark the bar; the rest breaks ties

@@ -64,7 +64,7 @@ class TomlDocument:
                     return Location(self.path, number, len(key.group(1)) + 1)
                 if len(full) < len(key_path) and key_path[: len(full)] == full and best is None:
                     best = Location(self.path, number, len(key.group(1)) + 1)
-                rest = line[key.end():]
+                rest = line[key.end() :]
                 for quote in ('"""', "'''"):
                     if rest.count(quote) % 2 == 1:
                         in_multiline = quote
@@ -91,8 +91,10 @@ def read_toml(path: Path, error: type[InputError]) -> TomlDocument:
         if depth(data) > MAX_DEPTH:
             raise RecursionError
     except RecursionError:
-        raise error(Location(path), f"TOML nested more than {MAX_DEPTH} levels deep (arrays or tables "
-                                    "inside each other); flatten it") from None
+        raise error(
+            Location(path),
+            f"TOML nested more than {MAX_DEPTH} levels deep (arrays or tables inside each other); flatten it",
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _SYNTAX_POS.search(message)

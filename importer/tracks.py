@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from .config import ProjectConfig, rel
 from .errors import Location, SpecError, TrackspecError
@@ -48,9 +49,16 @@ def tags_for(track: LoadedTrack, loop: dict[str, Any] | None = None) -> TrackTag
     from . import __version__
     from .model_ref import model_label
 
-    return TrackTags(title=track.spec.name, render_key=track.keys.render, model=model_label(track.model),
-                     seed=track.keys.seed, version=__version__, license=track.license,
-                     loop_start=loop["start"] if loop else None, loop_length=loop["length"] if loop else None)
+    return TrackTags(
+        title=track.spec.name,
+        render_key=track.keys.render,
+        model=model_label(track.model),
+        seed=track.keys.seed,
+        version=__version__,
+        license=track.license,
+        loop_start=loop["start"] if loop else None,
+        loop_length=loop["length"] if loop else None,
+    )
 
 
 class ParsedSpecs:
@@ -107,8 +115,9 @@ def check_inside_repo(config: ProjectConfig, path: Path) -> None:
         return
     target = path.resolve()
     if config.root not in target.parents:
-        raise SpecError(Location(path), f"links to {target}, outside the game repo ({config.root}); "
-                        "copy the spec into the repo")
+        raise SpecError(
+            Location(path), f"links to {target}, outside the game repo ({config.root}); copy the spec into the repo"
+        )
 
 
 @dataclass
@@ -175,8 +184,11 @@ class SpecLoader:
         path = continue_path(self.config, spec)
         digest = self.state.digest(path)
         if digest is None:
-            raise SpecError(read_toml(spec.path, SpecError).locate("generation", "continue_from"),
-                            f"{rel(self.config, path)} cannot be read", "generation.continue_from")
+            raise SpecError(
+                read_toml(spec.path, SpecError).locate("generation", "continue_from"),
+                f"{rel(self.config, path)} cannot be read",
+                "generation.continue_from",
+            )
         return continuation_inputs(spec, {"audio": digest})
 
 
@@ -186,16 +198,21 @@ def continue_path(config: ProjectConfig, spec: TrackSpec) -> Path:
     where = read_toml(spec.path, SpecError).locate("generation", "continue_from")
     path = (config.root / Path(spec.continue_from).expanduser()).resolve()
     if config.root.resolve() not in path.parents:
-        raise SpecError(where, f"{spec.continue_from} is outside the game repo ({config.root}); "
-                        "copy the audio into the repo", "generation.continue_from")
+        raise SpecError(
+            where,
+            f"{spec.continue_from} is outside the game repo ({config.root}); copy the audio into the repo",
+            "generation.continue_from",
+        )
     if not path.is_file():
-        raise SpecError(where, f"{spec.continue_from} is not a file (paths are relative to the repo root, "
-                        f"{config.root})", "generation.continue_from")
+        raise SpecError(
+            where,
+            f"{spec.continue_from} is not a file (paths are relative to the repo root, {config.root})",
+            "generation.continue_from",
+        )
     return path
 
 
-def link_chains(loaded: list[LoadedTrack], failures: list[SpecFailure]
-                ) -> tuple[list[LoadedTrack], list[SpecFailure]]:
+def link_chains(loaded: list[LoadedTrack], failures: list[SpecFailure]) -> tuple[list[LoadedTrack], list[SpecFailure]]:
     """Put into each ``continue_from = "track:NAME"`` track's key the generation key of the
     track it continues (so regenerating that one regenerates this one). A missing track or
     a cycle fails every track of the chain, the error naming the chain."""
@@ -204,8 +221,7 @@ def link_chains(loaded: list[LoadedTrack], failures: list[SpecFailure]
 
     def chain_of(name: str) -> list[str]:
         chain = [name]
-        while (nxt := by_name[chain[-1]].spec.continues_track) is not None and nxt in by_name \
-                and nxt not in chain:
+        while (nxt := by_name[chain[-1]].spec.continues_track) is not None and nxt in by_name and nxt not in chain:
             chain.append(nxt)
         if nxt is not None:
             chain.append(nxt)
@@ -222,14 +238,19 @@ def link_chains(loaded: list[LoadedTrack], failures: list[SpecFailure]
         elif other in visiting or other == name:
             result = f"continue_from makes a cycle: {' -> '.join(chain_of(name))}"
         elif other not in by_name:
-            result = (f"continues track '{other}', which no spec builds (or whose spec has an error): "
-                      f"{' -> '.join(chain_of(name))}")
+            result = (
+                f"continues track '{other}', which no spec builds (or whose spec has an error): "
+                f"{' -> '.join(chain_of(name))}"
+            )
         else:
             parent = link(other, (*visiting, name))
             if isinstance(parent, str):
                 cycle = parent.startswith("continue_from makes a cycle")  # each says it from its own end
-                result = f"continue_from makes a cycle: {' -> '.join(chain_of(name))}" if cycle else \
-                    f"continues '{other}', which cannot be built: {parent}"
+                result = (
+                    f"continue_from makes a cycle: {' -> '.join(chain_of(name))}"
+                    if cycle
+                    else f"continues '{other}', which cannot be built: {parent}"
+                )
             else:
                 inputs = continuation_inputs(track.spec, {"track": other, "generation": parent.keys.generation})
                 result = dataclasses.replace(track, keys=track_keys(track.spec, track.model, inputs))
@@ -258,9 +279,14 @@ def dependents(loaded: Iterable[LoadedTrack], names: set[str]) -> set[str]:
     return found
 
 
-def load_tracks(config: ProjectConfig, state: State, model_override: str | None = None,
-                override_base: Path | None = None, parsed: ParsedSpecs | None = None,
-                paths: Iterable[Path] | None = None) -> tuple[list[LoadedTrack], list[SpecFailure]]:
+def load_tracks(
+    config: ProjectConfig,
+    state: State,
+    model_override: str | None = None,
+    override_base: Path | None = None,
+    parsed: ParsedSpecs | None = None,
+    paths: Iterable[Path] | None = None,
+) -> tuple[list[LoadedTrack], list[SpecFailure]]:
     """Parse every spec (or those at ``paths``), resolve its model and compute keys."""
     loader = SpecLoader(config, state, model_override, override_base, parsed)
     loaded: list[LoadedTrack] = []
@@ -275,8 +301,9 @@ def load_tracks(config: ProjectConfig, state: State, model_override: str | None 
     return link_chains(*without_duplicates(loaded, failures, config))
 
 
-def without_duplicates(loaded: list[LoadedTrack], failures: list[SpecFailure],
-                       config: ProjectConfig) -> tuple[list[LoadedTrack], list[SpecFailure]]:
+def without_duplicates(
+    loaded: list[LoadedTrack], failures: list[SpecFailure], config: ProjectConfig
+) -> tuple[list[LoadedTrack], list[SpecFailure]]:
     """Two specs claiming one name: both fail, each error naming both files."""
     by_name: dict[str, list[LoadedTrack]] = {}
     for track in loaded:
@@ -292,6 +319,14 @@ def without_duplicates(loaded: list[LoadedTrack], failures: list[SpecFailure],
             where = read_toml(track.spec.path, SpecError).locate("name")
             if not where.line:  # the name comes from the file name
                 where = Location(track.spec.path, 1, 1)
-            failures.append(SpecFailure(track.spec.path, str(SpecError(
-                where, f"track name '{name}' is claimed by {files}; give each spec its own name", "name"))))
+            failures.append(
+                SpecFailure(
+                    track.spec.path,
+                    str(
+                        SpecError(
+                            where, f"track name '{name}' is claimed by {files}; give each spec its own name", "name"
+                        )
+                    ),
+                )
+            )
     return kept, failures

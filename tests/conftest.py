@@ -8,14 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from gamerepo import PROJECT_ROOT, GameRepo
 
 
 def _save_tiny(directory: Path, *flags: str) -> Path:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "importer", "model", "tiny", str(directory), *flags],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "importer", "model", "tiny", str(directory), *flags],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "noise, not music" in proc.stdout
     return directory

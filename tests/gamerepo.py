@@ -55,8 +55,14 @@ class GameRepo:
     def run(self, *args: str, check_rc: int | None = None, timeout: float = 600) -> CliResult:
         imports_file = self.root.parent / f"imports-{os.getpid()}.json"
         env = {**self.env, "TRACKSPEC_TEST_IMPORTS": str(imports_file)}
-        proc = subprocess.run([sys.executable, "-c", _CLI_WRAPPER, *args], cwd=self.root, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-c", _CLI_WRAPPER, *args],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         imported = json.loads(imports_file.read_text()) if imports_file.exists() else []
         result = CliResult(proc.returncode, proc.stdout, proc.stderr, imported)
         if check_rc is not None:

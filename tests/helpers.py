@@ -20,8 +20,8 @@ def sha256(path: Path) -> str:
 def assert_index_matches_disk(repo) -> dict:
     index = repo.index()
     jsonschema.validate(index, SCHEMA)
-    for name, track in index["tracks"].items():
-        for fmt, info in track["files"].items():
+    for track in index["tracks"].values():
+        for info in track["files"].values():
             path = repo.root / info["path"]
             assert path.is_file(), path
             assert sha256(path) == info["sha256"] and path.stat().st_size == info["bytes"]

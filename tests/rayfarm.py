@@ -31,8 +31,14 @@ class RayNode:
     def __init__(self, args: list[str], log: Path, env: dict[str, str]):
         self.log = log
         self.out = open(log, "w")
-        self.proc = subprocess.Popen([ray_binary(), "start", "--block", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [ray_binary(), "start", "--block", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
@@ -65,8 +71,7 @@ class RayNode:
 def cluster_env() -> dict[str, str]:
     """What every process of the test cluster, and every build using it, runs with: a fresh
     auth token (Ray's token authentication, as a real farm propagates it)."""
-    return {"RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 class RayCluster:
@@ -93,10 +98,31 @@ class RayCluster:
         gcs, client = free_ports(2)
         env = {**os.environ, **self.env, "PYTHONPATH": str(PROJECT_ROOT)}
         env.pop("TRACKSPEC_FARM", None)
-        common = ["--node-ip-address", NODE_IP, "--num-cpus", str(self.cpus), "--num-gpus", "0",
-                  "--resources", f'{{"{RESOURCE}": 1}}', "--disable-usage-stats"]
-        head = RayNode(["--head", "--port", str(gcs), "--ray-client-server-port", str(client),
-                        "--include-dashboard", "false", *common], self.workdir / "head.log", env)
+        common = [
+            "--node-ip-address",
+            NODE_IP,
+            "--num-cpus",
+            str(self.cpus),
+            "--num-gpus",
+            "0",
+            "--resources",
+            f'{{"{RESOURCE}": 1}}',
+            "--disable-usage-stats",
+        ]
+        head = RayNode(
+            [
+                "--head",
+                "--port",
+                str(gcs),
+                "--ray-client-server-port",
+                str(client),
+                "--include-dashboard",
+                "false",
+                *common,
+            ],
+            self.workdir / "head.log",
+            env,
+        )
         self.nodes.append(head)
         head.wait(timeout)
         worker = RayNode(["--address", f"{NODE_IP}:{gcs}", *common], self.workdir / "worker.log", env)

@@ -18,9 +18,24 @@ IDENTITIES = {
     "rw": ("trackspecrw", "rw-secret-0123456789", ["Admin", "Read", "List", "Tagging", "Write"]),
     "ro": ("trackspecro", "ro-secret-0123456789", ["Read", "List"]),
 }
-_PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "volume.port.public",
-               "filer.port", "filer.port.grpc", "filer.port.public", "s3.port", "s3.port.grpc",
-               "admin.port", "admin.port.grpc", "webdav.port", "debug.port", "s3.debug.port", "metricsPort")
+_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "volume.port.public",
+    "filer.port",
+    "filer.port.grpc",
+    "filer.port.public",
+    "s3.port",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+    "webdav.port",
+    "debug.port",
+    "s3.debug.port",
+    "metricsPort",
+)
 
 
 def weed_binary() -> str:
@@ -56,13 +71,32 @@ class SeaweedServer:
         data.mkdir(parents=True, exist_ok=True)
         logs.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "s3.json"
-        config.write_text(json.dumps({"identities": [
-            {"name": name, "credentials": [{"accessKey": key, "secretKey": secret}], "actions": actions}
-            for name, (key, secret, actions) in IDENTITIES.items()]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {"name": name, "credentials": [{"accessKey": key, "secretKey": secret}], "actions": actions}
+                        for name, (key, secret, actions) in IDENTITIES.items()
+                    ]
+                }
+            )
+        )
         ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS))))
-        args = [weed_binary(), f"-logdir={logs}", "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
-                "-s3.port.lance=0", f"-s3.config={config}", *[f"-{flag}={port}" for flag, port in ports.items()]]
+        args = [
+            weed_binary(),
+            f"-logdir={logs}",
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.config={config}",
+            *[f"-{flag}={port}" for flag, port in ports.items()],
+        ]
         self.log = open(self.workdir / "weed.out", "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.endpoint = f"http://127.0.0.1:{ports['s3.port']}"
@@ -89,16 +123,25 @@ class SeaweedServer:
 
         key, real_secret, _ = IDENTITIES[identity]
         return boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id=key,
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key,
             aws_secret_access_key=secret or real_secret,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
 
     def env(self, identity: str = "rw", secret: str | None = None) -> dict[str, str]:
         """The standard AWS variables a CLI subprocess reads its credentials from."""
         key, real_secret, _ = IDENTITIES[identity]
-        return {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret or real_secret,
-                "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-                "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+        return {
+            "AWS_ACCESS_KEY_ID": key,
+            "AWS_SECRET_ACCESS_KEY": secret or real_secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

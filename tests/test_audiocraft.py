@@ -28,8 +28,7 @@ torch = pytest.importorskip("torch")
 SHARED = Path(os.environ.get("TRACKSPEC_SHARED_DIR") or PROJECT_ROOT.parent / "shared")
 FIXTURE = SHARED / "fixtures" / "audiocraft-musicgen-tiny"
 REFS = FIXTURE / "refs"
-PROMPTS = {"p0": "calm synthwave pad, 90 bpm", "p1": "epic battle drums",
-           "p2": "lofi hip hop beat with mellow piano"}
+PROMPTS = {"p0": "calm synthwave pad, 90 bpm", "p1": "epic battle drums", "p2": "lofi hip hop beat with mellow piano"}
 AUDIO_TOLERANCE = 1e-4
 
 if not FIXTURE.is_dir():
@@ -40,8 +39,9 @@ if not FIXTURE.is_dir():
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.run([sys.executable, "-m", "importer", *args], capture_output=True, text=True,
-                          env=env, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "importer", *args], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
 
 
 def ref(case: str, name: str) -> np.ndarray:
@@ -52,16 +52,27 @@ def request(prompt: str, duration: float, stride: float = 1.2, name: str = "t"):
     from importer.generate.base import GenerationRequest
 
     # audiocraft's settings for every reference: greedy, cfg_coef 3.0, max_duration 2.0
-    return GenerationRequest(name=name, prompt=PROMPTS[prompt], duration=duration, seed=0, temperature=0.0,
-                             top_k=250, top_p=0.0, guidance_scale=3.0, window=2.0, window_stride=stride)
+    return GenerationRequest(
+        name=name,
+        prompt=PROMPTS[prompt],
+        duration=duration,
+        seed=0,
+        temperature=0.0,
+        top_k=250,
+        top_p=0.0,
+        guidance_scale=3.0,
+        window=2.0,
+        window_stride=stride,
+    )
 
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory) -> Path:
     """The fixture's checkpoint, converted by the real CLI."""
     out = tmp_path_factory.mktemp("audiocraft") / "tiny-musicgen"
-    proc = cli("model", "import-audiocraft", str(FIXTURE / "checkpoint"), str(out),
-               "--t5", str(FIXTURE / "checkpoint" / "t5"))
+    proc = cli(
+        "model", "import-audiocraft", str(FIXTURE / "checkpoint"), str(out), "--t5", str(FIXTURE / "checkpoint" / "t5")
+    )
     assert proc.returncode == 0, proc.stderr
     assert f'model = "{out}"' in proc.stdout
     return out
@@ -105,14 +116,17 @@ def test_the_text_conditions_are_audiocraft_s(backend):
     assert not conditions["cross_attention_src"][1].any()
 
 
-@pytest.mark.parametrize("case, prompt, duration, stride", [
-    ("a_p0", "p0", 1.0, 1.2),
-    ("a_p1", "p1", 1.0, 1.2),
-    ("b_p0_long", "p0", 4.0, 1.2),  # three windows: 0->100, 40->100, 40->80 frames
-    ("b_p1_long", "p1", 4.0, 1.2),
-    # audiocraft floors seconds to frames: a 0.58 s stride is 28 frames (0.58 * 50 = 28.999...)
-    ("d_p0_frac_stride", "p0", 3.0, 0.58),
-])
+@pytest.mark.parametrize(
+    "case, prompt, duration, stride",
+    [
+        ("a_p0", "p0", 1.0, 1.2),
+        ("a_p1", "p1", 1.0, 1.2),
+        ("b_p0_long", "p0", 4.0, 1.2),  # three windows: 0->100, 40->100, 40->80 frames
+        ("b_p1_long", "p1", 4.0, 1.2),
+        # audiocraft floors seconds to frames: a 0.58 s stride is 28 frames (0.58 * 50 = 28.999...)
+        ("d_p0_frac_stride", "p0", 3.0, 0.58),
+    ],
+)
 def test_tokens_and_audio_equal_audiocraft_s(backend, case, prompt, duration, stride):
     req = request(prompt, duration, stride)
     codes = codes_of(backend, [req])
@@ -207,8 +221,10 @@ def test_build_continuing_a_wav_gives_audiocraft_s_continuation(game_repo, impor
     """Acceptance: ``continue_from`` through the real CLI, with and without the prompt published."""
     shutil.copy(REFS / "continuation_prompt_wav.wav", game_repo.root / "theme.wav")
     for name, include, duration in [("with-prompt", "true", 1.5), ("after-prompt", "false", 1.0)]:
-        game_repo.write_spec(name, f"""\
-            prompt = "{PROMPTS['p2']}"
+        game_repo.write_spec(
+            name,
+            f"""\
+            prompt = "{PROMPTS["p2"]}"
             duration = {duration}
 
             [generation]
@@ -218,7 +234,8 @@ def test_build_continuing_a_wav_gives_audiocraft_s_continuation(game_repo, impor
             window_stride = 1.2
             continue_from = "theme.wav"
             include_prompt = {include}
-            """)
+            """,
+        )
     game_repo.run("build", check_rc=0)
     expected = ref("c_p2_continuation", "audio.npy").reshape(-1)
     for name, start, samples in [("with-prompt", 0, 48000), ("after-prompt", 16000, 32000)]:
@@ -226,14 +243,16 @@ def test_build_continuing_a_wav_gives_audiocraft_s_continuation(game_repo, impor
         raw = game_repo.cache / "v1" / "raw" / key[:2] / key
         audio = np.fromfile(raw / "audio.f32", dtype="<f4")
         assert audio.shape == (samples,)
-        assert np.abs(audio - expected[start:start + samples]).max() < AUDIO_TOLERANCE
+        assert np.abs(audio - expected[start : start + samples]).max() < AUDIO_TOLERANCE
 
 
 def test_build_with_the_imported_model_gives_audiocraft_s_audio(game_repo, imported):
     """Acceptance: a spec naming the imported folder builds through the real CLI, and the
     raw audio in the cache is audiocraft's b_p0_long."""
-    game_repo.write_spec("pad", f"""\
-        prompt = "{PROMPTS['p0']}"
+    game_repo.write_spec(
+        "pad",
+        f"""\
+        prompt = "{PROMPTS["p0"]}"
         duration = 4
 
         [generation]
@@ -242,7 +261,8 @@ def test_build_with_the_imported_model_gives_audiocraft_s_audio(game_repo, impor
         guidance_scale = 3.0
         window = 2.0
         window_stride = 1.2
-        """)
+        """,
+    )
     game_repo.run("build", check_rc=0)
     key = game_repo.index()["tracks"]["pad"]["keys"]["generation"]
     raw = game_repo.cache / "v1" / "raw" / key[:2] / key
@@ -279,8 +299,9 @@ def test_import_errors_are_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = cli("model", "import-audiocraft", str(tmp_path / "empty"), str(tmp_path / "out"), "--t5", t5)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "is not an audiocraft checkpoint folder: state_dict.bin and compression_state_dict.bin missing" \
-        in proc.stderr
+    assert (
+        "is not an audiocraft checkpoint folder: state_dict.bin and compression_state_dict.bin missing" in proc.stderr
+    )
     assert not (tmp_path / "out").exists()
 
     def rope(cfg):
@@ -329,8 +350,12 @@ def test_import_stereo_with_any_codebook_count(tmp_path):
             state[f"emb.{c}.weight"] = state[f"emb.{c - 4}.weight"].flip(0).clone()
             state[f"linears.{c}.weight"] = state[f"linears.{c - 4}.weight"].flip(0).clone()
 
-    out = convert(_checkpoint_copy(tmp_path, stereo_cfg, stereo_state), tmp_path / "stereo",
-                  t5=str(FIXTURE / "checkpoint" / "t5"), license_id="cc-by-4.0")
+    out = convert(
+        _checkpoint_copy(tmp_path, stereo_cfg, stereo_state),
+        tmp_path / "stereo",
+        t5=str(FIXTURE / "checkpoint" / "t5"),
+        license_id="cc-by-4.0",
+    )
     assert license_of(str(out)) == "CC-BY-4.0"
     converted = load_file(out / "model.safetensors")
     key = "text_encoder.encoder.block.0.layer.0.SelfAttention.q.weight"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from helpers import assert_index_matches_disk, sha256
-from importer.encode import decode_sample_count
 from test_watch import daemons  # noqa: F401  (the fixture: a real `trackspec watch --json`)
 from watchproc import BARRIER
+
+from importer.encode import decode_sample_count
 
 SPEC = """\
 # The boss fight: keep this comment, and the odd spacing below.
@@ -47,8 +47,11 @@ def repo(game_repo, tiny_model):
 def snapshot(root: Path) -> dict[str, tuple[str, int]]:
     """Every file under the assets folder with its digest and mtime."""
     assets = root / "assets"
-    return {p.relative_to(root).as_posix(): (sha256(p), p.stat().st_mtime_ns)
-            for p in assets.rglob("*") if p.is_file()} if assets.exists() else {}
+    return (
+        {p.relative_to(root).as_posix(): (sha256(p), p.stat().st_mtime_ns) for p in assets.rglob("*") if p.is_file()}
+        if assets.exists()
+        else {}
+    )
 
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "importer/schemas/audition.schema.json").read_text())
@@ -147,12 +150,15 @@ def test_previews_are_short_and_pinning_one_says_the_build_generates(repo):
     assert repo.index()["tracks"]["boss"]["seed"] == takes[1]["seed"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (("pin", "boss", "1"), "no audition to pin from; run `trackspec audition boss` first"),
-    (("audition", "nosuch"), "no track named 'nosuch'"),
-    (("audition", "boss", "--takes", "0"), "--takes must be between 1 and 32"),
-    (("audition", "boss", "--seconds", "-1"), "--seconds must be between 0 and 600"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("pin", "boss", "1"), "no audition to pin from; run `trackspec audition boss` first"),
+        (("audition", "nosuch"), "no track named 'nosuch'"),
+        (("audition", "boss", "--takes", "0"), "--takes must be between 1 and 32"),
+        (("audition", "boss", "--seconds", "-1"), "--seconds must be between 0 and 600"),
+    ],
+)
 def test_bad_requests_exit_1_and_say_why(repo, args, message):
     spec = repo.root / "track_specs/boss.trackspec"
     before = spec.read_bytes()
@@ -167,7 +173,7 @@ def test_pinning_a_take_the_audition_did_not_make_fails(repo):
     assert "has no take 5; its last audition has takes 1" in result.stderr
 
 
-def test_a_running_daemon_publishes_a_pinned_take_at_once(repo, daemons):
+def test_a_running_daemon_publishes_a_pinned_take_at_once(repo, daemons):  # noqa: F811
     takes = audition(repo, "--takes", "2")["takes"]
     daemon = daemons(repo)
     try:
@@ -186,7 +192,6 @@ def test_a_running_daemon_publishes_a_pinned_take_at_once(repo, daemons):
         assert daemon.stop() == 0
 
 
-
 def test_a_take_that_cannot_be_encoded_fails_alone_and_cannot_be_pinned(repo):
     repo.env["TRACKSPEC_FFMPEG"] = str(repo.root / "no-such-ffmpeg")
     result = repo.run("audition", "boss", "--takes", "2")
@@ -199,7 +204,7 @@ def test_a_take_that_cannot_be_encoded_fails_alone_and_cannot_be_pinned(repo):
     assert [t["action"] for t in takes] == ["encoded", "encoded"]
 
 
-def test_a_running_daemon_generates_the_takes_with_its_loaded_model(repo, daemons):
+def test_a_running_daemon_generates_the_takes_with_its_loaded_model(repo, daemons):  # noqa: F811
     daemon = daemons(repo)
     try:
         first = daemon.finished("boss", ok=True)

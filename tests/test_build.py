@@ -8,8 +8,8 @@ from pathlib import Path
 import mutagen
 import numpy as np
 import pytest
-
 from helpers import assert_index_matches_disk
+
 from importer.encode import decode_pcm
 
 SPEC_A = """\
@@ -35,10 +35,9 @@ genre = "ambient"
 formats = ["ogg", "mp3", "wav", "flac"]
 """
 
+
 def actions(result) -> dict[str, tuple[str, list[str]]]:
     return {t["name"]: (t["action"], t["reasons"]) for t in result.json()["tracks"] if t["name"]}
-
-
 
 
 @pytest.fixture
@@ -100,8 +99,7 @@ def test_only_ogg_quality_changed_reencodes_without_generating(built):
     repo, _ = built
     index = repo.index()
     spec = repo.root / "track_specs/calm.trackspec"
-    spec.write_text(spec.read_text().replace('formats = ["ogg", "mp3"]',
-                                             'formats = ["ogg", "mp3"]\nogg_quality = 2'))
+    spec.write_text(spec.read_text().replace('formats = ["ogg", "mp3"]', 'formats = ["ogg", "mp3"]\nogg_quality = 2'))
     result = repo.run("build", "--json", check_rc=0)
     assert actions(result)["calm"] == ("encode", ["ogg_quality changed"])
     assert actions(result)["drone"] == ("fresh", [])
@@ -117,8 +115,11 @@ def test_only_meta_changed_rewrites_only_the_index(built):
     ogg = repo.root / "assets/music/synthwave/calm.ogg"
     before = ogg.stat()
     spec = repo.root / "track_specs/calm.trackspec"
-    spec.write_text(spec.read_text().replace("bpm = 90", "bpm = 92\ntags = ['calm']")
-                    .replace('prompt =', '# edited comment\ndescription = "new words"\nprompt ='))
+    spec.write_text(
+        spec.read_text()
+        .replace("bpm = 90", "bpm = 92\ntags = ['calm']")
+        .replace("prompt =", '# edited comment\ndescription = "new words"\nprompt =')
+    )
     result = repo.run("build", "--json", check_rc=0)
     assert actions(result)["calm"][0] == "index"
     assert result.imported == []  # no audio work at all
@@ -159,10 +160,18 @@ def _entry_dirs(cache: Path, kind: str) -> list[Path]:
 def test_corrupt_cache_entries_are_detected_and_rebuilt(built):
     repo, _ = built
     index = repo.index()
-    calm_render = repo.cache / "v1/render" / index["tracks"]["calm"]["keys"]["render"][:2] / \
-        index["tracks"]["calm"]["keys"]["render"]
-    calm_raw = repo.cache / "v1/raw" / index["tracks"]["calm"]["keys"]["generation"][:2] / \
-        index["tracks"]["calm"]["keys"]["generation"]
+    calm_render = (
+        repo.cache
+        / "v1/render"
+        / index["tracks"]["calm"]["keys"]["render"][:2]
+        / index["tracks"]["calm"]["keys"]["render"]
+    )
+    calm_raw = (
+        repo.cache
+        / "v1/raw"
+        / index["tracks"]["calm"]["keys"]["generation"][:2]
+        / index["tracks"]["calm"]["keys"]["generation"]
+    )
     raw_digest = json.loads((calm_raw / "manifest.json").read_text())["files"]["audio.f32"]["sha256"]
 
     # 1. truncated render entry: detected, re-encoded from the raw audio.
@@ -230,8 +239,10 @@ def test_duplicate_names_fail_with_both_files(game_repo, tiny_model):
     game_repo.write_spec("one", 'name = "same"\nprompt = "x"\nduration = 1.0\n')
     game_repo.write_spec("two", 'name = "same"\nprompt = "y"\nduration = 1.0\n')
     result = game_repo.run("build", "--model", str(tiny_model), check_rc=1)
-    assert result.stdout.count("track name 'same' is claimed by track_specs/one.trackspec and "
-                               "track_specs/two.trackspec") == 2
+    assert (
+        result.stdout.count("track name 'same' is claimed by track_specs/one.trackspec and track_specs/two.trackspec")
+        == 2
+    )
 
 
 def test_same_audio_alone_and_batched_through_the_build(game_repo, tiny_model, tmp_path):
@@ -242,8 +253,10 @@ def test_same_audio_alone_and_batched_through_the_build(game_repo, tiny_model, t
     assert actions(batched)["calm"][0] == actions(batched)["other"][0] == "generate"
     assert "generating calm" in batched.stderr  # progress lines in a non-interactive log
     assert batched.stderr.count("model loaded") == 1
-    raw_batched = {json.loads(m.read_text())["info"]["seed"]: json.loads(m.read_text())["files"]["audio.f32"]["sha256"]
-                   for m in (game_repo.cache / "v1/raw").glob("*/*/manifest.json")}
+    raw_batched = {
+        json.loads(m.read_text())["info"]["seed"]: json.loads(m.read_text())["files"]["audio.f32"]["sha256"]
+        for m in (game_repo.cache / "v1/raw").glob("*/*/manifest.json")
+    }
     (game_repo.root / "track_specs/other.trackspec").unlink()
     game_repo.cache = tmp_path / "cache-alone"
     game_repo.env["TRACKSPEC_CACHE_DIR"] = str(game_repo.cache)
@@ -256,9 +269,12 @@ def test_same_audio_alone_and_batched_through_the_build(game_repo, tiny_model, t
 
 
 def test_windowed_track_builds_as_one_piece(game_repo, tiny_model):
-    game_repo.write_spec("long", 'prompt = "slow pads"\nduration = 2.5\nseed = 4\n'
-                                 '[generation]\nwindow = 1.0\nwindow_stride = 0.6\n'
-                                 '[output]\nformats = ["wav"]\n')
+    game_repo.write_spec(
+        "long",
+        'prompt = "slow pads"\nduration = 2.5\nseed = 4\n'
+        "[generation]\nwindow = 1.0\nwindow_stride = 0.6\n"
+        '[output]\nformats = ["wav"]\n',
+    )
     game_repo.run("build", "--model", str(tiny_model), check_rc=0)
     index = assert_index_matches_disk(game_repo)
     assert index["tracks"]["long"]["samples"] == round(2.5 * 44100)
@@ -305,6 +321,7 @@ def test_moved_track_is_restored_from_its_published_files_without_the_cache(buil
     repo, _ = built
     old = repo.index()["tracks"]["calm"]
     import shutil
+
     shutil.rmtree(repo.cache)
     spec = repo.root / "track_specs/calm.trackspec"
     spec.write_text('genre = "exploration"\n' + spec.read_text())
@@ -322,6 +339,7 @@ def test_renamed_track_is_restored_from_its_published_files_with_its_new_title(b
     copies are retagged, since the files name their track."""
     repo, _ = built
     import shutil
+
     shutil.rmtree(repo.cache)
     spec = repo.root / "track_specs/calm.trackspec"
     spec.write_text(spec.read_text().replace('name = "calm"', 'name = "calm_renamed"'))
@@ -344,16 +362,20 @@ def test_reasons_survive_a_lost_state_file(built):
     repo, _ = built
     (repo.root / ".trackspec/state.json").unlink()
     spec = repo.root / "track_specs/calm.trackspec"
-    spec.write_text(spec.read_text().replace("seed = 11", "seed = 12").replace('formats = ["ogg", "mp3"]',
-                                                                               'formats = ["ogg", "mp3"]\nmp3_quality = 2'))
+    spec.write_text(
+        spec.read_text()
+        .replace("seed = 11", "seed = 12")
+        .replace('formats = ["ogg", "mp3"]', 'formats = ["ogg", "mp3"]\nmp3_quality = 2')
+    )
     result = repo.run("build", "--json", check_rc=0)
     assert actions(result)["calm"] == ("generate", ["seed changed"])
 
 
 def test_moving_the_assets_folder_moves_the_files(built):
     repo, _ = built
-    (repo.root / "trackspec.toml").write_text('specs = ["track_specs"]\nassets = "game/audio"\n'
-                                              'index = "assets/music/index.json"\n')
+    (repo.root / "trackspec.toml").write_text(
+        'specs = ["track_specs"]\nassets = "game/audio"\nindex = "assets/music/index.json"\n'
+    )
     result = repo.run("build", "--json", check_rc=0)
     assert {a for a, _ in actions(result).values()} == {"restore"}
     index = assert_index_matches_disk(repo)
@@ -373,6 +395,8 @@ def test_identical_audio_in_one_build_is_generated_once(game_repo, tiny_model):
     assert sorted(index["tracks"]) == ["twin_a", "twin_b", "twin_c"]
     audio = [decode_pcm(game_repo.root / t["files"]["ogg"]["path"], 44100, 1) for t in index["tracks"].values()]
     assert all(np.array_equal(audio[0], other) for other in audio[1:])  # one take, one encode
-    titles = [dict(list(mutagen.File(game_repo.root / t["files"]["ogg"]["path"]).tags))["TITLE"]
-              for t in index["tracks"].values()]
+    titles = [
+        dict(list(mutagen.File(game_repo.root / t["files"]["ogg"]["path"]).tags))["TITLE"]
+        for t in index["tracks"].values()
+    ]
     assert titles == ["twin_a", "twin_b", "twin_c"]  # each copy names its own track

@@ -65,8 +65,18 @@ def _corrupt_info(entry_dir: Path) -> None:
     (entry_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("corrupt", [_corrupt_truncate, _corrupt_flip, _corrupt_empty, _corrupt_manifest_missing,
-                                     _corrupt_manifest_garbage, _corrupt_other_entry, _corrupt_info])
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        _corrupt_truncate,
+        _corrupt_flip,
+        _corrupt_empty,
+        _corrupt_manifest_missing,
+        _corrupt_manifest_garbage,
+        _corrupt_other_entry,
+        _corrupt_info,
+    ],
+)
 def test_corrupt_entries_are_detected_and_removed(tmp_path, corrupt, caplog):
     cache = LocalCache(tmp_path / "cache")
     entry = put_entry(cache, tmp_path)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from gamerepo import PROJECT_ROOT, GameRepo
 from helpers import assert_index_matches_disk
+
 from importer.commands.cache import parse_size
 from importer.doctor import human_bytes
 
@@ -56,9 +56,16 @@ def set_last_used(entry: dict, when: float) -> None:
 def built_once(tmp_path_factory, tiny_model) -> GameRepo:
     """One real build of one track, made once per module (generating is the slow part)."""
     base = tmp_path_factory.mktemp("cache-cli")
-    repo = GameRepo(base / "game", base / "cache",
-                    {**os.environ, "TRACKSPEC_CACHE_DIR": str(base / "cache"), "PYTHONPATH": str(PROJECT_ROOT),
-                     "TRACKSPEC_MODEL": str(tiny_model)})
+    repo = GameRepo(
+        base / "game",
+        base / "cache",
+        {
+            **os.environ,
+            "TRACKSPEC_CACHE_DIR": str(base / "cache"),
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "TRACKSPEC_MODEL": str(tiny_model),
+        },
+    )
     (repo.root / "track_specs").mkdir(parents=True)
     (repo.root / "trackspec.toml").write_text('specs = ["track_specs"]\n', encoding="utf-8")
     write(repo, "alpha", 1)
@@ -230,9 +237,18 @@ def test_bad_sizes_are_usage_errors(game_repo):
     assert game_repo.run("cache", "gc").returncode == 2  # --max-size is required
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("1000", 1000), ("500M", 500 * 1024**2), ("2G", 2 * 1024**3), ("1.5GiB", 1536 * 1024**2),
-    ("1KB", 1000), ("3 mb", 3_000_000), ("0", 0), ("10b", 10),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("1000", 1000),
+        ("500M", 500 * 1024**2),
+        ("2G", 2 * 1024**3),
+        ("1.5GiB", 1536 * 1024**2),
+        ("1KB", 1000),
+        ("3 mb", 3_000_000),
+        ("0", 0),
+        ("10b", 10),
+    ],
+)
 def test_parse_size(text, expected):
     assert parse_size(text) == expected

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from helpers import assert_index_matches_disk
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "importer" / "schemas"
@@ -84,8 +83,10 @@ def test_plan_says_what_build_would_do_and_why_and_does_nothing(built):
     assert (rows["touched"]["action"], rows["touched"]["reasons"]) == ("restore", ["output modified (ogg)"])
     broken = rows["track_specs/broken.trackspec"]
     assert broken["action"] == "failed" and "broken.trackspec:2:" in broken["error"] and "duration" in broken["error"]
-    assert rows["fresh"]["outputs"] == {"ogg": "assets/music/synthwave/fresh.ogg",
-                                        "mp3": "assets/music/synthwave/fresh.mp3"}
+    assert rows["fresh"]["outputs"] == {
+        "ogg": "assets/music/synthwave/fresh.ogg",
+        "mp3": "assets/music/synthwave/fresh.mp3",
+    }
     assert result.imported == []  # no torch, transformers, numpy or soxr
 
     text = repo.run("plan")
@@ -116,8 +117,18 @@ def test_status_lists_state_sizes_and_build_times(built):
 
     text = repo.run("status", check_rc=0).stdout
     header, *lines = text.splitlines()
-    assert header.split() == ["TRACK", "STATE", "DURATION", "MODEL", "FORMATS", "SIZE", "LOUDNESS", "TEMPO", "LICENSE",
-                              "BUILT"]
+    assert header.split() == [
+        "TRACK",
+        "STATE",
+        "DURATION",
+        "MODEL",
+        "FORMATS",
+        "SIZE",
+        "LOUDNESS",
+        "TEMPO",
+        "LICENSE",
+        "BUILT",
+    ]
     fresh_line = next(line for line in lines if line.startswith("fresh "))
     assert " fresh " in fresh_line and "1 s" in fresh_line and "ogg,mp3" in fresh_line and "KiB" in fresh_line
     assert f"{fresh['lufs']:.1f} LUFS" in fresh_line and " CC0-1.0 " in fresh_line
@@ -126,15 +137,17 @@ def test_status_lists_state_sizes_and_build_times(built):
 
 
 def test_new_writes_a_commented_spec_that_builds_and_never_overwrites(repo):
-    result = repo.run("new", "boss_fight", "--prompt", "epic battle, 140 BPM", "--duration", "1", "--genre",
-                      "combat", check_rc=0)
+    result = repo.run(
+        "new", "boss_fight", "--prompt", "epic battle, 140 BPM", "--duration", "1", "--genre", "combat", check_rc=0
+    )
     path = repo.root / "track_specs" / "boss_fight.trackspec"
     assert "track_specs/boss_fight.trackspec" in result.stdout
     text = path.read_text()
     assert 'prompt = "epic battle, 140 BPM"' in text and "# seed = 1234" in text and "[meta]" in text
     plan = repo.run("plan", "--json", check_rc=0).json()
-    assert [(t["name"], t["action"], t["outputs"]["ogg"]) for t in plan["tracks"]] == \
-        [("boss_fight", "generate", "assets/music/combat/boss_fight.ogg")]
+    assert [(t["name"], t["action"], t["outputs"]["ogg"]) for t in plan["tracks"]] == [
+        ("boss_fight", "generate", "assets/music/combat/boss_fight.ogg")
+    ]
 
     again = repo.run("new", "boss_fight", "--prompt", "something else")
     assert again.returncode == 2 and "already exists" in again.stderr
@@ -163,10 +176,19 @@ def test_build_and_check_json_follow_their_schema(repo):
 
 def _imported_by(repo, *args: str) -> tuple[int, set[str], str]:
     """Run the CLI under `python -X importtime`; the top-level modules it imported."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "importer", *args], cwd=repo.root,
-                          env=repo.env, capture_output=True, text=True, timeout=600)
-    modules = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
-               if line.startswith("import time:") and "|" in line}
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "importer", *args],
+        cwd=repo.root,
+        env=repo.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    modules = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
     return proc.returncode, modules, proc.stdout
 
 

@@ -25,9 +25,25 @@ def theme(path: Path, seconds: float = 1.5) -> Path:
     from importer.encode import ffmpeg_exe
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    f"sine=frequency=440:duration={seconds}:sample_rate=44100", "-ac", "2", "-c:a", "libvorbis",
-                    str(path)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:duration={seconds}:sample_rate=44100",
+            "-ac",
+            "2",
+            "-c:a",
+            "libvorbis",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -54,15 +70,19 @@ def test_continue_from_errors_name_the_field_and_the_chain(game_repo):
     (game_repo.root / "theme.wav").write_bytes(b"")  # exists; never decoded by `plan`
     specs = {
         "no-source": ("continue_seconds = 1", "generation.continue_seconds: needs continue_from"),
-        "too-long": ('continue_from = "theme.wav"\ncontinue_seconds = 2.0\nwindow = 2.0',
-                     "generation.continue_seconds: 2 s must be shorter than the window (2 s)"),
+        "too-long": (
+            'continue_from = "theme.wav"\ncontinue_seconds = 2.0\nwindow = 2.0',
+            "generation.continue_seconds: 2 s must be shorter than the window (2 s)",
+        ),
         "outside": ('continue_from = "../elsewhere.wav"', "../elsewhere.wav is outside the game repo"),
         "missing": ('continue_from = "nope.wav"', "generation.continue_from: nope.wav is not a file"),
         "bad-name": ('continue_from = "track:Boss Theme"', "generation.continue_from: names no track"),
         "cycle-a": ('continue_from = "track:cycle-b"', "continue_from makes a cycle: cycle-a -> cycle-b -> cycle-a"),
         "cycle-b": ('continue_from = "track:cycle-a"', "continue_from makes a cycle: cycle-b -> cycle-a -> cycle-b"),
-        "orphan": ('continue_from = "track:nosuch"',
-                   "continues track 'nosuch', which no spec builds (or whose spec has an error): orphan -> nosuch"),
+        "orphan": (
+            'continue_from = "track:nosuch"',
+            "continues track 'nosuch', which no spec builds (or whose spec has an error): orphan -> nosuch",
+        ),
         "after-orphan": ('continue_from = "track:orphan"', "continues 'orphan', which cannot be built"),
     }
     (game_repo.root / "elsewhere.wav").write_bytes(b"")
@@ -144,8 +164,12 @@ def test_a_chain_builds_in_order_and_a_change_regenerates_down_the_chain(chain_r
     main, main_info = raw_audio(repo, "main")
     boss, boss_info = raw_audio(repo, "boss")
     assert main.shape == (1, 32000) and boss.shape == (1, 48000)  # the model's rate and channels
-    assert boss_info["inputs"]["continue"] == {"track": "main", "generation": index["main"]["keys"]["generation"],
-                                               "seconds": 0.5, "include_prompt": True}
+    assert boss_info["inputs"]["continue"] == {
+        "track": "main",
+        "generation": index["main"]["keys"]["generation"],
+        "seconds": 0.5,
+        "include_prompt": True,
+    }
 
     # include_prompt: the boss track starts with the codec's resynthesis of main's last 0.5 s
     from importer.generation import load_backend
@@ -195,9 +219,20 @@ def test_a_chain_builds_in_order_and_a_change_regenerates_down_the_chain(chain_r
 def primed(name: str, seed: int, primer: np.ndarray, include_prompt: bool = False, duration: float = 0.6):
     from importer.generate.base import GenerationRequest
 
-    return GenerationRequest(name=name, prompt=f"track {name}", duration=duration, seed=seed, temperature=1.0,
-                             top_k=250, top_p=0.0, guidance_scale=3.0, window=1.0, window_stride=0.6,
-                             primer=primer, include_prompt=include_prompt)
+    return GenerationRequest(
+        name=name,
+        prompt=f"track {name}",
+        duration=duration,
+        seed=seed,
+        temperature=1.0,
+        top_k=250,
+        top_p=0.0,
+        guidance_scale=3.0,
+        window=1.0,
+        window_stride=0.6,
+        primer=primer,
+        include_prompt=include_prompt,
+    )
 
 
 def test_primed_tracks_keep_batch_invariance_and_mix_with_unprimed_ones(tiny_model):
@@ -208,11 +243,19 @@ def test_primed_tracks_keep_batch_invariance_and_mix_with_unprimed_ones(tiny_mod
     pytest.importorskip("torch")
     backend = load_backend(str(tiny_model), None, "cpu", max_batch=4)
     rng = np.random.default_rng(3)
-    a, b = (0.3 * rng.standard_normal((1, 9600))).astype(np.float32), \
-        (0.3 * rng.standard_normal((1, 9600))).astype(np.float32)
+    a, b = (
+        (0.3 * rng.standard_normal((1, 9600))).astype(np.float32),
+        (0.3 * rng.standard_normal((1, 9600))).astype(np.float32),
+    )
     alone = backend.generate([primed("a", 1, a)])[0]
-    together = backend.generate([primed("a", 1, a), primed("b", 2, b), primed("c", 3, b[:, :3200]),
-                                 dataclasses.replace(primed("d", 4, b), primer=None)])
+    together = backend.generate(
+        [
+            primed("a", 1, a),
+            primed("b", 2, b),
+            primed("c", 3, b[:, :3200]),
+            dataclasses.replace(primed("d", 4, b), primer=None),
+        ]
+    )
     assert np.array_equal(together[0], alone)
     assert [t.shape for t in together] == [(1, 19200)] * 4
     assert not np.array_equal(together[1], together[2])

@@ -14,9 +14,14 @@ from importer.errors import ModelError  # noqa: E402
 from importer.generate.musicgen import resolve_device  # noqa: E402
 
 
-@pytest.mark.parametrize("cuda, mps, expected", [
-    (True, True, "cuda"), (False, True, "mps"), (False, False, "cpu"),
-])
+@pytest.mark.parametrize(
+    "cuda, mps, expected",
+    [
+        (True, True, "cuda"),
+        (False, True, "mps"),
+        (False, False, "cpu"),
+    ],
+)
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)

@@ -17,10 +17,13 @@ prompt = "calm synthwave"
 duration = 1.0
 """
 
-HUB_SPEC = SPEC + """
+HUB_SPEC = (
+    SPEC
+    + """
 [generation]
 model = "{model}"
 """
+)
 
 
 def doctor(repo, *args: str, rc: int) -> dict:

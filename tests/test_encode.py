@@ -40,8 +40,11 @@ def names(directory: Path) -> set[str]:
 def fake_ffmpeg(tmp_path: Path, body: str) -> Path:
     """An executable that runs ``body`` (Python, with ``args`` and ``real``) then the real ffmpeg."""
     script = tmp_path / "fake-ffmpeg"
-    script.write_text(f"#!{sys.executable}\nimport os, sys, time\nreal = {ffmpeg_exe()!r}\nargs = sys.argv[1:]\n"
-                      + textwrap.dedent(body) + "\nos.execv(real, [real, *args])\n")
+    script.write_text(
+        f"#!{sys.executable}\nimport os, sys, time\nreal = {ffmpeg_exe()!r}\nargs = sys.argv[1:]\n"
+        + textwrap.dedent(body)
+        + "\nos.execv(real, [real, *args])\n"
+    )
     script.chmod(0o755)
     return script
 
@@ -73,7 +76,7 @@ def test_mp3_gapless_padding_is_exact_where_ffmpeg_gets_it_wrong(tmp_path, chann
     frame = path.read_bytes()[:192]
     xing = frame.find(b"Xing") if b"Xing" in frame else frame.find(b"Info")
     assert xing in (21, 36)
-    assert int.from_bytes(frame[xing + 154:xing + 156], "big") == _crc16(frame[:xing + 154])
+    assert int.from_bytes(frame[xing + 154 : xing + 156], "big") == _crc16(frame[: xing + 154])
 
 
 @pytest.mark.parametrize("n", [1000, 4000])
@@ -139,10 +142,18 @@ def test_bogus_ffmpeg_override(tmp_path, monkeypatch):
 @posix_only
 def test_short_output_with_exit_status_0_is_caught(tmp_path, monkeypatch):
     # ffmpeg that stops reading its input after 0.1 s, exits 0, and leaves short files.
-    monkeypatch.setenv("TRACKSPEC_FFMPEG", str(fake_ffmpeg(tmp_path, """
+    monkeypatch.setenv(
+        "TRACKSPEC_FFMPEG",
+        str(
+            fake_ffmpeg(
+                tmp_path,
+                """
         if args[args.index("-i") + 1] == "pipe:":
             args = ["-t", "0.1", *args]
-    """)))
+    """,
+            )
+        ),
+    )
     out = tmp_path / "out"
     out.mkdir()
     (out / "x.mp3").write_bytes(b"old mp3")
@@ -157,10 +168,18 @@ def test_interrupt_kills_ffmpeg_and_removes_temps(tmp_path, monkeypatch):
     # ffmpeg reading its input in real time (-re): 10 s of audio keeps it busy while the
     # "Ctrl-C" arrives; it writes its pid first (execv keeps it).
     pid_file = tmp_path / "pid"
-    monkeypatch.setenv("TRACKSPEC_FFMPEG", str(fake_ffmpeg(tmp_path, f"""
+    monkeypatch.setenv(
+        "TRACKSPEC_FFMPEG",
+        str(
+            fake_ffmpeg(
+                tmp_path,
+                f"""
         open({str(pid_file)!r}, "w").write(str(os.getpid()))
         args = ["-re", *args]
-    """)))
+    """,
+            )
+        ),
+    )
     out = tmp_path / "out"
     out.mkdir()
     seen_at_interrupt: set[str] = set()
@@ -193,10 +212,19 @@ def test_decode_sample_count_is_a_real_decode(tmp_path):
         decode_sample_count(path, RATE, 2)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"formats": ("aac",)}, {"formats": ()}, {"formats": ("ogg", "ogg")}, {"sample_rate": 0},
-    {"ogg_quality": 99}, {"ogg_quality": -2}, {"mp3_quality": 10}, {"mp3_quality": 2.5},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"formats": ("aac",)},
+        {"formats": ()},
+        {"formats": ("ogg", "ogg")},
+        {"sample_rate": 0},
+        {"ogg_quality": 99},
+        {"ogg_quality": -2},
+        {"mp3_quality": 10},
+        {"mp3_quality": 2.5},
+    ],
+)
 def test_settings_reject_what_ffmpeg_would_mishandle(kwargs):
     with pytest.raises(ValueError):
         EncodeSettings(**{"formats": ("ogg",), "sample_rate": RATE, **kwargs})

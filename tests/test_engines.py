@@ -18,20 +18,37 @@ import types
 from pathlib import Path
 
 import pytest
-
 from gamerepo import PROJECT_ROOT, GameRepo
 from helpers import assert_index_matches_disk
-from importer.engines.godot import (IMPORTERS, imported_path, merge_sidecar, new_sidecar, params_for,
-                                    read_sidecar, stable_uid)
+
+from importer.engines.godot import (
+    IMPORTERS,
+    imported_path,
+    merge_sidecar,
+    new_sidecar,
+    params_for,
+    read_sidecar,
+    stable_uid,
+)
 
 DATA = Path(__file__).parent / "data" / "godot"
 HOOKS = PROJECT_ROOT / "build_hooks"
 
 #: An index entry of a looped track in the shape issue 18 writes (tempo measured, loop starting
 #: after a half-second intro and ending on the 4th beat at 120 BPM).
-LOOPED = {"sample_rate": 44100, "samples": 88200, "loop": {"start": 22050, "length": 66150, "start_seconds": 0.5},
-          "tempo": {"bpm": 120.0, "declared": None, "confidence": 0.9,
-                    "first_downbeat": {"seconds": 0.0, "samples": 0}, "beats": 4, "bar_beats": 4}}
+LOOPED = {
+    "sample_rate": 44100,
+    "samples": 88200,
+    "loop": {"start": 22050, "length": 66150, "start_seconds": 0.5},
+    "tempo": {
+        "bpm": 120.0,
+        "declared": None,
+        "confidence": 0.9,
+        "first_downbeat": {"seconds": 0.0, "samples": 0},
+        "beats": 4,
+        "bar_beats": 4,
+    },
+}
 PLAIN = {"sample_rate": 44100, "samples": 88200, "loop": None}
 
 
@@ -54,14 +71,18 @@ def test_sidecars_match_the_golden_files_and_godots_layout(fmt, kind):
     assert text == golden
     parsed = ini(golden)
     assert list(parsed) == ["remap", "deps", "params"]  # [remap] first, as the editor writes it
-    importer, resource_type, extension = {"ogg": ("oggvorbisstr", "AudioStreamOggVorbis", "oggvorbisstr"),
-                                          "mp3": ("mp3", "AudioStreamMP3", "mp3str")}[fmt]
+    importer, resource_type, extension = {
+        "ogg": ("oggvorbisstr", "AudioStreamOggVorbis", "oggvorbisstr"),
+        "mp3": ("mp3", "AudioStreamMP3", "mp3str"),
+    }[fmt]
     remap, deps, params = parsed["remap"], parsed["deps"], parsed["params"]
     assert remap["importer"] == importer and remap["type"] == resource_type
     assert remap["uid"].startswith("uid://") and set(remap["uid"][6:]) <= set("abcdefghijklmnopqrstuvwxy012345678")
     # Godot's own path for the import: res://.godot/imported/<file>-<md5 of the res:// path>.<ext>
-    assert remap["path"] == f"res://.godot/imported/boss.{fmt}-" + \
-        __import__("hashlib").md5(res.encode()).hexdigest() + f".{extension}"
+    assert (
+        remap["path"]
+        == f"res://.godot/imported/boss.{fmt}-" + __import__("hashlib").md5(res.encode()).hexdigest() + f".{extension}"
+    )
     assert deps == {"source_file": res, "dest_files": [remap["path"]]}
     assert list(params) == ["loop", "loop_offset", "bpm", "beat_count", "bar_beats"]  # the importers' order
     if kind == "loop":
@@ -85,18 +106,21 @@ def test_beat_count_is_written_only_where_those_beats_end_the_loop():
 def test_merge_keeps_uid_and_every_key_trackspec_does_not_own_byte_for_byte():
     res = "res://assets/music/combat/boss.ogg"
     existing = (
-        "[remap]\n\nimporter=\"oggvorbisstr\"\ntype=\"AudioStreamOggVorbis\"\nuid=\"uid://c4kq7xbyw2y5\"\n"
-        "path=\"res://.godot/imported/renamed.ogg-0123.oggvorbisstr\"\n"
-        "metadata={\n\"vram_texture\": false,\n\"note\": \"two = lines\"\n}\n\n"
-        "[deps]\n\nsource_file=\"res://assets/music/combat/boss.ogg\"\n"
-        "dest_files=[\"res://.godot/imported/renamed.ogg-0123.oggvorbisstr\"]\n\n"
+        '[remap]\n\nimporter="oggvorbisstr"\ntype="AudioStreamOggVorbis"\nuid="uid://c4kq7xbyw2y5"\n'
+        'path="res://.godot/imported/renamed.ogg-0123.oggvorbisstr"\n'
+        'metadata={\n"vram_texture": false,\n"note": "two = lines"\n}\n\n'
+        '[deps]\n\nsource_file="res://assets/music/combat/boss.ogg"\n'
+        'dest_files=["res://.godot/imported/renamed.ogg-0123.oggvorbisstr"]\n\n'
         "[params]\n\nloop=false\nloop_offset=0\nbpm=0\nbeat_count=0\nbar_beats=4\nedit/volume_db=-3.25\n"
         "; a comment Godot would drop, kept\n\n[custom]\nanswer=42\n"
     )
     merged = merge_sidecar(existing, res, IMPORTERS["ogg"], params_for(LOOPED))
     changed = {"loop=false", "loop_offset=0", "bpm=0", "beat_count=0"}
-    assert [l for l in existing.splitlines() if l not in changed] == \
-        [l for l in merged.splitlines() if l not in {"loop=true", "loop_offset=0.5", "bpm=120.0", "beat_count=4"}]
+    assert [line for line in existing.splitlines() if line not in changed] == [
+        line
+        for line in merged.splitlines()
+        if line not in {"loop=true", "loop_offset=0.5", "bpm=120.0", "beat_count=4"}
+    ]
     parsed = read_sidecar(merged)
     assert parsed["remap"]["uid"] == "uid://c4kq7xbyw2y5"  # scenes keep resolving the track
     assert parsed["params"]["loop"] is True and parsed["params"]["loop_offset"] == 0.5
@@ -109,10 +133,14 @@ def test_merge_keeps_uid_and_every_key_trackspec_does_not_own_byte_for_byte():
 
 def test_merge_completes_a_partial_sidecar():
     res = "res://m/x.mp3"
-    merged = merge_sidecar("[remap]\n\nimporter=\"keep\"\n", res, IMPORTERS["mp3"], params_for(PLAIN))
+    merged = merge_sidecar('[remap]\n\nimporter="keep"\n', res, IMPORTERS["mp3"], params_for(PLAIN))
     parsed = ini(merged)
-    assert parsed["remap"] == {"importer": "mp3", "type": "AudioStreamMP3", "uid": stable_uid(res),
-                               "path": imported_path(res, IMPORTERS["mp3"])}
+    assert parsed["remap"] == {
+        "importer": "mp3",
+        "type": "AudioStreamMP3",
+        "uid": stable_uid(res),
+        "path": imported_path(res, IMPORTERS["mp3"]),
+    }
     assert parsed["deps"]["source_file"] == res and parsed["params"]["loop"] is False
 
 
@@ -133,10 +161,19 @@ def fresh_repo(tmp_path: Path, engine: str, tiny_model: Path) -> GameRepo:
     """A folder made a game repo by the real `trackspec init --engine ENGINE`."""
     root = tmp_path / "game"
     root.mkdir()
-    env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(PROJECT_ROOT),
-           "TRACKSPEC_MODEL": str(tiny_model)}
-    subprocess.run([sys.executable, "-m", "importer", "init", "--engine", engine], cwd=root, env=env,
-                   check=True, capture_output=True)
+    env = {
+        **os.environ,
+        "TRACKSPEC_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "TRACKSPEC_MODEL": str(tiny_model),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "importer", "init", "--engine", engine],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return GameRepo(root, tmp_path / "cache", env)
 
 
@@ -192,8 +229,15 @@ def test_sync_writes_only_inside_a_godot_project(tmp_path):
     ogg.parent.mkdir(parents=True)
     ogg.write_bytes(b"OggS")
     (root / "trackspec.toml").write_text("")
-    index = {"schema_version": 1, "tracks": {"boss": {**LOOPED, "files": {
-        "ogg": {"path": "assets/music/combat/boss.ogg", "sha256": "0" * 64, "bytes": 4}}}}}
+    index = {
+        "schema_version": 1,
+        "tracks": {
+            "boss": {
+                **LOOPED,
+                "files": {"ogg": {"path": "assets/music/combat/boss.ogg", "sha256": "0" * 64, "bytes": 4}},
+            }
+        },
+    }
     sidecar = ogg.with_name("boss.ogg.import")
     assert engines.sync(load_config(root), index).written == [] and not sidecar.exists()  # no project.godot
     (root / "godot").mkdir()
@@ -221,9 +265,15 @@ def test_unity_scripts_parse_and_apply_streaming_vorbis_to_listed_files():
     reader = (HOOKS / "unity/Runtime/TrackspecIndex.cs").read_text()
     for source in (post, reader):
         assert not parser.parse(source.encode()).root_node.has_error
-    for needle in (": AssetPostprocessor", "void OnPreprocessAudio()", "public override uint GetVersion()",
-                   "AudioClipLoadType.Streaming", "AudioCompressionFormat.Vorbis", "preloadAudioData = false",
-                   "ListedTrack(assetPath)"):
+    for needle in (
+        ": AssetPostprocessor",
+        "void OnPreprocessAudio()",
+        "public override uint GetVersion()",
+        "AudioClipLoadType.Streaming",
+        "AudioCompressionFormat.Vorbis",
+        "preloadAudioData = false",
+        "ListedTrack(assetPath)",
+    ):
         assert needle in post, needle
     for needle in ("public static TrackspecIndex Parse(", "public string ClipPath(", "start_seconds"):
         assert needle in reader, needle
@@ -284,13 +334,17 @@ class _Recorder:
                 return recorder.assets.pop(path, None) is not None
 
         self.module = types.SimpleNamespace(
-            AssetImportTask=AssetImportTask, SoundWave=SoundWave, EditorAssetLibrary=EditorAssetLibrary,
+            AssetImportTask=AssetImportTask,
+            SoundWave=SoundWave,
+            EditorAssetLibrary=EditorAssetLibrary,
             AssetToolsHelpers=types.SimpleNamespace(get_asset_tools=lambda: AssetTools()),
-            Paths=types.SimpleNamespace(project_dir=lambda: str(project) + "/",
-                                        convert_relative_path_to_full=lambda p: p),
+            Paths=types.SimpleNamespace(
+                project_dir=lambda: str(project) + "/", convert_relative_path_to_full=lambda p: p
+            ),
             log=lambda m: recorder.calls.append(("log", m)),
             log_warning=lambda m: recorder.calls.append(("warning", m)),
-            log_error=lambda m: recorder.calls.append(("error", m)))
+            log_error=lambda m: recorder.calls.append(("error", m)),
+        )
 
 
 def _load_unreal_script():
@@ -310,8 +364,11 @@ def test_unreal_script_imports_every_indexed_file_and_sets_looping(tmp_path):
         path = root / "Audio/Music" / genre / f"{name}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"RIFF" + name.encode())
-        tracks[name] = {"genre": genre, "loop": loop,
-                        "files": {"wav": {"path": f"Audio/Music/{genre}/{name}.wav", "sha256": name * 4}}}
+        tracks[name] = {
+            "genre": genre,
+            "loop": loop,
+            "files": {"wav": {"path": f"Audio/Music/{genre}/{name}.wav", "sha256": name * 4}},
+        }
     (root / "trackspec.toml").write_text("")
     index = root / "Audio/Music/index.json"
     index.write_text(json.dumps({"schema_version": 1, "tracks": tracks}))
@@ -321,13 +378,17 @@ def test_unreal_script_imports_every_indexed_file_and_sets_looping(tmp_path):
     assert script.main([f"--index {index}"], unreal.module) == 2  # one string, as -script="... --index X" gives
     tasks = [c for c in unreal.calls if c[0] == "set" and c[1] == "AssetImportTask"]
     props = [dict(p) for p in _task_props(tasks)]
-    assert [p["destination_path"] + "/" + p["destination_name"] for p in props] == \
-        ["/Game/Music/combat/boss", "/Game/Music/calm/menu"]
+    assert [p["destination_path"] + "/" + p["destination_name"] for p in props] == [
+        "/Game/Music/combat/boss",
+        "/Game/Music/calm/menu",
+    ]
     for p in props:
         assert p["automated"] is True and p["replace_existing"] is True and p["save"] is True
         assert Path(p["filename"]).is_file()
-    assert [c for c in unreal.calls if c[:3] == ("set", "SoundWave", "looping")] == \
-        [("set", "SoundWave", "looping", True), ("set", "SoundWave", "looping", False)]  # boss loops, menu not
+    assert [c for c in unreal.calls if c[:3] == ("set", "SoundWave", "looping")] == [
+        ("set", "SoundWave", "looping", True),
+        ("set", "SoundWave", "looping", False),
+    ]  # boss loops, menu not
     assert ("save", "/Game/Music/combat/boss") in unreal.calls and ("save", "/Game/Music/calm/menu") in unreal.calls
 
     # Unchanged files are not imported again; a track gone from the index loses its asset.

@@ -19,7 +19,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from gamerepo import PROJECT_ROOT, GameRepo
 from helpers import assert_index_matches_disk, sha256
 from rayfarm import RESOURCE, RayCluster
@@ -32,7 +31,9 @@ CONFIG = f'specs = ["track_specs"]\nbatch_size = 1\n\n[farm]\naddress = "local"\
 
 
 def _spec(i: int) -> str:
-    return f'name = "t{i}"\nprompt = "tune number {i}"\nduration = 1.0\nseed = {i}\n\n[output]\nformats = ["ogg", "mp3"]\n'
+    return (
+        f'name = "t{i}"\nprompt = "tune number {i}"\nduration = 1.0\nseed = {i}\n\n[output]\nformats = ["ogg", "mp3"]\n'
+    )
 
 
 def _repo(base: Path, tiny_model: Path, extra_env: dict[str, str] | None = None) -> GameRepo:
@@ -41,8 +42,13 @@ def _repo(base: Path, tiny_model: Path, extra_env: dict[str, str] | None = None)
     (root / "trackspec.toml").write_text(CONFIG, encoding="utf-8")
     for i in range(1, TRACKS + 1):
         (root / "track_specs" / f"t{i}.trackspec").write_text(_spec(i), encoding="utf-8")
-    env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(base / "cache"), "PYTHONPATH": str(PROJECT_ROOT),
-           "TRACKSPEC_MODEL": str(tiny_model), **(extra_env or {})}
+    env = {
+        **os.environ,
+        "TRACKSPEC_CACHE_DIR": str(base / "cache"),
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "TRACKSPEC_MODEL": str(tiny_model),
+        **(extra_env or {}),
+    }
     env.pop("TRACKSPEC_FARM", None)
     return GameRepo(root, base / "cache", env)
 
@@ -50,8 +56,7 @@ def _repo(base: Path, tiny_model: Path, extra_env: dict[str, str] | None = None)
 def _outputs(repo: GameRepo) -> tuple[dict, dict[str, str]]:
     """(the index, sha256 of every published file by path)."""
     index = assert_index_matches_disk(repo)
-    files = {p.relative_to(repo.root).as_posix(): sha256(p)
-             for p in (repo.root / "assets").rglob("*") if p.is_file()}
+    files = {p.relative_to(repo.root).as_posix(): sha256(p) for p in (repo.root / "assets").rglob("*") if p.is_file()}
     return index, files
 
 
@@ -87,7 +92,8 @@ def test_farm_build_over_ray_client_matches_a_local_build(cluster, reference, ti
     repo = _farm_repo(tmp_path, tiny_model, cluster)
     result = repo.run("build", "--json", "--farm", cluster.address, check_rc=0)
     assert [(t["name"], t["action"], t["ok"]) for t in result.json()["tracks"]] == [
-        (f"t{i}", "generate", True) for i in range(1, TRACKS + 1)]
+        (f"t{i}", "generate", True) for i in range(1, TRACKS + 1)
+    ]
     assert f"farm joined at {cluster.address}" in result.stderr
     assert "2 worker(s), one per unit of 'farm_slot'" in result.stderr
     index, files = _outputs(repo)
@@ -135,8 +141,14 @@ def test_a_worker_killed_mid_batch_loses_nothing(cluster, reference, tiny_model,
     cannot finish; once the build has dispatched that batch, the worker is SIGKILLed."""
     _, ref_index, ref_files = reference
     repo = _farm_repo(tmp_path, tiny_model, cluster)
-    proc = subprocess.Popen([sys.executable, "-m", "importer", "build", "--farm", cluster.address], cwd=repo.root,
-                            env=repo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "importer", "build", "--farm", cluster.address],
+        cwd=repo.root,
+        env=repo.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     out: list[str] = []
     threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True).start()
     err: list[str] = []

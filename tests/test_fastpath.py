@@ -75,8 +75,14 @@ def modules_of(repo, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]
     """Run the CLI and return (process, the modules it imported)."""
     out = repo.root.parent / "modules.json"
     env = {**repo.env, "TRACKSPEC_TEST_MODULES": str(out)}
-    proc = subprocess.run([sys.executable, "-c", _MODULES_WRAPPER, *args], cwd=repo.root, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MODULES_WRAPPER, *args],
+        cwd=repo.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return proc, set(json.loads(out.read_text()))
 
 
@@ -128,8 +134,18 @@ def test_a_noop_build_after_a_noop_build_is_decided_by_stat_alone(noop_repo):
     assert FAST in verbose.stderr and "2 up to date" in verbose.stderr
     proc, modules = modules_of(repo, "build", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert not modules & {"tomllib", "importer.plan", "importer.spec", "importer.config", "importer.build",
-                          "argparse", "logging", "dataclasses", "torch", "numpy"}
+    assert not modules & {
+        "tomllib",
+        "importer.plan",
+        "importer.spec",
+        "importer.config",
+        "importer.build",
+        "argparse",
+        "logging",
+        "dataclasses",
+        "torch",
+        "numpy",
+    }
     fast_doc = json.loads(proc.stdout)
     assert {t["name"]: t["action"] for t in fast_doc["tracks"]} == {"calm": "fresh", "drone": "fresh"}
     fast_text = repo.run("build", check_rc=0)
@@ -144,8 +160,11 @@ def test_a_noop_build_after_a_noop_build_is_decided_by_stat_alone(noop_repo):
     assert full_reason(full) == "no record of a no-op build yet"
     assert without_seconds(full.json()) == without_seconds(fast_doc)
     record(repo).write_bytes(saved)
-    for args, fast in ((("build",), fast_text), (("build", "--check"), fast_check),
-                       (("build", "--check", "--json"), fast_check_json)):
+    for args, fast in (
+        (("build",), fast_text),
+        (("build", "--check"), fast_check),
+        (("build", "--check", "--json"), fast_check_json),
+    ):
         record(repo).rename(record(repo).with_suffix(".aside"))
         slow = repo.run(*args, check_rc=0)
         record(repo).with_suffix(".aside").rename(record(repo))
@@ -158,16 +177,30 @@ def test_the_plain_command_line_reader_agrees_with_argparse():
     from importer.cli import _parser
     from importer.commands.build import quick_args
 
-    for argv in (["build"], ["build", "-q"], ["build", "--check", "--json"], ["build", "--quiet", "--verbose"],
-                 ["build", "--root", "some/dir", "--model=models/tiny", "--no-wait", "-v"],
-                 ["build", "--model", "a=b", "--root=x", "--root", "y"]):
+    for argv in (
+        ["build"],
+        ["build", "-q"],
+        ["build", "--check", "--json"],
+        ["build", "--quiet", "--verbose"],
+        ["build", "--root", "some/dir", "--model=models/tiny", "--no-wait", "-v"],
+        ["build", "--model", "a=b", "--root=x", "--root", "y"],
+    ):
         quick = quick_args(argv)
         assert quick is not None, argv
         parsed = _parser().parse_args(argv)
         assert vars(quick) == {k: v for k, v in vars(parsed).items() if k in vars(quick)}, argv
         assert set(vars(parsed)) - set(vars(quick)) == {"run", "run_if_noop"}
-    for argv in (["build", "-qv"], ["build", "--chec"], ["build", "--help"], ["build", "--model", "-x"],
-                 ["build", "--model"], ["build", "--root="], ["build", "x"], ["build", "--", "-q"], ["plan"]):
+    for argv in (
+        ["build", "-qv"],
+        ["build", "--chec"],
+        ["build", "--help"],
+        ["build", "--model", "-x"],
+        ["build", "--model"],
+        ["build", "--root="],
+        ["build", "x"],
+        ["build", "--", "-q"],
+        ["plan"],
+    ):
         assert quick_args(argv) is None, argv
     assert isinstance(_parser().parse_args(["build", "-qv"]), argparse.Namespace)
 
@@ -204,7 +237,7 @@ def _spec_in_new_folder(repo):
 
 def _edit_project_config(repo):
     with open(repo.root / "trackspec.toml", "a") as fh:
-        fh.write('\n[defaults.output]\nogg_quality = 3\n')
+        fh.write("\n[defaults.output]\nogg_quality = 3\n")
     return {"calm": ("encode", ["ogg_quality changed"]), "drone": ("encode", ["ogg_quality changed"])}
 
 

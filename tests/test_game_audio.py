@@ -13,9 +13,11 @@ import numpy as np
 import pyloudnorm
 import pytest
 import scipy.signal
+from helpers import assert_index_matches_disk
+from test_loop import music_like
+from test_loudness import MUSICGEN_RATE, chords, with_hits
 
 import importer
-from helpers import assert_index_matches_disk
 from importer.audio import resample
 from importer.cache import LocalCache
 from importer.encode import EncodeSettings, decode_pcm
@@ -24,8 +26,6 @@ from importer.loop import seam_check
 from importer.model_ref import directory_digest
 from importer.output_settings import PROFILES
 from importer.render import RenderSettings, render_raw
-from test_loop import music_like
-from test_loudness import MUSICGEN_RATE, chords, with_hits
 
 RATE = 44_100
 
@@ -60,8 +60,9 @@ def render(tmp_path, audio: np.ndarray, **settings):
     raw = raw_entry(cache, audio, "r" * 64)
     chosen = RenderSettings(encode=EncodeSettings(("ogg", "mp3"), RATE), **settings)
     entry = render_raw(cache, raw, chosen, "e" * 64, {})
-    decoded = {fmt: decode_pcm(entry.files[f"audio.{fmt}"], RATE, entry.info["channels"], fmt=fmt)
-               for fmt in ("ogg", "mp3")}
+    decoded = {
+        fmt: decode_pcm(entry.files[f"audio.{fmt}"], RATE, entry.info["channels"], fmt=fmt) for fmt in ("ogg", "mp3")
+    }
     return entry, decoded
 
 
@@ -109,8 +110,13 @@ def test_looped_render_passes_the_seam_check_and_unlooped_fails(tmp_path):
     assert seam_check(decoded["ogg"]).ok
     assert not seam_check(plain_decoded["ogg"]).ok  # the check can fail
     assert looped.info["samples"] == plain.info["samples"] - round(0.5 * RATE)
-    assert looped.info["loop"] == {"start": 0, "length": looped.info["samples"], "start_seconds": 0.0,
-                                   "bars": None, "bpm": None}
+    assert looped.info["loop"] == {
+        "start": 0,
+        "length": looped.info["samples"],
+        "start_seconds": 0.0,
+        "bars": None,
+        "bpm": None,
+    }
 
 
 # --- the CLI: index, tags, channels, licences ----------------------------------------------
@@ -143,9 +149,14 @@ def test_built_loop_track_has_exact_length_loop_points_and_tags(game_repo, tiny_
     mp3 = game_repo.root / track["files"]["mp3"]["path"]
     comments = list(mutagen.File(ogg).tags)
     assert comments[:2] == [("LOOPSTART", "0"), ("LOOPLENGTH", str(track["samples"]))]
-    expected = {"TITLE": "loop", "TRACKSPEC_RENDER_KEY": track["keys"]["render"], "SEED": "5",
-                "MUSICGEN_MODEL": "local:sha256:" + model_digest(tiny_model)[:16],
-                "TRACKSPEC_VERSION": importer.__version__, "LICENSE": "CC0-1.0"}
+    expected = {
+        "TITLE": "loop",
+        "TRACKSPEC_RENDER_KEY": track["keys"]["render"],
+        "SEED": "5",
+        "MUSICGEN_MODEL": "local:sha256:" + model_digest(tiny_model)[:16],
+        "TRACKSPEC_VERSION": importer.__version__,
+        "LICENSE": "CC0-1.0",
+    }
     ogg_tags = dict(comments)
     assert {k: ogg_tags[k] for k in expected} == expected
     id3 = mutagen.File(mp3).tags
@@ -200,7 +211,7 @@ def test_commercial_build_refuses_non_commercial_weights_unless_allowed(game_rep
 def test_commercial_gate_knows_metas_weights_without_network(game_repo):
     """The licence is decided at planning, so even `build --check` (no torch, no download)
     refuses facebook/musicgen-* in a commercial project."""
-    game_repo.write_spec("calm", CHANNEL_SPEC.format(extra="[generation]\nmodel = \"facebook/musicgen-small\"\n"))
+    game_repo.write_spec("calm", CHANNEL_SPEC.format(extra='[generation]\nmodel = "facebook/musicgen-small"\n'))
     toml = game_repo.root / "trackspec.toml"
     toml.write_text(toml.read_text() + "commercial = true\n")
     result = game_repo.run("build", "--check", check_rc=1)

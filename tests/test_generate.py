@@ -8,10 +8,10 @@ import torch
 
 from importer.errors import GenerationError, ModelError
 from importer.generate.base import GenerationRequest
-from importer.generation import load_backend
 from importer.generate.decoder import StepDecoder, fuse_layers
 from importer.generate.musicgen import plan_windows
 from importer.generate.sampling import GuidedSampler
+from importer.generation import load_backend
 
 
 def request(name="a", prompt="calm synthwave", seed=1, duration=1.0, **kw) -> GenerationRequest:
@@ -59,8 +59,11 @@ def test_three_seconds_exact_length_and_reproducible(backend):
 
 
 def test_a_track_sounds_the_same_alone_and_batched(backend):
-    tracks = [request("a", "calm synthwave", 11), request("b", "dark ambient drone", 12),
-              request("c", "fast chiptune", 13)]
+    tracks = [
+        request("a", "calm synthwave", 11),
+        request("b", "dark ambient drone", 12),
+        request("c", "fast chiptune", 13),
+    ]
     batched = backend.generate(tracks)
     for track, audio in zip(tracks, batched):
         alone = backend.generate([track])[0]
@@ -77,8 +80,7 @@ def test_greedy_decode_loop_matches_transformers_generate(request_fixture, stere
     prompt = "synthwave calm d minor"
     tokens = backend.tokenizer([prompt], padding="max_length", max_length=32, return_tensors="pt")
     with torch.inference_mode():
-        reference = backend.model.generate(**tokens, do_sample=False, guidance_scale=3.0,
-                                           max_new_tokens=50 + 3)
+        reference = backend.model.generate(**tokens, do_sample=False, guidance_scale=3.0, max_new_tokens=50 + 3)
     ours = backend.generate([request(prompt=prompt, duration=1.0, temperature=0.0)])[0]
     assert ours.shape == (2 if stereo else 1, 32000)
     assert np.array_equal(reference[0].numpy()[:, :32000], ours)
@@ -92,9 +94,17 @@ def test_stereo_model_generates_two_channels(stereo_backend):
 def test_stale_tracks_of_one_length_share_one_batch(backend, monkeypatch):
     calls = []
     real = backend._generate_batch
-    monkeypatch.setattr(backend, "_generate_batch", lambda batch, progress: calls.append(len(batch)) or real(batch, progress))
-    backend.generate([request("a", seed=1), request("b", "other prompt", seed=2), request("c", seed=3),
-                      request("d", seed=4, duration=2.0)])
+    monkeypatch.setattr(
+        backend, "_generate_batch", lambda batch, progress: calls.append(len(batch)) or real(batch, progress)
+    )
+    backend.generate(
+        [
+            request("a", seed=1),
+            request("b", "other prompt", seed=2),
+            request("c", seed=3),
+            request("d", seed=4, duration=2.0),
+        ]
+    )
     assert sorted(calls) == [1, 3]
 
 
@@ -147,8 +157,7 @@ def test_continuing_from_codes_reproduces_a_one_shot_run(backend):
         decoder = backend._decoder(2, 32, 1 + 30 + 3)
         decoder.set_text(*backend._encode_text(["calm"], 32))
         whole = backend._decode_window(decoder, GuidedSampler(batch, backend.device), empty, 30, lambda: None)
-        rest = backend._decode_window(decoder, GuidedSampler(batch, backend.device), whole[:, :, :12], 18,
-                                      lambda: None)
+        rest = backend._decode_window(decoder, GuidedSampler(batch, backend.device), whole[:, :, :12], 18, lambda: None)
     assert torch.equal(rest, whole[:, :, 12:])
 
 
@@ -159,14 +168,16 @@ def test_step_decoder_matches_the_transformers_decoder(backend):
     states, mask = backend._encode_text(["calm synthwave", "x"], 32)  # 2 prompts + 2 unconditional rows
     tokens = torch.randint(0, 2048, (4, 4, 9), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        reference = backend.model.decoder(input_ids=tokens.reshape(-1, 9), encoder_hidden_states=states,
-                                          encoder_attention_mask=mask).logits.reshape(4, 4, 9, -1)
-        decoder = StepDecoder(backend.model.decoder, fuse_layers(backend.model.decoder), rows=4, text_len=32,
-                              max_len=300)
+        reference = backend.model.decoder(
+            input_ids=tokens.reshape(-1, 9), encoder_hidden_states=states, encoder_attention_mask=mask
+        ).logits.reshape(4, 4, 9, -1)
+        decoder = StepDecoder(
+            backend.model.decoder, fuse_layers(backend.model.decoder), rows=4, text_len=32, max_len=300
+        )
         decoder.set_text(states, mask)
         positions = torch.arange(9)
         prefill = decoder.forward(tokens[:, :, :5], positions[:5], kv_len=256)
-        steps = [decoder.forward(tokens[:, :, t:t + 1], positions[t:t + 1], kv_len=256) for t in range(5, 9)]
+        steps = [decoder.forward(tokens[:, :, t : t + 1], positions[t : t + 1], kv_len=256) for t in range(5, 9)]
     torch.testing.assert_close(prefill, reference[:, :, 4], rtol=1e-4, atol=1e-4)
     for t, logits in zip(range(5, 9), steps):
         torch.testing.assert_close(logits, reference[:, :, t], rtol=1e-4, atol=1e-4)
@@ -229,7 +240,11 @@ def test_windows_and_strides_floor_to_frames_as_audiocraft():
     from importer.generate.musicgen import seconds_to_frames
 
     # audiocraft's int(seconds * frame_rate): 0.58 * 50 is 28.999999999999996, so 28 frames
-    assert (seconds_to_frames(0.58, 50.0), seconds_to_frames(1.2, 50.0), seconds_to_frames(30.0, 50.0)) == (28, 60, 1500)
+    assert (seconds_to_frames(0.58, 50.0), seconds_to_frames(1.2, 50.0), seconds_to_frames(30.0, 50.0)) == (
+        28,
+        60,
+        1500,
+    )
     # its windows for 3.0 s at a 0.58 s stride (100-frame window): 0->100, 72->100, 72->94
     assert [(w.prompt, w.new) for w in plan_windows(150, 100, 28)] == [(0, 100), (72, 28), (72, 22)]
     # continuing from 25 frames: they prompt the first window (25->100), then 40->90

@@ -41,10 +41,15 @@ def warm_cache(tiny_model, tmp_path_factory) -> Path:
     (root / "trackspec.toml").write_text('specs = ["specs"]\n')
     (root / "specs/a.trackspec").write_text(spec_text(PROMPT_A))
     (root / "specs/b.trackspec").write_text(spec_text(PROMPT_B))
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "TRACKSPEC_CACHE_DIR": str(cache),
-           "TRACKSPEC_MODEL": str(tiny_model)}
-    proc = subprocess.run([*TRACKSPEC, "build", "--root", str(root)], env=env, capture_output=True, text=True,
-                          timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "TRACKSPEC_CACHE_DIR": str(cache),
+        "TRACKSPEC_MODEL": str(tiny_model),
+    }
+    proc = subprocess.run(
+        [*TRACKSPEC, "build", "--root", str(root)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "generate  a" in proc.stdout and "generate  b" in proc.stdout
     return cache
@@ -59,8 +64,9 @@ class Repo:
     env: dict
 
     def run(self, *args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(list(args), cwd=cwd or self.top, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            list(args), cwd=cwd or self.top, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
 
     def git(self, *args: str) -> subprocess.CompletedProcess:
         return self.run("git", *args)
@@ -97,12 +103,19 @@ def git_env(tmp_path: Path, cache: Path, model: Path) -> dict:
     gitconfig = tmp_path / "gitconfig"
     gitconfig.write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update({
-        "PYTHONPATH": str(PROJECT_ROOT), "TRACKSPEC_CACHE_DIR": str(cache), "TRACKSPEC_MODEL": str(model),
-        "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": str(gitconfig),
-        "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com",
-    })
+    env.update(
+        {
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "TRACKSPEC_CACHE_DIR": str(cache),
+            "TRACKSPEC_MODEL": str(model),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": str(gitconfig),
+            "GIT_AUTHOR_NAME": "Test",
+            "GIT_AUTHOR_EMAIL": "test@example.com",
+            "GIT_COMMITTER_NAME": "Test",
+            "GIT_COMMITTER_EMAIL": "test@example.com",
+        }
+    )
     return env
 
 
@@ -181,13 +194,11 @@ def test_git_hook_blocks_unbuilt_specs_and_checks_the_staged_state(repo):
     ok = repo.commit("new prompt")
     assert ok.returncode == 0, output(ok)
     changed = repo.git("show", "--name-only", "--format=", "HEAD").stdout.split()
-    assert set(changed) == {"track_specs/calm.trackspec", "assets/music/index.json",
-                            "assets/music/synthwave/calm.ogg"}
+    assert set(changed) == {"track_specs/calm.trackspec", "assets/music/index.json", "assets/music/synthwave/calm.ogg"}
 
 
 @needs_git
-def test_check_staged_imports_nothing_heavy_and_skips_unrelated_commits(game_repo, warm_cache, tiny_model,
-                                                                       tmp_path):
+def test_check_staged_imports_nothing_heavy_and_skips_unrelated_commits(game_repo, warm_cache, tiny_model, tmp_path):
     # a staged spec that is stale, checked directly (the conftest wrapper reports heavy imports)
     env = git_env(tmp_path, warm_cache, tiny_model)
     game_repo.env.update(env)
@@ -223,7 +234,7 @@ def test_check_staged_imports_nothing_heavy_and_skips_unrelated_commits(game_rep
 @needs_git
 def test_git_hook_build_variant_builds_during_the_commit(repo):
     assert repo.trackspec("hooks", "install", "git", "--build").returncode == 0
-    assert "check-staged --root \"$TRACKSPEC_ROOT\" --build" in (repo.top / ".git/hooks/pre-commit").read_text()
+    assert 'check-staged --root "$TRACKSPEC_ROOT" --build' in (repo.top / ".git/hooks/pre-commit").read_text()
 
     # 1. the repo does not commit assets: the hook builds them on disk and the commit goes in.
     repo.write_spec("calm", spec_text(PROMPT_A))
@@ -288,8 +299,9 @@ def test_git_hook_install_respects_foreign_hooks_hooks_path_and_subfolders(tmp_p
     installed = repo.top / ".githooks/pre-commit"
     lines = installed.read_text().splitlines(keepends=True)
     missing = tmp_path / "no-such-python"
-    installed.write_text("".join(f"TRACKSPEC_PYTHON={missing}\n" if line.startswith("TRACKSPEC_PYTHON=") else line
-                                 for line in lines))
+    installed.write_text(
+        "".join(f"TRACKSPEC_PYTHON={missing}\n" if line.startswith("TRACKSPEC_PYTHON=") else line for line in lines)
+    )
     scripts = Path(sys.executable).parent
     if not (scripts / "trackspec").exists():
         pytest.skip(f"no trackspec console script next to {sys.executable}")
@@ -306,8 +318,7 @@ def test_git_hook_install_respects_foreign_hooks_hooks_path_and_subfolders(tmp_p
     plain.mkdir()
     (plain / "trackspec.toml").write_text("")
     env = {**repo.env, "GIT_CEILING_DIRECTORIES": str(tmp_path)}
-    proc = subprocess.run([*TRACKSPEC, "hooks", "install", "git"], cwd=plain, env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run([*TRACKSPEC, "hooks", "install", "git"], cwd=plain, env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "not inside a git work tree" in proc.stderr
 
 
@@ -318,8 +329,9 @@ def test_pre_commit_manifest_is_valid():
     pre_commit = shutil.which("pre-commit", path=str(Path(sys.executable).parent)) or shutil.which("pre-commit")
     if pre_commit is None:
         pytest.skip("the pre-commit package is not installed (pip install pre-commit)")
-    proc = subprocess.run([pre_commit, "validate-manifest", str(PROJECT_ROOT / ".pre-commit-hooks.yaml")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [pre_commit, "validate-manifest", str(PROJECT_ROOT / ".pre-commit-hooks.yaml")], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import yaml
 
@@ -344,8 +356,9 @@ def test_pre_commit_try_repo_runs_both_hooks(repo, tmp_path):
     project.mkdir()
     for name in ("pyproject.toml", "README.md", ".pre-commit-hooks.yaml"):
         shutil.copy2(PROJECT_ROOT / name, project / name)
-    shutil.copytree(PROJECT_ROOT / "importer", project / "importer",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        PROJECT_ROOT / "importer", project / "importer", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "trackspec"]):
         proc = repo.run("git", *args, cwd=project)
         assert proc.returncode == 0, output(proc)
@@ -359,8 +372,13 @@ def test_pre_commit_try_repo_runs_both_hooks(repo, tmp_path):
     # stale: the check fails with the reason. (try-repo installs the hook environment each time.)
     first = repo.run(pre_commit, "try-repo", str(project), "trackspec-check", "--all-files", timeout=600)
     text = output(first)
-    offline = ("No matching distribution", "Could not find a version", "Failed to establish a new connection",
-               "Temporary failure in name resolution", "Network is unreachable")
+    offline = (
+        "No matching distribution",
+        "Could not find a version",
+        "Failed to establish a new connection",
+        "Temporary failure in name resolution",
+        "Network is unreachable",
+    )
     if first.returncode != 0 and "trackspec build --check..." not in text and any(o in text for o in offline):
         pytest.skip(f"pip cannot reach a package index from pre-commit's environment here:\n{text[-3000:]}")
     assert first.returncode == 1, text
@@ -386,8 +404,12 @@ def game_dir(tmp_path: Path, cache: Path, model: Path) -> tuple[Path, dict]:
     (root / "track_specs").mkdir(parents=True)
     (root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
     (root / "track_specs/calm.trackspec").write_text(spec_text(PROMPT_A))
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "TRACKSPEC_CACHE_DIR": str(cache),
-           "TRACKSPEC_MODEL": str(model)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "TRACKSPEC_CACHE_DIR": str(cache),
+        "TRACKSPEC_MODEL": str(model),
+    }
     return root, env
 
 
@@ -407,12 +429,14 @@ def edited_after(spec: Path, stamp: Path) -> None:
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_include_builds_only_when_specs_change(tmp_path, warm_cache, tiny_model):
     root, env = game_dir(tmp_path, warm_cache, tiny_model)
-    (root / "Makefile").write_text(textwrap.dedent(f"""\
-        TRACKSPEC = {' '.join(TRACKSPEC)}
-        include {HOOKS / 'trackspec.mk'}
+    (root / "Makefile").write_text(
+        textwrap.dedent(f"""\
+        TRACKSPEC = {" ".join(TRACKSPEC)}
+        include {HOOKS / "trackspec.mk"}
         game: music
         \t@echo game built
-    """))
+    """)
+    )
     stamp = root / ".trackspec/make.stamp"
 
     first = run(["make"], root, env)  # the game is still the default goal
@@ -458,23 +482,31 @@ def test_make_include_builds_only_when_specs_change(tmp_path, warm_cache, tiny_m
 # --------------------------------------------------------------------------- CMake
 
 
-@pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("make") is None
-                    or (shutil.which("cc") or shutil.which("gcc")) is None,
-                    reason="cmake, make and a C compiler are needed")
+@pytest.mark.skipif(
+    shutil.which("cmake") is None
+    or shutil.which("make") is None
+    or (shutil.which("cc") or shutil.which("gcc")) is None,
+    reason="cmake, make and a C compiler are needed",
+)
 def test_cmake_module_builds_music_before_the_game(tmp_path, warm_cache, tiny_model):
     root, env = game_dir(tmp_path, warm_cache, tiny_model)
     (root / "main.c").write_text('#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n')
-    (root / "CMakeLists.txt").write_text(textwrap.dedent(f"""\
+    (root / "CMakeLists.txt").write_text(
+        textwrap.dedent(f"""\
         cmake_minimum_required(VERSION 3.13)
         project(hello C)
-        include("{HOOKS / 'Trackspec.cmake'}")
+        include("{HOOKS / "Trackspec.cmake"}")
         trackspec_add_music(TARGET music TRACKSPEC ${{TS_COMMAND}})
         add_executable(hello main.c)
         add_dependencies(hello music)
-    """))
+    """)
+    )
     build = root / "build"
-    run(["cmake", "-S", str(root), "-B", str(build), "-G", "Unix Makefiles",
-         f"-DTS_COMMAND={';'.join(TRACKSPEC)}"], root, env)
+    run(
+        ["cmake", "-S", str(root), "-B", str(build), "-G", "Unix Makefiles", f"-DTS_COMMAND={';'.join(TRACKSPEC)}"],
+        root,
+        env,
+    )
     stamp = build / "trackspec-music/build.stamp"
 
     first = run(["cmake", "--build", str(build)], root, env)

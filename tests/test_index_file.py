@@ -12,9 +12,11 @@ def sample(n: int) -> dict:
     index = empty_index()
     for i in range(n):
         index["tracks"][f"t{i:03d}-é"] = {
-            "spec": 'specs/ü "' + str(i) + '".trackspec', "files": {"ogg": {"path": f"a/{i}.ogg", "sha256": "0" * 64, "bytes": i}},
+            "spec": 'specs/ü "' + str(i) + '".trackspec',
+            "files": {"ogg": {"path": f"a/{i}.ogg", "sha256": "0" * 64, "bytes": i}},
             "meta": {"nested": {"list": [1, 2.5, None, {"x": []}], "empty": {}}, "text": "line\nbreak"},
-            "loop": None, "duration": 1.5,
+            "loop": None,
+            "duration": 1.5,
         }
     return index
 

@@ -59,9 +59,7 @@ temperature = 1.1
 model = "facebook/musicgen-medium"
 """
 # Top-level keys must come before the first table in TOML, so they lead here too.
-TABLES_REORDERED = (
-    'seed = 7\nduration = 60\nprompt = "calm synthwave, D minor"\nname = "calm"\n' + TABLES_REORDERED
-)
+TABLES_REORDERED = 'seed = 7\nduration = 60\nprompt = "calm synthwave, D minor"\nname = "calm"\n' + TABLES_REORDERED
 
 
 def keys_of(tmp_path: Path, text: str, name: str = "calm.trackspec"):
@@ -73,40 +71,70 @@ def keys_of(tmp_path: Path, text: str, name: str = "calm.trackspec"):
     return track_keys(spec, model)
 
 
-@pytest.mark.parametrize("variant", [
-    BASE.replace("[meta]\nbpm = 90", "[meta]\nbpm = 120\nmood = 'tense'"),
-    BASE.replace('description = "for people"', 'description = "something else"'),
-    BASE.replace("# a comment", "# another comment\n\n\n"),
-    BASE.replace("duration = 60", "duration = 60.0"),
-    BASE.replace("ogg_quality = 6", "ogg_quality = 6.0"),
-    BASE.replace("temperature = 1.1\ntop_k = 250", "top_k = 250\ntemperature   =   1.1  # spaced"),
-    BASE.replace('prompt = "calm synthwave, D minor"', 'prompt = """\ncalm synthwave,\n  D minor\n"""'),
-    BASE.replace('genre = "synthwave"', 'genre = "ambient"'),
-    BASE.replace('name = "calm"', 'name = "renamed"'),
-    BASE.replace('formats = ["ogg", "mp3"]', 'formats = ["mp3", "ogg"]'),
-    TABLES_REORDERED,
-], ids=["meta", "description", "comments", "60-vs-60.0", "6-vs-6.0", "key-order", "prompt-layout",
-        "genre", "name", "format-order", "table-order"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        BASE.replace("[meta]\nbpm = 90", "[meta]\nbpm = 120\nmood = 'tense'"),
+        BASE.replace('description = "for people"', 'description = "something else"'),
+        BASE.replace("# a comment", "# another comment\n\n\n"),
+        BASE.replace("duration = 60", "duration = 60.0"),
+        BASE.replace("ogg_quality = 6", "ogg_quality = 6.0"),
+        BASE.replace("temperature = 1.1\ntop_k = 250", "top_k = 250\ntemperature   =   1.1  # spaced"),
+        BASE.replace('prompt = "calm synthwave, D minor"', 'prompt = """\ncalm synthwave,\n  D minor\n"""'),
+        BASE.replace('genre = "synthwave"', 'genre = "ambient"'),
+        BASE.replace('name = "calm"', 'name = "renamed"'),
+        BASE.replace('formats = ["ogg", "mp3"]', 'formats = ["mp3", "ogg"]'),
+        TABLES_REORDERED,
+    ],
+    ids=[
+        "meta",
+        "description",
+        "comments",
+        "60-vs-60.0",
+        "6-vs-6.0",
+        "key-order",
+        "prompt-layout",
+        "genre",
+        "name",
+        "format-order",
+        "table-order",
+    ],
+)
 def test_no_key_changes(tmp_path, variant):
     base = keys_of(tmp_path, BASE, "a.trackspec")
     other = keys_of(tmp_path, variant, "b.trackspec")
     assert (other.generation, other.render) == (base.generation, base.render)
 
 
-@pytest.mark.parametrize("old, new", [
-    ('prompt = "calm synthwave, D minor"', 'prompt = "calm synthwave, E minor"'),
-    ("duration = 60", "duration = 61"),
-    ("seed = 7", "seed = 8"),
-    ('model = "facebook/musicgen-medium"', 'model = "facebook/musicgen-small"'),
-    ('model = "facebook/musicgen-medium"', 'model = "facebook/musicgen-medium"\nrevision = "abc123"'),
-    ("temperature = 1.1", "temperature = 1.0"),
-    ("top_k = 250", "top_k = 200"),
-    ("top_p = 0.0", "top_p = 0.9"),
-    ("guidance_scale = 3.0", "guidance_scale = 4.0"),
-    ("top_p = 0.0", "top_p = 0.0\nwindow = 20.0"),
-    ("top_p = 0.0", "top_p = 0.0\nwindow_stride = 10.0"),
-], ids=["prompt", "duration", "seed", "model", "revision", "temperature", "top_k", "top_p",
-        "guidance_scale", "window", "window_stride"])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ('prompt = "calm synthwave, D minor"', 'prompt = "calm synthwave, E minor"'),
+        ("duration = 60", "duration = 61"),
+        ("seed = 7", "seed = 8"),
+        ('model = "facebook/musicgen-medium"', 'model = "facebook/musicgen-small"'),
+        ('model = "facebook/musicgen-medium"', 'model = "facebook/musicgen-medium"\nrevision = "abc123"'),
+        ("temperature = 1.1", "temperature = 1.0"),
+        ("top_k = 250", "top_k = 200"),
+        ("top_p = 0.0", "top_p = 0.9"),
+        ("guidance_scale = 3.0", "guidance_scale = 4.0"),
+        ("top_p = 0.0", "top_p = 0.0\nwindow = 20.0"),
+        ("top_p = 0.0", "top_p = 0.0\nwindow_stride = 10.0"),
+    ],
+    ids=[
+        "prompt",
+        "duration",
+        "seed",
+        "model",
+        "revision",
+        "temperature",
+        "top_k",
+        "top_p",
+        "guidance_scale",
+        "window",
+        "window_stride",
+    ],
+)
 def test_generation_fields_change_both_keys(tmp_path, old, new):
     base = keys_of(tmp_path, BASE, "a.trackspec")
     changed = keys_of(tmp_path, BASE.replace(old, new), "b.trackspec")
@@ -114,19 +142,33 @@ def test_generation_fields_change_both_keys(tmp_path, old, new):
     assert changed.render != base.render
 
 
-@pytest.mark.parametrize("old, new", [
-    ("ogg_quality = 6", "ogg_quality = 5"),
-    ("mp3_quality = 4", "mp3_quality = 2"),
-    ('formats = ["ogg", "mp3"]', 'formats = ["ogg"]'),
-    ('formats = ["ogg", "mp3"]', 'formats = ["ogg", "mp3", "wav"]'),
-    ("sample_rate = 44100", "sample_rate = 48000"),
-    ("mp3_quality = 4", 'mp3_quality = 4\nloudness_profile = "console"'),
-    ("mp3_quality = 4", "mp3_quality = 4\nloudness = -20.0"),
-    ("mp3_quality = 4", "mp3_quality = 4\ntrue_peak = -2.0"),
-    ("mp3_quality = 4", "mp3_quality = 4\nloop = true"),
-    ("mp3_quality = 4", "mp3_quality = 4\nchannels = 2"),
-], ids=["ogg_quality", "mp3_quality", "drop-format", "add-format", "sample_rate", "loudness_profile",
-        "loudness", "true_peak", "loop", "channels"])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("ogg_quality = 6", "ogg_quality = 5"),
+        ("mp3_quality = 4", "mp3_quality = 2"),
+        ('formats = ["ogg", "mp3"]', 'formats = ["ogg"]'),
+        ('formats = ["ogg", "mp3"]', 'formats = ["ogg", "mp3", "wav"]'),
+        ("sample_rate = 44100", "sample_rate = 48000"),
+        ("mp3_quality = 4", 'mp3_quality = 4\nloudness_profile = "console"'),
+        ("mp3_quality = 4", "mp3_quality = 4\nloudness = -20.0"),
+        ("mp3_quality = 4", "mp3_quality = 4\ntrue_peak = -2.0"),
+        ("mp3_quality = 4", "mp3_quality = 4\nloop = true"),
+        ("mp3_quality = 4", "mp3_quality = 4\nchannels = 2"),
+    ],
+    ids=[
+        "ogg_quality",
+        "mp3_quality",
+        "drop-format",
+        "add-format",
+        "sample_rate",
+        "loudness_profile",
+        "loudness",
+        "true_peak",
+        "loop",
+        "channels",
+    ],
+)
 def test_render_fields_change_only_the_render_key(tmp_path, old, new):
     base = keys_of(tmp_path, BASE, "a.trackspec")
     changed = keys_of(tmp_path, BASE.replace(old, new), "b.trackspec")
@@ -189,6 +231,7 @@ def test_changed_fields_names_the_cause_not_its_consequences():
 
     old = {"duration": 20.0, "prompt": "x"}
     assert changed_fields(old, {"duration": 40.0, "prompt": "x", "window": 30.0, "window_stride": 18.0}) == ["duration"]
-    assert changed_fields({"formats": ["ogg"], "ogg_quality": 6.0},
-                          {"formats": ["mp3", "ogg"], "ogg_quality": 6.0, "mp3_quality": 4}) == ["formats"]
+    assert changed_fields(
+        {"formats": ["ogg"], "ogg_quality": 6.0}, {"formats": ["mp3", "ogg"], "ogg_quality": 6.0, "mp3_quality": 4}
+    ) == ["formats"]
     assert changed_fields({"a": 1}, {"a": 1, "window": 3.0}) == ["window"]

@@ -16,14 +16,23 @@ from importer.licences import (
 )
 
 
-@pytest.mark.parametrize("model", [
-    "facebook/musicgen-small", "facebook/musicgen-medium", "facebook/musicgen-large",
-    "facebook/musicgen-melody", "facebook/musicgen-melody-large",
-    "facebook/musicgen-stereo-small", "facebook/musicgen-stereo-medium",
-    "facebook/musicgen-stereo-large", "facebook/musicgen-stereo-melody",
-    "facebook/musicgen-stereo-melody-large", "Facebook/MusicGen-Small",
-    "facebook/musicgen-some-future-checkpoint",
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "facebook/musicgen-small",
+        "facebook/musicgen-medium",
+        "facebook/musicgen-large",
+        "facebook/musicgen-melody",
+        "facebook/musicgen-melody-large",
+        "facebook/musicgen-stereo-small",
+        "facebook/musicgen-stereo-medium",
+        "facebook/musicgen-stereo-large",
+        "facebook/musicgen-stereo-melody",
+        "facebook/musicgen-stereo-melody-large",
+        "Facebook/MusicGen-Small",
+        "facebook/musicgen-some-future-checkpoint",
+    ],
+)
 def test_meta_musicgen_weights_are_non_commercial(model):
     assert license_of(model) == "CC-BY-NC-4.0"
     assert not is_commercial(license_of(model))
@@ -66,13 +75,16 @@ def test_declaration_wins_over_the_model_card(tmp_path):
     assert license_of(str(tmp_path)) == "MIT"
 
 
-@pytest.mark.parametrize("card, expected", [
-    ("---\nlibrary_name: transformers\nlicense: cc-by-nc-4.0\ntags:\n- musicgen\n---\n", "CC-BY-NC-4.0"),
-    ('---\nlicense: "mit"\n---\n', "MIT"),
-    ("---\nlicense: openrail\n---\n", "openrail"),
-    ("# no front matter\nlicense: mit\n", UNKNOWN),
-    ("---\ntags: [a]\n---\nlicense: mit\n", UNKNOWN),  # after the front matter: prose
-])
+@pytest.mark.parametrize(
+    "card, expected",
+    [
+        ("---\nlibrary_name: transformers\nlicense: cc-by-nc-4.0\ntags:\n- musicgen\n---\n", "CC-BY-NC-4.0"),
+        ('---\nlicense: "mit"\n---\n', "MIT"),
+        ("---\nlicense: openrail\n---\n", "openrail"),
+        ("# no front matter\nlicense: mit\n", UNKNOWN),
+        ("---\ntags: [a]\n---\nlicense: mit\n", UNKNOWN),  # after the front matter: prose
+    ],
+)
 def test_model_card_front_matter(tmp_path, card, expected):
     (tmp_path / "README.md").write_text(card)
     assert license_of(str(tmp_path)) == expected
@@ -90,12 +102,24 @@ def test_broken_declaration_is_a_model_error(tmp_path, content):
         license_of(str(tmp_path))
 
 
-@pytest.mark.parametrize("license_id, ok", [
-    ("MIT", True), ("Apache-2.0", True), ("apache-2.0", True), ("CC-BY-4.0", True),
-    ("CC0-1.0", True), ("cc0-1.0", True),
-    ("CC-BY-NC-4.0", False), ("cc-by-nc-sa-4.0", False), ("CC-BY-NC-ND-4.0", False),
-    ("openrail", False), ("other", False), (UNKNOWN, False), ("", False),
-])
+@pytest.mark.parametrize(
+    "license_id, ok",
+    [
+        ("MIT", True),
+        ("Apache-2.0", True),
+        ("apache-2.0", True),
+        ("CC-BY-4.0", True),
+        ("CC0-1.0", True),
+        ("cc0-1.0", True),
+        ("CC-BY-NC-4.0", False),
+        ("cc-by-nc-sa-4.0", False),
+        ("CC-BY-NC-ND-4.0", False),
+        ("openrail", False),
+        ("other", False),
+        (UNKNOWN, False),
+        ("", False),
+    ],
+)
 def test_is_commercial(license_id, ok):
     assert is_commercial(license_id) is ok
 
@@ -112,8 +136,13 @@ def test_gate_refuses_non_commercial_with_a_clear_message():
         check_commercial("facebook/musicgen-medium", "CC-BY-NC-4.0", allow_noncommercial=False)
     message = str(info.value)
     assert isinstance(info.value, TrackspecError)  # reported as a track failure
-    for part in ("facebook/musicgen-medium", "CC-BY-NC-4.0", "commercial = true",
-                 "allow_noncommercial_models = true", "trackspec.toml"):
+    for part in (
+        "facebook/musicgen-medium",
+        "CC-BY-NC-4.0",
+        "commercial = true",
+        "allow_noncommercial_models = true",
+        "trackspec.toml",
+    ):
         assert part in message
 
 

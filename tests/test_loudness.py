@@ -16,7 +16,6 @@ import scipy.signal
 from importer import loudness
 from importer.audio import resample
 from importer.encode import EncodeSettings, decode_pcm, encode
-from importer.output_settings import PROFILES, target_for
 from importer.loudness import (
     DEFAULT_CEILING_DBTP,
     DEFAULT_MARGIN_DB,
@@ -26,6 +25,7 @@ from importer.loudness import (
     normalise,
     true_peak,
 )
+from importer.output_settings import PROFILES, target_for
 
 RATE = 44100
 MUSICGEN_RATE = 32000
@@ -174,8 +174,9 @@ def signals(rate: int) -> dict[str, np.ndarray]:
     return {
         "sine 1 kHz mono": sine(1000, -12.0, seconds, rate),
         "pink noise stereo": pink_noise(seconds, rate, 2, seed=1),
-        "sine left, noise right": np.stack([sine(440, -6.0, seconds, rate)[0],
-                                            0.1 * rng.standard_normal(round(seconds * rate)) * ramp]),
+        "sine left, noise right": np.stack(
+            [sine(440, -6.0, seconds, rate)[0], 0.1 * rng.standard_normal(round(seconds * rate)) * ramp]
+        ),
         "music": chords(seconds, rate, 0.2),
         "transients": with_hits(chords(seconds, rate, 0.05), rate, seed=2),
     }

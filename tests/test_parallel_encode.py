@@ -22,15 +22,15 @@ import stat
 import sys
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
 import pytest
-
 from gamerepo import PROJECT_ROOT, GameRepo
 from helpers import assert_index_matches_disk
+
 from importer.build import BuildOptions, run_build
 from importer.cache import LocalCache
 from importer.config import MAX_AUTO_WORKERS, auto_workers, load_config
@@ -62,14 +62,16 @@ class FfmpegGate:
     and holds no more.
     """
 
-    def __init__(self, folder: Path, holding: bool = False, hold_until: int | None = None,
-                 timeout: float = 60):
+    def __init__(self, folder: Path, holding: bool = False, hold_until: int | None = None, timeout: float = 60):
         script = folder / "ffmpeg-wrapper.py"
         script.write_text(_WRAPPER.format(python=sys.executable))
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
         self._server = socket.create_server(("127.0.0.1", 0))
-        self.env = {"TRACKSPEC_FFMPEG": str(script), "REAL_FFMPEG": imageio_ffmpeg.get_ffmpeg_exe(),
-                    "FFMPEG_GATE_PORT": str(self._server.getsockname()[1])}
+        self.env = {
+            "TRACKSPEC_FFMPEG": str(script),
+            "REAL_FFMPEG": imageio_ffmpeg.get_ffmpeg_exe(),
+            "FFMPEG_GATE_PORT": str(self._server.getsockname()[1]),
+        }
         self.holding = holding or hold_until is not None
         self.hold_until = hold_until
         self.timeout = timeout
@@ -147,18 +149,26 @@ class FfmpegGate:
 
 def digests(root: Path) -> dict[str, str]:
     """sha256 of every file under the repo's assets folder, by relative path."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((root / "assets").rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / "assets").rglob("*"))
+        if p.is_file()
+    }
 
 
 def comparable(results: list[dict]) -> list[dict]:
     """Results without what differs between any two runs: timing, private staging folders."""
-    return [{**{k: v for k, v in r.items() if k != "seconds"},
-             "error": r["error"] and re.sub(r"\S*/tmp/\d+-[0-9a-f]+/", "STAGING/", r["error"])}
-            for r in results]
+    return [
+        {
+            **{k: v for k, v in r.items() if k != "seconds"},
+            "error": r["error"] and re.sub(r"\S*/tmp/\d+-[0-9a-f]+/", "STAGING/", r["error"]),
+        }
+        for r in results
+    ]
 
 
 # ------------------------------------------------------------------- the pool itself
+
 
 def test_pool_runs_at_most_workers_and_hands_results_back_in_order():
     lock = threading.Lock()
@@ -232,6 +242,7 @@ def test_a_pool_with_nothing_to_render_starts_no_thread():
 
 # ---------------------------------------------------------------------- the setting
 
+
 def test_encode_workers_setting_and_its_environment_override(tmp_path, monkeypatch):
     monkeypatch.delenv("TRACKSPEC_ENCODE_WORKERS", raising=False)
     (tmp_path / "trackspec.toml").write_text('specs = ["."]\n')
@@ -253,6 +264,7 @@ def test_encode_workers_setting_and_its_environment_override(tmp_path, monkeypat
 
 
 # ------------------------------------------------- generation, in process, fake backend
+
 
 class FakeBackend:
     """Deterministic tones at 32 kHz; a prompt with "nan" gets a NaN sample, a batch with
@@ -318,15 +330,17 @@ class Recorder:
 def fake_repo(folder: Path, specs: dict[str, str], batch_size: int) -> Path:
     root = folder / "game"
     (root / "track_specs").mkdir(parents=True)
-    (root / "trackspec.toml").write_text(f'specs = ["track_specs"]\nbatch_size = {batch_size}\n'
-                                         f'cache = "{folder / "cache"}"\n')
+    (root / "trackspec.toml").write_text(
+        f'specs = ["track_specs"]\nbatch_size = {batch_size}\ncache = "{folder / "cache"}"\n'
+    )
     for name, text in specs.items():
         (root / "track_specs" / f"{name}.trackspec").write_text(text)
     return root
 
 
-def build_in_process(root: Path, workers: int, monkeypatch,
-                     during_batch: Callable[[int], None] | None = None) -> Recorder:
+def build_in_process(
+    root: Path, workers: int, monkeypatch, during_batch: Callable[[int], None] | None = None
+) -> Recorder:
     class FakeBackends:  # what `generation.generate` gets its models from: no patching
         def get(self, source, revision):
             return FakeBackend(during_batch)
@@ -381,11 +395,12 @@ def test_generated_builds_with_one_and_three_workers_are_identical(tmp_path, cle
         root = fake_repo(tmp_path / f"w{workers}", specs, batch_size=3)
         recorder = build_in_process(root, workers, monkeypatch=clean_env)
         results = [dataclasses.asdict(r) for r in recorder.results]
-        builds[workers] = (comparable(results), (root / "assets/music/index.json").read_text(),
-                           digests(root))
+        builds[workers] = (comparable(results), (root / "assets/music/index.json").read_text(), digests(root))
         by_name = {r["name"]: r for r in results}
         assert NAN_ERROR in by_name["a2"]["error"] and by_name["a2"]["action"] == "generate"
-        assert by_name["e0"]["error"] == by_name["e1"]["error"] == "internal error: RuntimeError: the fake model exploded"
+        assert (
+            by_name["e0"]["error"] == by_name["e1"]["error"] == "internal error: RuntimeError: the fake model exploded"
+        )
         assert by_name["twin"]["ok"] and by_name["twin"]["action"] == "restore"
         ok = sorted(n for n, r in by_name.items() if r["ok"])
         assert ok == ["a0", "a1", "a3", "a4", "a5", "a6", "twin", "wav"]
@@ -418,8 +433,12 @@ def generated(tmp_path_factory, tiny_model) -> Path:
 
 
 def _repo(folder: Path, model: Path) -> GameRepo:
-    env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(folder / "cache"), "PYTHONPATH": str(PROJECT_ROOT),
-           "TRACKSPEC_MODEL": str(model)}
+    env = {
+        **os.environ,
+        "TRACKSPEC_CACHE_DIR": str(folder / "cache"),
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "TRACKSPEC_MODEL": str(model),
+    }
     env.pop("TRACKSPEC_ENCODE_WORKERS", None)
     return GameRepo(folder / "game", folder / "cache", env)
 
@@ -449,8 +468,9 @@ def test_reencoding_with_one_and_four_workers_gives_identical_results(generated,
             repo.env.update(gate.env, TRACKSPEC_ENCODE_WORKERS=str(workers))
             result = repo.run("build", "--json", check_rc=0)
         tracks = result.json()["tracks"]
-        assert [(t["name"], t["action"]) for t in tracks] == \
-            [(f"t{i}", "encode") for i in range(6)] + [("twin", "restore")]  # t0 made its files first
+        assert [(t["name"], t["action"]) for t in tracks] == [(f"t{i}", "encode") for i in range(6)] + [
+            ("twin", "restore")
+        ]  # t0 made its files first
         runs[workers] = comparable(tracks), (digests(repo.root), repo.index())
         assert_index_matches_disk(repo)
         assert gate.started == 6  # twin shares t0's render

@@ -23,8 +23,15 @@ from importer.spec import parse_spec
 from importer.tracks import LoadedTrack, SpecFailure
 
 MODEL = ModelRef("facebook/musicgen-small", "main", {"hub": "facebook/musicgen-small", "revision": "main"}, False)
-FACTS = {"sample_rate": 44100, "channels": 1, "samples": 44100, "duration": 1.0, "loop": None,
-         "loudness": {"target": -16.0}, "tempo": None}
+FACTS = {
+    "sample_rate": 44100,
+    "channels": 1,
+    "samples": 44100,
+    "duration": 1.0,
+    "loop": None,
+    "loudness": {"target": -16.0},
+    "tempo": None,
+}
 
 
 class VirtualCache:
@@ -81,13 +88,14 @@ class World:
         entry = index_entry(self.config, track, files, FACTS)
         self.index["tracks"][track.spec.name] = entry
         if remember:
-            self.outputs.tracks[track.spec.name] = {"generation_inputs": track.keys.generation_inputs,
-                                                    "render_inputs": track.keys.render_inputs}
+            self.outputs.tracks[track.spec.name] = {
+                "generation_inputs": track.keys.generation_inputs,
+                "render_inputs": track.keys.render_inputs,
+            }
         return entry
 
     def plan(self, *tracks: LoadedTrack, failures: list[SpecFailure] | None = None, others=()):
-        return plan_build(self.config, list(tracks), failures or [], self.index, self.cache, self.outputs,
-                          others)
+        return plan_build(self.config, list(tracks), failures or [], self.index, self.cache, self.outputs, others)
 
     def one(self, track: LoadedTrack):
         plan = self.plan(track)
@@ -167,10 +175,13 @@ def test_incomplete_index_entry_is_rebuilt(world):
     assert world.one(track) == ("generate", ["index entry incomplete"])
 
 
-@pytest.mark.parametrize("fmt, damage, reason", [
-    ("ogg", None, "output missing (ogg)"),
-    ("mp3", "something else", "output modified (mp3)"),
-])
+@pytest.mark.parametrize(
+    "fmt, damage, reason",
+    [
+        ("ogg", None, "output missing (ogg)"),
+        ("mp3", "something else", "output modified (mp3)"),
+    ],
+)
 def test_missing_or_modified_output_restores_from_the_cache(world, fmt, damage, reason):
     track = world.track()
     world.publish(track)

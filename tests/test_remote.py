@@ -18,7 +18,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from gamerepo import PROJECT_ROOT, GameRepo
 from helpers import assert_index_matches_disk
 from seaweed import SeaweedServer, free_ports
@@ -51,13 +50,24 @@ def bucket(s3) -> str:
     return name
 
 
-def make_repo(tmp_path: Path, label: str, s3: SeaweedServer, bucket: str, tiny_model: Path, *,
-              push: bool = False, identity: str = "rw", secret: str | None = None,
-              endpoint: str | None = None, tracks: int = 2) -> GameRepo:
+def make_repo(
+    tmp_path: Path,
+    label: str,
+    s3: SeaweedServer,
+    bucket: str,
+    tiny_model: Path,
+    *,
+    push: bool = False,
+    identity: str = "rw",
+    secret: str | None = None,
+    endpoint: str | None = None,
+    tracks: int = 2,
+) -> GameRepo:
     """A game repo checkout with its own local cache and a [cache.remote] on ``bucket``."""
     root = tmp_path / label / "game"
     (root / "track_specs").mkdir(parents=True)
-    (root / "trackspec.toml").write_text(textwrap.dedent(f"""\
+    (root / "trackspec.toml").write_text(
+        textwrap.dedent(f"""\
         specs = ["track_specs"]
 
         [cache.remote]
@@ -66,9 +76,16 @@ def make_repo(tmp_path: Path, label: str, s3: SeaweedServer, bucket: str, tiny_m
         region = "us-east-1"
         push = {str(push).lower()}
         timeout = 5
-        """), encoding="utf-8")
-    env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(tmp_path / label / "cache"), "PYTHONPATH": str(PROJECT_ROOT),
-           "TRACKSPEC_MODEL": str(tiny_model), **s3.env(identity, secret)}
+        """),
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "TRACKSPEC_CACHE_DIR": str(tmp_path / label / "cache"),
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "TRACKSPEC_MODEL": str(tiny_model),
+        **s3.env(identity, secret),
+    }
     repo = GameRepo(root, tmp_path / label / "cache", env)
     for i in range(tracks):
         repo.write_spec(f"track{i}", SPEC.format(prompt=f"synthwave number {i}", seed=100 + i))
@@ -80,14 +97,18 @@ def actions(result) -> dict[str, tuple[str, list[str]]]:
 
 
 def digests(repo: GameRepo) -> dict[str, dict[str, str]]:
-    return {name: {fmt: f["sha256"] for fmt, f in entry["files"].items()}
-            for name, entry in repo.index()["tracks"].items()}
+    return {
+        name: {fmt: f["sha256"] for fmt, f in entry["files"].items()} for name, entry in repo.index()["tracks"].items()
+    }
 
 
 def objects(s3: SeaweedServer, bucket: str) -> dict[str, bytes]:
     client = s3.client()
-    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-            for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+    ]
     return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
 
 
@@ -100,6 +121,7 @@ def warnings(stderr: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ sharing between checkouts
+
 
 def test_second_checkout_builds_everything_from_the_team_cache(tmp_path, s3, bucket, tiny_model):
     farm = make_repo(tmp_path, "farm", s3, bucket, tiny_model, push=True, tracks=3)
@@ -152,11 +174,13 @@ def test_corrupt_remote_object_is_reported_ignored_and_repaired(tmp_path, s3, bu
 
 # ------------------------------------------------------------------ failures degrade
 
+
 @pytest.mark.parametrize("failure", ["endpoint down", "wrong secret"])
 def test_remote_failure_warns_once_or_fails_with_require_remote(tmp_path, s3, bucket, tiny_model, failure):
     if failure == "endpoint down":
-        repo = make_repo(tmp_path, "down", s3, bucket, tiny_model, push=True,
-                         endpoint=f"http://127.0.0.1:{free_ports(1)[0]}")
+        repo = make_repo(
+            tmp_path, "down", s3, bucket, tiny_model, push=True, endpoint=f"http://127.0.0.1:{free_ports(1)[0]}"
+        )
         cause = "is unreachable"
     else:
         repo = make_repo(tmp_path, "secret", s3, bucket, tiny_model, push=True, secret="not-the-secret")
@@ -201,13 +225,15 @@ def test_read_only_identity_with_push(tmp_path, s3, bucket, tiny_model):
 
 # ------------------------------------------------------------------ concurrent writers
 
+
 def test_concurrent_pushes_of_the_same_key_leave_one_object(tmp_path, s3, bucket, tiny_model):
     repos = [make_repo(tmp_path, f"ci{i}", s3, bucket, tiny_model, push=False, tracks=1) for i in range(2)]
     for repo in repos:  # the committed file says push = false; CI turns it on
         repo.env["TRACKSPEC_REMOTE_PUSH"] = "true"
     results: list = [None, None]
-    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, repos[i].run("build", "--json")))
-               for i in range(2)]
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, repos[i].run("build", "--json"))) for i in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -232,8 +258,9 @@ def test_conditional_create_under_many_writers_and_multipart(tmp_path, s3, bucke
 
     for name, value in s3.env("rw").items():
         monkeypatch.setenv(name, value)  # the default credential chain, as the CLI reads it
-    settings = RemoteSettings.from_values({"url": f"s3://{bucket}/p", "endpoint_url": s3.endpoint,
-                                           "region": "us-east-1"})
+    settings = RemoteSettings.from_values(
+        {"url": f"s3://{bucket}/p", "endpoint_url": s3.endpoint, "region": "us-east-1"}
+    )
     tier = RemoteTier(S3Store(settings, multipart_bytes=5 * 1024**2, part_bytes=5 * 1024**2))
     local = LocalCache(tmp_path / "cache")
     staging = local.staging_dir()
@@ -274,6 +301,7 @@ def test_conditional_create_under_many_writers_and_multipart(tmp_path, s3, bucke
 
 # ------------------------------------------------------------------ commands and config
 
+
 def test_cache_push_pull_and_ls_remote(tmp_path, s3, bucket, tiny_model):
     local_only = make_repo(tmp_path, "a", s3, bucket, tiny_model, push=False)
     built = local_only.run("build", check_rc=0)
@@ -290,7 +318,9 @@ def test_cache_push_pull_and_ls_remote(tmp_path, s3, bucket, tiny_model):
     listed = local_only.run("cache", "ls", "--remote", "--json", check_rc=0).json()
     jsonschema.validate(listed, CACHE_LS_SCHEMA)
     assert sorted(e["kind"] for e in listed["entries"]) == ["raw", "raw", "render", "render"]
-    assert {e["formats"] and tuple(e["formats"]) for e in listed["entries"] if e["kind"] == "render"} == {("mp3", "ogg")}
+    assert {e["formats"] and tuple(e["formats"]) for e in listed["entries"] if e["kind"] == "render"} == {
+        ("mp3", "ogg")
+    }
     text = local_only.run("cache", "ls", "--remote", check_rc=0)
     assert "4 entries (2 raw, 2 render)" in text.stdout
 
@@ -328,8 +358,10 @@ def test_remote_config_errors_name_file_and_field(game_repo):
     toml.write_text('specs = ["track_specs"]\n[cache]\nregion = "x"\n')
     assert "cache.region" in game_repo.run("build", "--check").stderr
     down = f"http://127.0.0.1:{free_ports(1)[0]}"  # nothing listens there (and no request leaves loopback)
-    toml.write_text('specs = ["track_specs"]\n[cache]\ndir = "local-cache"\n[cache.remote]\nurl = "s3://b/x"\n'
-                    f'endpoint_url = "{down}"\n')
+    toml.write_text(
+        'specs = ["track_specs"]\n[cache]\ndir = "local-cache"\n[cache.remote]\nurl = "s3://b/x"\n'
+        f'endpoint_url = "{down}"\n'
+    )
     game_repo.env.pop("TRACKSPEC_CACHE_DIR")
     game_repo.env.update({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_CONFIG_FILE": os.devnull})
     doctor = game_repo.run("doctor", "--json")

@@ -11,14 +11,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import sha256
 from test_watch import daemons  # noqa: F401  (the fixture: a real `trackspec watch --json`)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: Chromium's flags as the issue gives them (Playwright adds --headless and the user data dir).
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 #: Chromium reads an Ogg Vorbis file's duration from its last granule position: a few ms over.
 DURATION_TOLERANCE = 0.02
 
@@ -68,7 +73,8 @@ def browser_page(tmp_path):
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+        )
         page = context.new_page()
         page.problems, page.requests = [], []
         page.on("console", lambda m: m.type in ("error", "warning") and page.problems.append(f"{m.type}: {m.text}"))
@@ -83,25 +89,37 @@ def browser_page(tmp_path):
 
 def open_report(page, path: Path) -> None:
     page.goto(path.as_uri())
-    page.wait_for_function("Array.from(document.querySelectorAll('audio')).every(a => a.readyState >= 1 || a.error)"
-                           " && Array.from(document.images).every(i => i.complete)", timeout=30000)
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('audio')).every(a => a.readyState >= 1 || a.error)"
+        " && Array.from(document.images).every(i => i.complete)",
+        timeout=30000,
+    )
 
 
 def players(page, selector: str = "body") -> list[dict]:
-    return page.eval_on_selector(selector, """root => Array.from(root.querySelectorAll('audio')).map(a => ({
+    return page.eval_on_selector(
+        selector,
+        """root => Array.from(root.querySelectorAll('audio')).map(a => ({
         src: a.getAttribute('src'), duration: a.duration, expected: parseFloat(a.dataset.expectedDuration),
-        error: a.error && a.error.code, ready: a.readyState}))""")
+        error: a.error && a.error.code, ready: a.readyState}))""",
+    )
 
 
 def facts(page, selector: str) -> dict[str, str]:
     """The track's facts list (<dt>name</dt><dd>value</dd>) as a dict."""
-    return page.eval_on_selector(selector, """root => Object.fromEntries(Array.from(root.querySelectorAll(':scope > dl dt'))
-        .map(dt => [dt.textContent, dt.nextElementSibling.textContent]))""")
+    return page.eval_on_selector(
+        selector,
+        """root => Object.fromEntries(Array.from(root.querySelectorAll(':scope > dl dt'))
+        .map(dt => [dt.textContent, dt.nextElementSibling.textContent]))""",
+    )
 
 
 def images(page, selector: str = "body") -> list[dict]:
-    return page.eval_on_selector(selector, """root => Array.from(root.querySelectorAll('img')).map(i => ({
-        src: i.getAttribute('src'), width: i.naturalWidth, height: i.naturalHeight}))""")
+    return page.eval_on_selector(
+        selector,
+        """root => Array.from(root.querySelectorAll('img')).map(i => ({
+        src: i.getAttribute('src'), width: i.naturalWidth, height: i.naturalHeight}))""",
+    )
 
 
 def test_the_report_loads_cleanly_and_every_track_and_take_can_be_seen_and_played(repo, browser_page, tmp_path):
@@ -131,7 +149,10 @@ def test_the_report_loads_cleanly_and_every_track_and_take_can_be_seen_and_playe
     for section, name in ((calm, "calm"), (drive, "drive")):
         entry = index[name]
         shown = facts(page, section)
-        assert shown["loudness"] == f"{min(f['integrated'] for f in entry['loudness']['files'].values()):.1f} LUFS integrated"
+        assert (
+            shown["loudness"]
+            == f"{min(f['integrated'] for f in entry['loudness']['files'].values()):.1f} LUFS integrated"
+        )
         assert shown["true peak"] == f"{max(f['true_peak'] for f in entry['loudness']['files'].values()):.1f} dBTP"
         assert shown["seed"] == str(entry["seed"]) and shown["licence"] == entry["license"]
         assert shown["duration"].startswith(f"{entry['duration']:.2f} s, 44100 Hz")
@@ -140,7 +161,10 @@ def test_the_report_loads_cleanly_and_every_track_and_take_can_be_seen_and_playe
         assert main["expected"] == pytest.approx(entry["duration"])
     calm_facts = facts(page, calm)
     loop = index["calm"]["loop"]
-    assert calm_facts["loop"].startswith(f"start {loop['start']} samples") and f"length {loop['length']}" in calm_facts["loop"]
+    assert (
+        calm_facts["loop"].startswith(f"start {loop['start']} samples")
+        and f"length {loop['length']}" in calm_facts["loop"]
+    )
     assert calm_facts["meta.tags"] == "calm, space" and calm_facts["meta.key"] == "D minor"
     assert facts(page, drive)["loop"] == "no"
 
@@ -187,8 +211,13 @@ def test_the_report_is_ignored_by_git_and_redraws_only_what_changed(repo):
     assert len(now) == 4 and len(set(now) & set(drawn)) == 2  # calm's kept, drive's old ones removed
 
     subprocess.run(["git", "init", "-q"], cwd=repo.root, check=True)
-    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=repo.root,
-                            capture_output=True, text=True, check=True).stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=repo.root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "assets/music/index.json" in status and ".report" not in status
 
 
@@ -201,8 +230,9 @@ def test_watch_report_keeps_the_page_current(repo, daemons):  # noqa: F811
         mark = daemon.mark()
         repo.write_spec("lead", PLAIN.replace("seed = 12", "seed = 14"))
         published = daemon.finished("lead", after=mark, ok=True)
-        daemon.wait_for(lambda e: e["event"] == "note" and "report written" in e["message"],
-                        after=daemon.events.index(published))
+        daemon.wait_for(
+            lambda e: e["event"] == "note" and "report written" in e["message"], after=daemon.events.index(published)
+        )
         assert 'id="lead"' in page.read_text()
     finally:
         assert daemon.stop() == 0

@@ -9,9 +9,9 @@ import pytest
 
 from importer.config import load_config
 from importer.errors import ConfigError, SpecError
-from importer.tracks import load_tracks
 from importer.spec import builtin_defaults, parse_spec
 from importer.state import State
+from importer.tracks import load_tracks
 
 GOOD = """\
 prompt = "calm synthwave"
@@ -96,15 +96,18 @@ def test_integer_field_refuses_float_and_bool(tmp_path):
     assert "duration: must be a number, got a boolean" in str(err)
 
 
-@pytest.mark.parametrize("line, expected", [
-    ("top_p = 1.5", "generation.top_p: 1.5 is out of range; allowed: [0, 1]"),
-    ("top_k = 5000", "generation.top_k: 5000 is out of range; allowed: [0, 2048]"),
-    ("temperature = -1.0", "generation.temperature: -1.0 is out of range; allowed: [0, 10]"),
-    ("temperature = nan", "generation.temperature: must be a finite number, got nan"),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("top_p = 1.5", "generation.top_p: 1.5 is out of range; allowed: [0, 1]"),
+        ("top_k = 5000", "generation.top_k: 5000 is out of range; allowed: [0, 2048]"),
+        ("temperature = -1.0", "generation.temperature: -1.0 is out of range; allowed: [0, 10]"),
+        ("temperature = nan", "generation.temperature: must be a finite number, got nan"),
+    ],
+)
 def test_out_of_range_gives_allowed_range(tmp_path, line, expected):
     key = line.split(" =")[0]
-    original = next(l for l in GOOD.splitlines() if l.startswith(key)) if key != "temperature" else "temperature = 1.1"
+    original = next(g for g in GOOD.splitlines() if g.startswith(key)) if key != "temperature" else "temperature = 1.1"
     err = error_of(write(tmp_path, GOOD.replace(original, line)))
     assert expected in str(err)
 
@@ -162,7 +165,9 @@ def _repo(tmp_path: Path, config: str) -> Path:
 
 
 def test_project_defaults_apply_and_spec_wins(tmp_path):
-    root = _repo(tmp_path, """
+    root = _repo(
+        tmp_path,
+        """
         specs = ["track_specs"]
         [defaults]
         genre = "ambient"
@@ -170,7 +175,8 @@ def test_project_defaults_apply_and_spec_wins(tmp_path):
         temperature = 0.9
         [defaults.output]
         formats = ["wav"]
-    """)
+    """,
+    )
     write(root / "track_specs", 'prompt = "x"\n[generation]\ntemperature = 1.3\n', "a.trackspec")
     config = load_config(root)
     loaded, failures = load_tracks(config, State(tmp_path / "state.json"), "facebook/musicgen-small")
@@ -183,8 +189,11 @@ def test_config_errors_have_locations(tmp_path):
     root = _repo(tmp_path, 'specs = ["track_specs"]\ndevice = "gpu"\n')
     with pytest.raises(ConfigError) as info:
         load_config(root)
-    assert str(info.value) == f"{root / 'trackspec.toml'}:2:1: device: 'gpu' is not a device; allowed: 'auto', 'cuda', 'mps', 'cpu'"
-    _repo(tmp_path, '[defaults.generation]\ntop_kk = 3\n')
+    assert (
+        str(info.value)
+        == f"{root / 'trackspec.toml'}:2:1: device: 'gpu' is not a device; allowed: 'auto', 'cuda', 'mps', 'cpu'"
+    )
+    _repo(tmp_path, "[defaults.generation]\ntop_kk = 3\n")
     with pytest.raises(ConfigError) as info:
         load_config(root)
     assert ":2:1: defaults.generation.top_kk: unknown key (did you mean 'top_k'?)" in str(info.value)
@@ -195,7 +204,7 @@ def test_config_errors_have_locations(tmp_path):
 
 
 def test_meta_must_fit_in_json(tmp_path):
-    spec = parse(write(tmp_path, GOOD + 'released = 2024-01-31\nat = 12:30:00\n'))
+    spec = parse(write(tmp_path, GOOD + "released = 2024-01-31\nat = 12:30:00\n"))
     assert spec.meta == {"bpm": 90, "released": "2024-01-31", "at": "12:30:00"}
     path = write(tmp_path, GOOD.replace("bpm = 90", "bpm = nan"))
     err = error_of(path)

@@ -49,8 +49,9 @@ def hit(kind: str, rate: int, rng: np.random.Generator) -> np.ndarray:
     return ramp * 0.4 * rng.standard_normal(n) * np.exp(-t / 0.008)  # click
 
 
-def synth(bpm: float, first: float, seconds: float, *, drums: bool, rate: int = RATE, bar_beats: int = 4,
-          seed: int = 0) -> np.ndarray:
+def synth(
+    bpm: float, first: float, seconds: float, *, drums: bool, rate: int = RATE, bar_beats: int = 4, seed: int = 0
+) -> np.ndarray:
     """Mono float32: beats from ``first`` seconds on, ``first`` a downbeat (accented: a kick
     on the click track; kick on 1, half kick on 3, snare on 2 and 4 for drums), over a two-note
     pad and white noise."""
@@ -62,8 +63,13 @@ def synth(bpm: float, first: float, seconds: float, *, drums: bool, rate: int = 
     while (at := first + k * 60.0 / bpm) < seconds - 0.15:
         beat = k % bar_beats
         if drums:
-            sound = hit("kick", rate, rng) if beat == 0 else 0.5 * hit("kick", rate, rng) if beat == 2 \
+            sound = (
+                hit("kick", rate, rng)
+                if beat == 0
+                else 0.5 * hit("kick", rate, rng)
+                if beat == 2
                 else hit("snare", rate, rng)
+            )
         else:
             sound = hit("kick", rate, rng) + hit("click", rate, rng) if beat == 0 else hit("click", rate, rng)
         s = round(at * rate)
@@ -74,13 +80,17 @@ def synth(bpm: float, first: float, seconds: float, *, drums: bool, rate: int = 
 
 # --- the analysis ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bpm, first, drums, declared", [
-    (70.0, 0.37, False, 70),
-    (92.5, 1.10, True, 90),      # MusicGen asked for 90, played 92.5
-    (120.0, 0.25, False, None),  # nothing declared
-    (135.5, 0.80, True, 135),
-    (170.0, 0.33, True, 170),
-])
+
+@pytest.mark.parametrize(
+    "bpm, first, drums, declared",
+    [
+        (70.0, 0.37, False, 70),
+        (92.5, 1.10, True, 90),  # MusicGen asked for 90, played 92.5
+        (120.0, 0.25, False, None),  # nothing declared
+        (135.5, 0.80, True, 135),
+        (170.0, 0.33, True, 170),
+    ],
+)
 def test_tempo_and_first_downbeat_within_tolerance(bpm, first, drums, declared):
     audio = synth(bpm, first, 20.0, drums=drums)[None]
     found = analyse(audio, RATE, 4, declared)
@@ -98,19 +108,24 @@ def test_noise_has_no_reliable_tempo():
 
 # --- the loop construction -------------------------------------------------------------------
 
-@pytest.mark.parametrize("start, bars, first_sample, loop_start_sample", [
-    (None, None, 1000 + 4800, 0),          # whole file from the first downbeat with room for the fade
-    ("auto", 3, 0, 1000 + 4800),           # the same downbeat, the audio before it kept as an intro
-    (2, None, 0, 1000 + 2 * 4800),         # two bars after the first downbeat
-    (1.3, 2, 0, 1000 + 4800),              # the downbeat nearest 1.3 s (1.45 s)
-])
+
+@pytest.mark.parametrize(
+    "start, bars, first_sample, loop_start_sample",
+    [
+        (None, None, 1000 + 4800, 0),  # whole file from the first downbeat with room for the fade
+        ("auto", 3, 0, 1000 + 4800),  # the same downbeat, the audio before it kept as an intro
+        (2, None, 0, 1000 + 2 * 4800),  # two bars after the first downbeat
+        (1.3, 2, 0, 1000 + 4800),  # the downbeat nearest 1.3 s (1.45 s)
+    ],
+)
 def test_bar_loop_joins_the_end_to_what_preceded_the_loop_start(start, bars, first_sample, loop_start_sample):
     from importer.loop import bar_loop
 
     rate = 4000  # 200 BPM, 4/4: a bar is 1.2 s = 4800 samples; first downbeat at 0.25 s = sample 1000
     audio = np.random.default_rng(0).standard_normal((2, 40000)).astype(np.float32)
-    result = bar_loop(audio, rate, bpm=200.0, first_downbeat=0.25, bar_beats=4, crossfade_seconds=None,
-                      bars=bars, start=start)
+    result = bar_loop(
+        audio, rate, bpm=200.0, first_downbeat=0.25, bar_beats=4, crossfade_seconds=None, bars=bars, start=start
+    )
     s = first_sample + loop_start_sample  # the loop start in the input
     assert result.start == loop_start_sample and result.trimmed == first_sample
     assert result.length % 4800 == 0 and result.bars == result.length // 4800
@@ -131,6 +146,7 @@ def test_bar_loop_refuses_more_bars_than_fit():
 
 # --- loops through the render chain, checked in the decoded files -----------------------------
 
+
 def raw_entry(cache: LocalCache, audio: np.ndarray, key: str, info: dict | None = None):
     """Audio at MusicGen's rate as build.store_raw stores it: the raw entry of ``key``."""
     from importer.audio import resample
@@ -139,8 +155,12 @@ def raw_entry(cache: LocalCache, audio: np.ndarray, key: str, info: dict | None 
     staging = cache.staging_dir()
     path = staging / "audio.f32"
     np.ascontiguousarray(pcm, dtype="<f4").tofile(path)
-    entry = cache.put("raw", key, {"audio.f32": path}, {"sample_rate": RAW_RATE, "channels": pcm.shape[0],
-                                                         "samples": pcm.shape[1], **(info or {})})
+    entry = cache.put(
+        "raw",
+        key,
+        {"audio.f32": path},
+        {"sample_rate": RAW_RATE, "channels": pcm.shape[0], "samples": pcm.shape[1], **(info or {})},
+    )
     shutil.rmtree(staging, ignore_errors=True)
     return entry
 
@@ -160,18 +180,28 @@ def onsets(pcm: np.ndarray, rate: int) -> np.ndarray:
     return np.array(found) * frame / rate
 
 
-@pytest.mark.parametrize("bpm, first, loop_start, loop_bars, downbeat", [
-    (92.5, 1.10, None, 4, 1),    # loop = whole file, from the first downbeat a bar in (room for the fade)
-    (128.0, 0.61, 2, None, 2),   # intro of 2 bars after the first downbeat, then as many bars as fit
-])
+@pytest.mark.parametrize(
+    "bpm, first, loop_start, loop_bars, downbeat",
+    [
+        (92.5, 1.10, None, 4, 1),  # loop = whole file, from the first downbeat a bar in (room for the fade)
+        (128.0, 0.61, 2, None, 2),  # intro of 2 bars after the first downbeat, then as many bars as fit
+    ],
+)
 def test_bar_loop_in_decoded_ogg_and_mp3(tmp_path, bpm, first, loop_start, loop_bars, downbeat):
     audio = np.stack([synth(bpm, first, 24.0, drums=True), synth(bpm, first, 24.0, drums=True, seed=1)])
     cache = LocalCache(tmp_path / "cache")
     raw = raw_entry(cache, audio, "r" * 64)
     # Loudness left as made: a limiter on these spiky test drums would smear the hits the check finds.
-    settings = RenderSettings(EncodeSettings(("ogg", "mp3"), RATE), loop_crossfade=2.0, loudness_target=None,
-                              tempo=True, bpm_hint=float(round(bpm)), loop_bars=loop_bars, loop_start=loop_start,
-                              tags=TrackTags(title="t", render_key="k" * 64, model="m", seed=1, version="0"))
+    settings = RenderSettings(
+        EncodeSettings(("ogg", "mp3"), RATE),
+        loop_crossfade=2.0,
+        loudness_target=None,
+        tempo=True,
+        bpm_hint=float(round(bpm)),
+        loop_bars=loop_bars,
+        loop_start=loop_start,
+        tags=TrackTags(title="t", render_key="k" * 64, model="m", seed=1, version="0"),
+    )
     entry = render_raw(cache, raw, settings, "k" * 64, {})
     loop, tempo = entry.info["loop"], entry.info["tempo"]
     bar = 4 * 60.0 / bpm
@@ -205,8 +235,11 @@ def test_bar_loop_in_decoded_ogg_and_mp3(tmp_path, bpm, first, loop_start, loop_
 
 # --- keys ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra", ['loop_bars = 8', 'loop_start = "auto"', "loop_start = 2", "loop_start = 4.5",
-                                   "bar_beats = 3", 'tempo = "off"'])
+
+@pytest.mark.parametrize(
+    "extra",
+    ["loop_bars = 8", 'loop_start = "auto"', "loop_start = 2", "loop_start = 4.5", "bar_beats = 3", 'tempo = "off"'],
+)
 def test_tempo_and_loop_settings_change_only_the_render_key(tmp_path, extra):
     from test_keys import BASE, keys_of
 
@@ -253,7 +286,9 @@ def put_raw(game_repo, spec_path, audio: np.ndarray) -> None:
     spec = parse_spec(spec_path, builtin_defaults(), max_duration=600.0)
     model = resolve_model(spec.model, spec.revision, game_repo.root, State(game_repo.root / ".probe-state.json"))
     keys = track_keys(spec, model)
-    raw_entry(LocalCache(game_repo.cache), audio, keys.generation, {"seed": keys.seed, "inputs": keys.generation_inputs})
+    raw_entry(
+        LocalCache(game_repo.cache), audio, keys.generation, {"seed": keys.seed, "inputs": keys.generation_inputs}
+    )
 
 
 def actions(result) -> dict[str, str]:

@@ -4,6 +4,7 @@ event lines (see `trackspec watch --help`) and check files, index and exit codes
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -15,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import assert_index_matches_disk, sha256
 from watchproc import BARRIER, WatchProcess
 
@@ -37,10 +37,13 @@ def warm_cache(tmp_path_factory, tiny_model) -> Path:
     (root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
     (root / "track_specs" / "seed.trackspec").write_text(SPEC)
     cache = root.parent / "cache"
-    env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(cache), "PYTHONPATH": str(Path(__file__).parents[1]),
-           "TRACKSPEC_MODEL": str(tiny_model)}
-    subprocess.run([sys.executable, "-m", "importer", "build", "-q"], cwd=root, env=env, check=True,
-                   timeout=600)
+    env = {
+        **os.environ,
+        "TRACKSPEC_CACHE_DIR": str(cache),
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+        "TRACKSPEC_MODEL": str(tiny_model),
+    }
+    subprocess.run([sys.executable, "-m", "importer", "build", "-q"], cwd=root, env=env, check=True, timeout=600)
     return cache
 
 
@@ -119,8 +122,11 @@ def save_repeatedly(path: Path, text: str) -> None:  # duplicate events: same co
     os.utime(path)
 
 
-@pytest.mark.parametrize("save", [save_in_place, save_temp_then_rename, save_like_vim, save_like_jetbrains,
-                                  save_repeatedly], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "save",
+    [save_in_place, save_temp_then_rename, save_like_vim, save_like_jetbrains, save_repeatedly],
+    ids=lambda f: f.__name__,
+)
 def test_each_save_pattern_builds_the_new_content_once(warm_repo, daemons, save):
     path = warm_repo.write_spec("a", SPEC)
     daemon = daemons(warm_repo)
@@ -147,8 +153,9 @@ def test_a_content_change_is_generated_once_with_the_model_kept_loaded(warm_repo
         save_repeatedly(path, SPEC.replace("calm synth pad", prompt))
         job = daemon.finished("a", after=mark)
         daemon.barrier(SPEC)  # the publishing cycle wrote the index; a second job would be listed
-        assert [(j["action"], j["reasons"]) for j in daemon.since(mark, "finished", "a")] == \
-            [("generate", ["prompt changed"])], daemon.log()
+        assert [(j["action"], j["reasons"]) for j in daemon.since(mark, "finished", "a")] == [
+            ("generate", ["prompt changed"])
+        ], daemon.log()
         assert len(daemon.since(mark, "generated", "a")) == 1
         assert daemon.queue_now() == ([], []), daemon.log()  # and none is queued or running
         assert warm_repo.index()["tracks"]["a"]["keys"] == job["keys"]
@@ -170,8 +177,11 @@ def test_a_burst_of_cache_hits_is_published_with_few_index_writes(warm_repo, dae
         warm_repo.write_spec(name, SPEC)
     daemon.wait_for(lambda e: e["event"] == "index_written" and e["tracks"] == 201, after=mark, timeout=300)
     daemon.barrier(SPEC)  # whatever the burst caused has been reported
-    restored = [e["name"] for e in daemon.since(mark, "finished")
-                if e["action"] == "restore" and e["ok"] and e["name"] != BARRIER]
+    restored = [
+        e["name"]
+        for e in daemon.since(mark, "finished")
+        if e["action"] == "restore" and e["ok"] and e["name"] != BARRIER
+    ]
     assert sorted(restored) == names  # each once
     writes = [w for w in daemon.since(mark, "index_written") if w["tracks"] <= 201]  # not the barrier's
     assert 1 <= len(writes) <= 5, [w["tracks"] for w in writes]  # one per settle window, not 200
@@ -421,7 +431,10 @@ def test_the_model_is_unloaded_after_the_idle_time_and_loaded_again_when_needed(
         daemon.finished("a", after=mark, action="generate")
         daemon.wait_for(lambda e: e["event"] == "note" and e["message"].startswith("model unloaded"), after=mark)
     notes = [e["message"] for e in daemon.since(0, "note")]
-    assert [n.split(":")[0] for n in notes if n.startswith("model")] == ["model loaded", "model unloaded after 1 s idle"] * 2
+    assert [n.split(":")[0] for n in notes if n.startswith("model")] == [
+        "model loaded",
+        "model unloaded after 1 s idle",
+    ] * 2
     assert daemon.stop() == 0
 
 
@@ -455,8 +468,10 @@ def test_a_track_continuing_another_is_generated_after_it_and_again_when_it_chan
     """``continue_from = "track:main"``: the daemon re-plans boss when main changes (its key
     holds main's) and generates it only after main's new audio is in the cache."""
     main = warm_repo.write_spec("main", SPEC)  # its audio is in the warm cache
-    warm_repo.write_spec("boss", 'prompt = "boss fight"\nduration = 1.0\nseed = 6\n\n'
-                                 '[generation]\nwindow = 1.0\ncontinue_from = "track:main"\n')
+    warm_repo.write_spec(
+        "boss",
+        'prompt = "boss fight"\nduration = 1.0\nseed = 6\n\n[generation]\nwindow = 1.0\ncontinue_from = "track:main"\n',
+    )
     daemon = daemons(warm_repo)
     daemon.finished("main", action="restore")
     daemon.finished("boss", action="generate")

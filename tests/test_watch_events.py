@@ -19,25 +19,28 @@ def config(tmp_path):
     return load_config(tmp_path)
 
 
-@pytest.mark.parametrize("name, relevant", [
-    ("track_specs/a.trackspec", True),
-    ("track_specs/deep/er/a.trackspec", True),
-    ("trackspec.toml", True),
-    ("track_specs/trackspec.toml", False),          # only the root's config counts
-    ("track_specs/.a.trackspec.swp", False),        # vim swap
-    ("track_specs/a.trackspec~", False),            # vim / emacs backup
-    ("track_specs/4913", False),                    # vim's write probe
-    ("track_specs/a.trackspec___jb_tmp___", False), # JetBrains safe write
-    ("track_specs/a.trackspec___jb_old___", False),
-    ("track_specs/.#a.trackspec", False),           # emacs lock
-    ("track_specs/#a.trackspec#", False),           # emacs autosave
-    ("track_specs/.goutputstream-XYZ", False),      # gedit
-    ("track_specs/.hidden/a.trackspec", False),     # hidden folders are never searched
-    ("other/a.trackspec", False),                   # outside the spec folders
-    ("assets/music/a.trackspec", False),
-    (".git/a.trackspec", False),
-    (".trackspec/tmp/a.trackspec", False),
-])
+@pytest.mark.parametrize(
+    "name, relevant",
+    [
+        ("track_specs/a.trackspec", True),
+        ("track_specs/deep/er/a.trackspec", True),
+        ("trackspec.toml", True),
+        ("track_specs/trackspec.toml", False),  # only the root's config counts
+        ("track_specs/.a.trackspec.swp", False),  # vim swap
+        ("track_specs/a.trackspec~", False),  # vim / emacs backup
+        ("track_specs/4913", False),  # vim's write probe
+        ("track_specs/a.trackspec___jb_tmp___", False),  # JetBrains safe write
+        ("track_specs/a.trackspec___jb_old___", False),
+        ("track_specs/.#a.trackspec", False),  # emacs lock
+        ("track_specs/#a.trackspec#", False),  # emacs autosave
+        ("track_specs/.goutputstream-XYZ", False),  # gedit
+        ("track_specs/.hidden/a.trackspec", False),  # hidden folders are never searched
+        ("other/a.trackspec", False),  # outside the spec folders
+        ("assets/music/a.trackspec", False),
+        (".git/a.trackspec", False),
+        (".trackspec/tmp/a.trackspec", False),
+    ],
+)
 def test_relevant_files(config, name, relevant):
     assert is_relevant(config, str(config.root / name), is_directory=False) is relevant
 

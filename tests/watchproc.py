@@ -33,15 +33,23 @@ class WatchProcess:
     def __init__(self, repo, *args: str, launcher: str | None = None, pass_fds: tuple[int, ...] = ()):
         self.repo = repo
         entry = ["-c", launcher] if launcher is not None else ["-m", "importer"]
-        self.proc = subprocess.Popen([sys.executable, *entry, "watch", "--json", *args], cwd=repo.root,
-                                     env=repo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, pass_fds=pass_fds)
+        self.proc = subprocess.Popen(
+            [sys.executable, *entry, "watch", "--json", *args],
+            cwd=repo.root,
+            env=repo.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            pass_fds=pass_fds,
+        )
         self.events: list[dict] = []
         self.stderr: list[str] = []
         self._cond = threading.Condition()
         self._barriers = 0
-        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True),
-                         threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True)]
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, True), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, False), daemon=True),
+        ]
         for reader in self._readers:
             reader.start()
 
@@ -66,16 +74,20 @@ class WatchProcess:
                     if predicate(event):
                         return event
                 if not self._readers[0].is_alive() and self.proc.poll() is not None:
-                    raise AssertionError(f"the daemon exited (rc={self.proc.returncode}) without that event\n"
-                                         + self.log())
+                    raise AssertionError(
+                        f"the daemon exited (rc={self.proc.returncode}) without that event\n" + self.log()
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"no such event in {timeout} s; rc={self.proc.poll()}\n" + self.log())
                 self._cond.wait(min(left, 1.0))  # woken by every line and by EOF
 
     def finished(self, name: str, after: int = 0, timeout: float = 300, **fields) -> dict:
-        return self.wait_for(lambda e: e["event"] == "finished" and e["name"] == name
-                             and all(e.get(k) == v for k, v in fields.items()), timeout=timeout, after=after)
+        return self.wait_for(
+            lambda e: e["event"] == "finished" and e["name"] == name and all(e.get(k) == v for k, v in fields.items()),
+            timeout=timeout,
+            after=after,
+        )
 
     def barrier(self, text: str, timeout: float = 300) -> int:
         """Return once the daemon has handled every file change made before this call.

@@ -33,22 +33,35 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = add_parser(sub, "audition", "generate several takes of a track (different seeds) to choose from",
-                        "Generate N takes of one track, each with its own seed, encode them as a build "
-                        "would and keep them in the cache. Assets and index are not touched.",
-                        AUDITION_EPILOG)
+    parser = add_parser(
+        sub,
+        "audition",
+        "generate several takes of a track (different seeds) to choose from",
+        "Generate N takes of one track, each with its own seed, encode them as a build "
+        "would and keep them in the cache. Assets and index are not touched.",
+        AUDITION_EPILOG,
+    )
     add_root(parser)
     parser.add_argument("name", metavar="NAME", help="the track's name (as `trackspec status` lists it)")
     parser.add_argument("--takes", type=int, default=3, metavar="N", help="how many takes (default 3, at most 32)")
-    parser.add_argument("--seconds", type=float, metavar="S",
-                        help="preview length in seconds (default: the spec's duration)")
-    parser.add_argument("--model", metavar="ID_OR_DIR", help="use this model instead of the spec's "
-                        "(as `build --model`; a pinned take then builds with the same --model)")
-    parser.add_argument("--here", action="store_true",
-                        help="generate in this process even when a `trackspec watch` runs on the repo "
-                             "(by default the daemon generates, with the model it keeps loaded)")
-    parser.add_argument("--json", action="store_true",
-                        help="print the takes as JSON on stdout (importer/schemas/audition.schema.json)")
+    parser.add_argument(
+        "--seconds", type=float, metavar="S", help="preview length in seconds (default: the spec's duration)"
+    )
+    parser.add_argument(
+        "--model",
+        metavar="ID_OR_DIR",
+        help="use this model instead of the spec's "
+        "(as `build --model`; a pinned take then builds with the same --model)",
+    )
+    parser.add_argument(
+        "--here",
+        action="store_true",
+        help="generate in this process even when a `trackspec watch` runs on the repo "
+        "(by default the daemon generates, with the model it keeps loaded)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the takes as JSON on stdout (importer/schemas/audition.schema.json)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -73,12 +86,14 @@ def run(args: argparse.Namespace) -> int:
 
         if daemon_running(config):
             generator = _via_daemon(config, args, display.update, note)
-    takes = audition(config, track, args.takes, args.seconds, progress=display.update, note=note,
-                     generator=generator)
+    takes = audition(config, track, args.takes, args.seconds, progress=display.update, note=note, generator=generator)
     code = EXIT_FAILED if any(t.error for t in takes) else EXIT_OK
     if args.json:
-        print(json.dumps({"name": track.spec.name, "takes": [dataclasses.asdict(t) for t in takes]},
-                         indent=2, sort_keys=True))
+        print(
+            json.dumps(
+                {"name": track.spec.name, "takes": [dataclasses.asdict(t) for t in takes]}, indent=2, sort_keys=True
+            )
+        )
         return code
     for take in takes:
         if take.error:
@@ -100,10 +115,20 @@ def _via_daemon(config, args: argparse.Namespace, progress, note):
 
     def generate(plans: list) -> dict[int, str]:
         numbers = [take_of_seed(tp.track.keys.seed) for tp in plans]
-        request_id = send(config, {"name": args.name, "takes": numbers, "seconds": args.seconds,
-                                   "model": model_override(args), "cwd": str(Path.cwd())})
-        note(f"the running `trackspec watch` generates {len(numbers)} takes with its loaded model "
-             "(its output shows the progress) ...")
+        request_id = send(
+            config,
+            {
+                "name": args.name,
+                "takes": numbers,
+                "seconds": args.seconds,
+                "model": model_override(args),
+                "cwd": str(Path.cwd()),
+            },
+        )
+        note(
+            f"the running `trackspec watch` generates {len(numbers)} takes with its loaded model "
+            "(its output shows the progress) ..."
+        )
         result = wait_for_result(config, request_id, lambda: daemon_running(config))
         if result is None:
             note("the daemon stopped before answering: generating here")

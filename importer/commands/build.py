@@ -13,13 +13,23 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from .common import (EXIT_CODES, EXIT_FAILED, EXIT_OK, add_farm_arguments, add_parser, add_root, model_override,
-                     project_root, with_farm)
+from .common import (
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_OK,
+    add_farm_arguments,
+    add_parser,
+    add_root,
+    model_override,
+    project_root,
+    with_farm,
+)
 
 TYPE_CHECKING = False  # not typing's: importing typing costs ~5 ms of a no-op build
 if TYPE_CHECKING:
     import argparse
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
     from ..fastpath import NoopRecord
 
@@ -47,28 +57,50 @@ message and a local build, or exit 1 with --require-farm.
 {EXIT_CODES}"""
 
 #: build's options without a value, and with one, spelled out as ``build --help`` shows them.
-_FLAGS = {"--check": "check", "--json": "json", "--no-wait": "no_wait", "-q": "quiet", "--quiet": "quiet",
-          "-v": "verbose", "--verbose": "verbose", "--require-remote": "require_remote",
-          "--require-farm": "require_farm"}
+_FLAGS = {
+    "--check": "check",
+    "--json": "json",
+    "--no-wait": "no_wait",
+    "-q": "quiet",
+    "--quiet": "quiet",
+    "-v": "verbose",
+    "--verbose": "verbose",
+    "--require-remote": "require_remote",
+    "--require-farm": "require_farm",
+}
 _VALUED = {"--root": "root", "--model": "model", "--farm": "farm"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    build = add_parser(sub, "build", "build every stale track and update the index",
-                       "Find every .trackspec, decide what is stale and why, and bring assets and index "
-                       "up to date.", BUILD_EPILOG)
+    build = add_parser(
+        sub,
+        "build",
+        "build every stale track and update the index",
+        "Find every .trackspec, decide what is stale and why, and bring assets and index up to date.",
+        BUILD_EPILOG,
+    )
     add_root(build)
-    build.add_argument("--model", metavar="ID_OR_DIR",
-                       help="use this model for every spec in this run (hub id or local directory; "
-                            "part of the keys). Env: TRACKSPEC_MODEL")
-    build.add_argument("--check", action="store_true",
-                       help="decide only: print stale tracks and why, write nothing; exit 1 if any is stale")
+    build.add_argument(
+        "--model",
+        metavar="ID_OR_DIR",
+        help="use this model for every spec in this run (hub id or local directory; "
+        "part of the keys). Env: TRACKSPEC_MODEL",
+    )
+    build.add_argument(
+        "--check",
+        action="store_true",
+        help="decide only: print stale tracks and why, write nothing; exit 1 if any is stale",
+    )
     build.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
-    build.add_argument("--no-wait", action="store_true",
-                       help="exit 3 instead of waiting when another trackspec process holds the lock")
-    build.add_argument("--require-remote", action="store_true",
-                       help="team cache ([cache.remote]) failures fail the build (exit 1, naming the cause) "
-                            "instead of one warning and a local build: for CI")
+    build.add_argument(
+        "--no-wait", action="store_true", help="exit 3 instead of waiting when another trackspec process holds the lock"
+    )
+    build.add_argument(
+        "--require-remote",
+        action="store_true",
+        help="team cache ([cache.remote]) failures fail the build (exit 1, naming the cause) "
+        "instead of one warning and a local build: for CI",
+    )
     add_farm_arguments(build)
     build.add_argument("-q", "--quiet", action="store_true", help="print only failures and the summary")
     build.add_argument("-v", "--verbose", action="store_true", help="log details (cache decisions, tracebacks)")
@@ -84,8 +116,13 @@ def quick_args(argv: list[str]) -> SimpleNamespace | None:
     """
     if not argv or argv[0] != "build":
         return None
-    values: dict[str, Any] = {"command": "build", "root": None, "model": None, "farm": None,
-                              **{name: False for name in _FLAGS.values()}}
+    values: dict[str, Any] = {
+        "command": "build",
+        "root": None,
+        "model": None,
+        "farm": None,
+        **{name: False for name in _FLAGS.values()},
+    }
     rest = iter(argv[1:])
     for arg in rest:
         name, eq, value = arg.partition("=")
@@ -111,8 +148,13 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..console import TextReporter
 
-    options = BuildOptions(model_override=model_override(args), override_base=Path.cwd(), check=args.check,
-                           wait_for_lock=not args.no_wait, require_remote=args.require_remote)
+    options = BuildOptions(
+        model_override=model_override(args),
+        override_base=Path.cwd(),
+        check=args.check,
+        wait_for_lock=not args.no_wait,
+        require_remote=args.require_remote,
+    )
     config = with_farm(load_config(project_root(args)), args)
     reporter = TextReporter(quiet=args.quiet, json_mode=args.json)
     report = run_build(config, options, reporter)
@@ -181,8 +223,19 @@ def _fresh_results(args: argparse.Namespace, record: NoopRecord) -> list[SimpleN
             entry = entries[name]
             files = {fmt: f["path"] for fmt, f in entry["files"].items()}
             keys = {"generation": entry["keys"]["generation"], "render": entry["keys"]["render"]}
-        results.append(SimpleNamespace(name=name, spec=spec, action="fresh", reasons=[], ok=True, error=None,
-                                       files=files, seconds=0.0, keys=keys))
+        results.append(
+            SimpleNamespace(
+                name=name,
+                spec=spec,
+                action="fresh",
+                reasons=[],
+                ok=True,
+                error=None,
+                files=files,
+                seconds=0.0,
+                keys=keys,
+            )
+        )
     return results
 
 
@@ -212,8 +265,9 @@ def _finish(args: argparse.Namespace, report: Any, root: Path, as_dict: Callable
         stale = [r for r in report.results if r.action != "fresh"]
         for r in stale:  # a spec that cannot build (bad field, refused licence) says why too
             print(format_stale(r) if r.ok else format_result(r))
-        print("up to date" if not stale else f"{len(stale)} of {len(report.results)} tracks need a build",
-              file=sys.stderr)
+        print(
+            "up to date" if not stale else f"{len(stale)} of {len(report.results)} tracks need a build", file=sys.stderr
+        )
     else:
         print(summary(report, root), file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_FAILED

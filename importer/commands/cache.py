@@ -4,6 +4,7 @@ from the team cache (``[cache.remote]``)."""
 from __future__ import annotations
 
 import argparse
+from datetime import UTC
 from pathlib import Path
 
 from .common import EXIT_CODES, EXIT_FAILED, EXIT_OK, add_parser, add_root
@@ -31,52 +32,98 @@ Credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_
   (cache verify exits 1 when it found and removed a corrupt entry; push, pull and
   ls --remote exit 1 when the team cache fails, or pull found a corrupt entry)"""
 
-SIZE_HELP = ("bytes, or a number with a unit: K M G T (or KiB MiB GiB TiB) = powers of 1024, "
-             "KB MB GB TB = powers of 1000; e.g. 500M, 2G, 1.5GiB")
+SIZE_HELP = (
+    "bytes, or a number with a unit: K M G T (or KiB MiB GiB TiB) = powers of 1024, "
+    "KB MB GB TB = powers of 1000; e.g. 500M, 2G, 1.5GiB"
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    cache = add_parser(sub, "cache", "list, verify, shrink or clear the local cache",
-                       "Inspect and maintain the content-addressed cache of generated audio and encoded files.",
-                       CACHE_EPILOG)
+    cache = add_parser(
+        sub,
+        "cache",
+        "list, verify, shrink or clear the local cache",
+        "Inspect and maintain the content-addressed cache of generated audio and encoded files.",
+        CACHE_EPILOG,
+    )
     actions = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    ls = add_parser(actions, "ls", "list entries: kind, key, size, last used, formats; and the total",
-                    "List every cache entry, most recently used first, and the total size.")
+    ls = add_parser(
+        actions,
+        "ls",
+        "list entries: kind, key, size, last used, formats; and the total",
+        "List every cache entry, most recently used first, and the total size.",
+    )
     ls.set_defaults(run=run_ls)
-    verify = add_parser(actions, "verify", "re-hash every entry; remove corrupt ones (exit 1 if any)",
-                        "Check every entry's files against its manifest (sha256 and size), as every restore "
-                        "does. Corrupt entries are removed (a build regenerates them); exit 1 if any was found.")
+    verify = add_parser(
+        actions,
+        "verify",
+        "re-hash every entry; remove corrupt ones (exit 1 if any)",
+        "Check every entry's files against its manifest (sha256 and size), as every restore "
+        "does. Corrupt entries are removed (a build regenerates them); exit 1 if any was found.",
+    )
     verify.set_defaults(run=run_verify)
-    gc = add_parser(actions, "gc", "evict least-recently-used entries until the cache fits --max-size",
-                    "Evict whole entries, least recently used first, until the cache totals at most SIZE.")
+    gc = add_parser(
+        actions,
+        "gc",
+        "evict least-recently-used entries until the cache fits --max-size",
+        "Evict whole entries, least recently used first, until the cache totals at most SIZE.",
+    )
     gc.add_argument("--max-size", required=True, type=parse_size, metavar="SIZE", help=SIZE_HELP)
     gc.set_defaults(run=run_gc)
-    clear = add_parser(actions, "clear", "remove every entry (says how much was freed)",
-                       "Remove every cache entry. The next build regenerates what it needs.")
+    clear = add_parser(
+        actions,
+        "clear",
+        "remove every entry (says how much was freed)",
+        "Remove every cache entry. The next build regenerates what it needs.",
+    )
     clear.set_defaults(run=run_clear)
     for action in (ls, verify, gc, clear):
         add_root(action)
         action.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     ls.add_argument("--remote", action="store_true", help="list the team cache ([cache.remote]) instead")
-    push = add_parser(actions, "push", "upload local entries to the team cache (--all, or TRACK...)",
-                      "Upload local cache entries the team cache lacks: every entry (--all), or the raw audio "
-                      "and render of each TRACK named.")
+    push = add_parser(
+        actions,
+        "push",
+        "upload local entries to the team cache (--all, or TRACK...)",
+        "Upload local cache entries the team cache lacks: every entry (--all), or the raw audio "
+        "and render of each TRACK named.",
+    )
     push.set_defaults(run=run_push)
-    pull = add_parser(actions, "pull", "download entries from the team cache (--all, or TRACK...)",
-                      "Download and verify team cache entries into the local cache: every entry (--all), or "
-                      "the raw audio and render of each TRACK named. `build` restores from them.")
+    pull = add_parser(
+        actions,
+        "pull",
+        "download entries from the team cache (--all, or TRACK...)",
+        "Download and verify team cache entries into the local cache: every entry (--all), or "
+        "the raw audio and render of each TRACK named. `build` restores from them.",
+    )
     pull.set_defaults(run=run_pull)
     for action in (push, pull):
         add_root(action)
         action.add_argument("--all", action="store_true", help="every entry")
         action.add_argument("tracks", nargs="*", metavar="TRACK", help="track names")
-        action.add_argument("--model", metavar="ID_OR_DIR",
-                            help="the tracks' keys as built with this model (as build --model). Env: TRACKSPEC_MODEL")
+        action.add_argument(
+            "--model",
+            metavar="ID_OR_DIR",
+            help="the tracks' keys as built with this model (as build --model). Env: TRACKSPEC_MODEL",
+        )
 
 
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4,
-          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
-          "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "m": 1024**2,
+    "g": 1024**3,
+    "t": 1024**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+}
 
 
 def parse_size(text: str) -> int:
@@ -112,13 +159,16 @@ def _cache(args: argparse.Namespace):
 
 
 def _entry_json(entry, reason: str | None = None) -> dict:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     doc = {
-        "kind": entry.kind, "key": entry.key, "bytes": entry.bytes, "files": list(entry.files),
-        "formats": list(entry.formats), "path": str(entry.directory),
-        "last_used": datetime.fromtimestamp(entry.last_used, timezone.utc).isoformat(timespec="seconds")
-                             .replace("+00:00", "Z"),
+        "kind": entry.kind,
+        "key": entry.key,
+        "bytes": entry.bytes,
+        "files": list(entry.files),
+        "formats": list(entry.formats),
+        "path": str(entry.directory),
+        "last_used": datetime.fromtimestamp(entry.last_used, UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "last_used_unix": entry.last_used,
     }
     if reason is not None:
@@ -160,8 +210,10 @@ def _total_line(entries: list, folder) -> str:
     from ..console import human_bytes
 
     raw = sum(e.kind == "raw" for e in entries)
-    return (f"{len(entries)} entries ({raw} raw, {len(entries) - raw} render), "
-            f"{human_bytes(sum(e.bytes for e in entries))} in {folder}")
+    return (
+        f"{len(entries)} entries ({raw} raw, {len(entries) - raw} render), "
+        f"{human_bytes(sum(e.bytes for e in entries))} in {folder}"
+    )
 
 
 def run_ls(args: argparse.Namespace) -> int:
@@ -198,8 +250,10 @@ def run_verify(args: argparse.Namespace) -> int:
             print(f"corrupt {e.kind} {e.key[:12]} ({e.directory}): {removed.reason}; removed")
         checked = len(entries) + len(corrupt)
         if corrupt:
-            print(f"{len(corrupt)} of {checked} entries were corrupt and removed; the next build regenerates "
-                  "or re-encodes what it needs")
+            print(
+                f"{len(corrupt)} of {checked} entries were corrupt and removed; the next build regenerates "
+                "or re-encodes what it needs"
+            )
         else:
             print(f"all {checked} entries intact ({folder})")
     return EXIT_FAILED if corrupt else EXIT_OK
@@ -217,8 +271,10 @@ def run_gc(args: argparse.Namespace) -> int:
     for removed in evicted:
         print(f"evicted {_describe(removed.entry)}")
     freed = sum(r.entry.bytes for r in evicted)
-    print(f"freed {human_bytes(freed)} ({len(evicted)} entries); now {_total_line(entries, folder)} "
-          f"(limit {human_bytes(args.max_size)})")
+    print(
+        f"freed {human_bytes(freed)} ({len(evicted)} entries); now {_total_line(entries, folder)} "
+        f"(limit {human_bytes(args.max_size)})"
+    )
     return EXIT_OK
 
 
@@ -230,8 +286,7 @@ def run_clear(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json("clear", folder, cache.entries(), removed)
         return EXIT_OK
-    print(f"removed {len(removed)} entries, freed {human_bytes(sum(r.entry.bytes for r in removed))} "
-          f"from {folder}")
+    print(f"removed {len(removed)} entries, freed {human_bytes(sum(r.entry.bytes for r in removed))} from {folder}")
     return EXIT_OK
 
 
@@ -247,8 +302,11 @@ def _remote(args: argparse.Namespace):
 
     config = load_config(args.root.resolve() if args.root else find_root(Path.cwd()))
     if config.remote is None:
-        raise ConfigError(Location(config.config_path), "no team cache configured: add [cache.remote] with "
-                          "url = \"s3://bucket/prefix\" (see README, Team cache)", "cache.remote")
+        raise ConfigError(
+            Location(config.config_path),
+            'no team cache configured: add [cache.remote] with url = "s3://bucket/prefix" (see README, Team cache)',
+            "cache.remote",
+        )
     return config, RemoteSession(config.remote, LocalCache(config.cache_dir), require=True)
 
 
@@ -267,17 +325,18 @@ def _remote_error(session, exc, doing: str):
 def _track_items(args: argparse.Namespace, config) -> list[tuple[str, str]]:
     """(kind, key) of the raw audio and render of each track named (exit 2 for an unknown name)."""
     from ..errors import ConfigError, Location
-    from ..tracks import load_tracks
     from ..state import State
+    from ..tracks import load_tracks
     from .common import model_override
 
-    loaded, _ = load_tracks(config, State.in_folder(config.state_dir), model_override(args),
-                            Path.cwd())
+    loaded, _ = load_tracks(config, State.in_folder(config.state_dir), model_override(args), Path.cwd())
     by_name = {t.spec.name: t for t in loaded}
     unknown = [name for name in args.tracks if name not in by_name]
     if unknown:
-        raise ConfigError(Location(config.config_path), f"no valid spec defines track(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(sorted(by_name)) or 'none'}")
+        raise ConfigError(
+            Location(config.config_path),
+            f"no valid spec defines track(s) {', '.join(unknown)}; known: {', '.join(sorted(by_name)) or 'none'}",
+        )
     items = []
     for name in args.tracks:
         keys = by_name[name].keys
@@ -304,8 +363,10 @@ def run_push(args: argparse.Namespace) -> int:
     else:
         items = [(k, key) for k, key in _track_items(args, config) if session.cache.has(k, key)]
     pushed = session.push_many(items)
-    print(f"pushed {pushed} of {len(items)} local entries to {session.url} "
-          f"({len(items) - pushed} already there or gone locally)")
+    print(
+        f"pushed {pushed} of {len(items)} local entries to {session.url} "
+        f"({len(items) - pushed} already there or gone locally)"
+    )
     return EXIT_OK
 
 
@@ -321,7 +382,9 @@ def run_pull(args: argparse.Namespace) -> int:
         items = _track_items(args, config)
     wanted = [(k, key) for k, key in items if not session.cache.has(k, key)]
     found = session.fetch_many(wanted)
-    print(f"pulled {len(found)} entries from {session.url} into {config.cache_dir} "
-          f"({len(items) - len(wanted)} already local, {len(wanted) - len(found) - len(session.corrupt)} "
-          f"not in the team cache, {len(session.corrupt)} corrupt)")
+    print(
+        f"pulled {len(found)} entries from {session.url} into {config.cache_dir} "
+        f"({len(items) - len(wanted)} already local, {len(wanted) - len(found) - len(session.corrupt)} "
+        f"not in the team cache, {len(session.corrupt)} corrupt)"
+    )
     return EXIT_FAILED if session.corrupt else EXIT_OK

@@ -26,16 +26,18 @@ EXIT_CODES = """exit codes:
 ROOT_HELP = "game repo root (default: nearest folder with trackspec.toml)"
 
 
-def add_parser(sub: argparse._SubParsersAction, name: str, help: str, description: str,
-               epilog: str | None = None) -> argparse.ArgumentParser:
+def add_parser(
+    sub: argparse._SubParsersAction, name: str, help: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
     """A subcommand parser whose epilog keeps its line breaks (the description is wrapped)."""
     import argparse
     import textwrap
 
     if "\n" not in description:
         description = textwrap.fill(description, 88)
-    return sub.add_parser(name, help=help, description=description, epilog=epilog,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    return sub.add_parser(
+        name, help=help, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def add_root(parser: argparse.ArgumentParser) -> None:
@@ -72,19 +74,34 @@ def print_rows_json(config, rows: list) -> None:
     import dataclasses
     import json
 
-    print(json.dumps({"root": str(config.root), "index": str(config.index_path),
-                      "tracks": [dataclasses.asdict(r) for r in rows]}, indent=2, sort_keys=True))
+    print(
+        json.dumps(
+            {
+                "root": str(config.root),
+                "index": str(config.index_path),
+                "tracks": [dataclasses.asdict(r) for r in rows],
+            },
+            indent=2,
+            sort_keys=True,
+        )
+    )
 
 
 def add_farm_arguments(parser: argparse.ArgumentParser, require: bool = True) -> None:
     """``--farm ADDRESS`` and (unless ``require`` is false) ``--require-farm``."""
-    parser.add_argument("--farm", metavar="ADDRESS",
-                        help="generate on a Ray farm: local (every GPU here), auto or ray://host:10001 "
-                             "(needs trackspec[farm]). Env: TRACKSPEC_FARM; trackspec.toml: [farm]")
+    parser.add_argument(
+        "--farm",
+        metavar="ADDRESS",
+        help="generate on a Ray farm: local (every GPU here), auto or ray://host:10001 "
+        "(needs trackspec[farm]). Env: TRACKSPEC_FARM; trackspec.toml: [farm]",
+    )
     if not require:
         return
-    parser.add_argument("--require-farm", action="store_true",
-                        help="an unreachable farm fails (exit 1) instead of one message and a local build")
+    parser.add_argument(
+        "--require-farm",
+        action="store_true",
+        help="an unreachable farm fails (exit 1) instead of one message and a local build",
+    )
 
 
 def with_farm(config: Any, args: argparse.Namespace) -> Any:

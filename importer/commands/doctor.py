@@ -26,15 +26,21 @@ message, hint, details}}]}} (importer/schemas/doctor.schema.json).
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    doctor = add_parser(sub, "doctor", "check that this machine and repo can build (ffmpeg, torch, "
-                        "CUDA, models, cache, locks)",
-                        "Check everything a build needs and explain what is missing: ffmpeg encoders, torch and "
-                        "CUDA, each spec's model (offline), the cache folder and the repo's locks. Exits 1 when "
-                        "something needed is missing. Works outside a game repo too (repo checks are skipped).",
-                        DOCTOR_EPILOG)
+    doctor = add_parser(
+        sub,
+        "doctor",
+        "check that this machine and repo can build (ffmpeg, torch, CUDA, models, cache, locks)",
+        "Check everything a build needs and explain what is missing: ffmpeg encoders, torch and "
+        "CUDA, each spec's model (offline), the cache folder and the repo's locks. Exits 1 when "
+        "something needed is missing. Works outside a game repo too (repo checks are skipped).",
+        DOCTOR_EPILOG,
+    )
     add_root(doctor)
-    doctor.add_argument("--model", metavar="ID_OR_DIR",
-                        help="check this model instead of each spec's (as build --model). Env: TRACKSPEC_MODEL")
+    doctor.add_argument(
+        "--model",
+        metavar="ID_OR_DIR",
+        help="check this model instead of each spec's (as build --model). Env: TRACKSPEC_MODEL",
+    )
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON on stdout")
     doctor.set_defaults(run=run)
 
@@ -56,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
             print(report_line(check))
         counts = doc["counts"]
         verdict = "ready to build" if doc["ok"] else "not ready: fix the FAIL lines above"
-        print(f"doctor: {verdict} ({counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed)",
-              file=sys.stderr)
+        print(
+            f"doctor: {verdict} ({counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed)",
+            file=sys.stderr,
+        )
     return EXIT_OK if doc["ok"] else EXIT_FAILED

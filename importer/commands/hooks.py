@@ -19,42 +19,62 @@ Other build systems (pre-commit, Make, CMake, Godot, Unity, CI): see build_hooks
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    hooks = add_parser(sub, "hooks", "install build-system hooks (a git pre-commit hook)",
-                       "Install hooks that run trackspec from other tools, and the checks those hooks run.",
-                       HOOKS_EPILOG)
+    hooks = add_parser(
+        sub,
+        "hooks",
+        "install build-system hooks (a git pre-commit hook)",
+        "Install hooks that run trackspec from other tools, and the checks those hooks run.",
+        HOOKS_EPILOG,
+    )
     hooks_sub = hooks.add_subparsers(dest="hooks_command", metavar="ACTION", required=True)
 
-    install = add_parser(hooks_sub, "install", "install a hook (git: <hooks dir>/pre-commit)",
-                         "Write a git pre-commit hook into the repo's hooks folder (core.hooksPath is "
-                         "honoured). By default it runs `build --check` on the staged state and stops a commit "
-                         "whose staged .trackspec files are not built, printing why; with --build it runs "
-                         "`trackspec build` instead and stops the commit only if the build fails. The hook "
-                         "calls this Python's trackspec, or `trackspec` on PATH if that one is gone. "
-                         "Reinstalling is safe; a hook trackspec did not write is kept unless --force.")
+    install = add_parser(
+        hooks_sub,
+        "install",
+        "install a hook (git: <hooks dir>/pre-commit)",
+        "Write a git pre-commit hook into the repo's hooks folder (core.hooksPath is "
+        "honoured). By default it runs `build --check` on the staged state and stops a commit "
+        "whose staged .trackspec files are not built, printing why; with --build it runs "
+        "`trackspec build` instead and stops the commit only if the build fails. The hook "
+        "calls this Python's trackspec, or `trackspec` on PATH if that one is gone. "
+        "Reinstalling is safe; a hook trackspec did not write is kept unless --force.",
+    )
     install.add_argument("tool", choices=["git"], help="which hook to install")
-    install.add_argument("--build", action="store_true",
-                         help="build before each commit instead of checking (repos that commit assets get "
-                              "the built files staged)")
-    install.add_argument("--force", action="store_true",
-                         help="replace a pre-commit hook that trackspec did not write (it is kept as "
-                              "pre-commit.trackspec-backup)")
+    install.add_argument(
+        "--build",
+        action="store_true",
+        help="build before each commit instead of checking (repos that commit assets get the built files staged)",
+    )
+    install.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a pre-commit hook that trackspec did not write (it is kept as pre-commit.trackspec-backup)",
+    )
     add_root(install)
     install.set_defaults(run=run_install)
 
-    check = add_parser(hooks_sub, "check-staged", "build --check on the staged state (what the git hook runs)",
-                       "Check the commit being made: the staged .trackspec files and trackspec.toml (and "
-                       "the staged assets, when the repo commits them) are laid out in a temp folder with "
-                       "the rest of the working tree, and `build --check` runs there with this repo's cache. "
-                       "Prints each stale track and why; exit 1 if any. Unstaged edits are ignored. Exits 0 "
-                       "at once when the commit touches no spec, trackspec.toml or asset.")
+    check = add_parser(
+        hooks_sub,
+        "check-staged",
+        "build --check on the staged state (what the git hook runs)",
+        "Check the commit being made: the staged .trackspec files and trackspec.toml (and "
+        "the staged assets, when the repo commits them) are laid out in a temp folder with "
+        "the rest of the working tree, and `build --check` runs there with this repo's cache. "
+        "Prints each stale track and why; exit 1 if any. Unstaged edits are ignored. Exits 0 "
+        "at once when the commit touches no spec, trackspec.toml or asset.",
+    )
     add_root(check)
-    check.add_argument("--build", action="store_true",
-                       help="build the working tree instead (trackspec build) and stage the built assets "
-                            "when the repo commits them")
-    check.add_argument("--always", action="store_true",
-                       help="check even when the commit touches no spec, trackspec.toml or asset")
-    check.add_argument("--model", metavar="ID_OR_DIR",
-                       help="use this model for every spec (as build --model). Env: TRACKSPEC_MODEL")
+    check.add_argument(
+        "--build",
+        action="store_true",
+        help="build the working tree instead (trackspec build) and stage the built assets when the repo commits them",
+    )
+    check.add_argument(
+        "--always", action="store_true", help="check even when the commit touches no spec, trackspec.toml or asset"
+    )
+    check.add_argument(
+        "--model", metavar="ID_OR_DIR", help="use this model for every spec (as build --model). Env: TRACKSPEC_MODEL"
+    )
     check.set_defaults(run=run_check_staged)
 
 
@@ -63,8 +83,11 @@ def run_install(args: argparse.Namespace) -> int:
 
     root = project_root(args)
     path, done = install_git_hook(root, build=args.build, force=args.force)  # HookError: its own exit code
-    what = ("runs `trackspec build` before each commit" if args.build else
-            "stops commits of unbuilt .trackspec files (checks the staged state)")
+    what = (
+        "runs `trackspec build` before each commit"
+        if args.build
+        else "stops commits of unbuilt .trackspec files (checks the staged state)"
+    )
     print(f"{done}: {path}\n  {what}; skip it once with git commit --no-verify")
     return EXIT_OK
 

@@ -20,8 +20,13 @@ by the same parser `build` uses; an existing file is never overwritten.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    new = add_parser(sub, "new", "write a new commented .trackspec (refuses to overwrite)",
-                     "Write a new .trackspec in the first spec folder of trackspec.toml.", NEW_EPILOG)
+    new = add_parser(
+        sub,
+        "new",
+        "write a new commented .trackspec (refuses to overwrite)",
+        "Write a new .trackspec in the first spec folder of trackspec.toml.",
+        NEW_EPILOG,
+    )
     new.add_argument("name", metavar="NAME", help="track name: a-z 0-9 _ - (it becomes the file name)")
     new.add_argument("--prompt", required=True, help="what MusicGen should make")
     new.add_argument("--duration", type=float, default=30.0, metavar="S", help="seconds (default 30)")
@@ -37,8 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from ..fields import TOP_FIELDS, FieldProblem
     from ..scaffold import write_spec
 
-    for field, value in (("name", args.name), ("genre", args.genre), ("prompt", args.prompt),
-                         ("duration", args.duration)):
+    for field, value in (
+        ("name", args.name),
+        ("genre", args.genre),
+        ("prompt", args.prompt),
+        ("duration", args.duration),
+    ):
         try:
             if value is not None:
                 TOP_FIELDS[field].check(value)

@@ -27,9 +27,14 @@ importer/schemas/plan.schema.json.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    plan = add_parser(sub, "plan", "show what build would do for each track, and why",
-                      "Show what `trackspec build` would do for each track and why, without doing it: "
-                      "the same decision as `build --check`, with every track listed.", PLAN_EPILOG)
+    plan = add_parser(
+        sub,
+        "plan",
+        "show what build would do for each track, and why",
+        "Show what `trackspec build` would do for each track and why, without doing it: "
+        "the same decision as `build --check`, with every track listed.",
+        PLAN_EPILOG,
+    )
     add_root(plan)
     plan.add_argument("--model", metavar="ID_OR_DIR", help="plan as `build --model` would (part of the keys)")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")

@@ -22,9 +22,14 @@ Exit 0, or 1 when a spec has an error (the page is still written and shows it).
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = add_parser(sub, "report", "write an HTML page to look at and listen to every track and take",
-                        "Write a static HTML report of every track (waveform, spectrogram, loudness, loop "
-                        "points, players) and of auditioned takes.", REPORT_EPILOG)
+    parser = add_parser(
+        sub,
+        "report",
+        "write an HTML page to look at and listen to every track and take",
+        "Write a static HTML report of every track (waveform, spectrogram, loudness, loop "
+        "points, players) and of auditioned takes.",
+        REPORT_EPILOG,
+    )
     add_root(parser)
     parser.add_argument("--model", metavar="ID_OR_DIR", help="judge staleness as `build --model` would")
     parser.add_argument("--open", action="store_true", help="open the page in the default browser")

@@ -24,10 +24,14 @@ importer/schemas/status.schema.json.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    status = add_parser(sub, "status", "a table of tracks: state, duration, model, formats, sizes, "
-                        "loudness, licence, last built",
-                        "List every track with the state of its assets: fresh or stale (and why), "
-                        "duration, model, formats, sizes and when it was last built.", STATUS_EPILOG)
+    status = add_parser(
+        sub,
+        "status",
+        "a table of tracks: state, duration, model, formats, sizes, loudness, licence, last built",
+        "List every track with the state of its assets: fresh or stale (and why), "
+        "duration, model, formats, sizes and when it was last built.",
+        STATUS_EPILOG,
+    )
     add_root(status)
     status.add_argument("--model", metavar="ID_OR_DIR", help="judge staleness as `build --model` would")
     status.add_argument("--json", action="store_true", help="print the table as JSON")
@@ -47,10 +51,20 @@ def run(args: argparse.Namespace) -> int:
     notes = []
     for row in rows:
         label = row.name or row.spec
-        table.append((label, row.state, f"{row.duration:g} s" if row.duration is not None else "-",
-                      row.model or "-", ",".join(row.formats) or "-",
-                      human_bytes(sum(row.bytes.values())) if row.bytes else "-", _loudness(row),
-                      tempo_text(row.tempo), row.license or "-", row.built or "-"))
+        table.append(
+            (
+                label,
+                row.state,
+                f"{row.duration:g} s" if row.duration is not None else "-",
+                row.model or "-",
+                ",".join(row.formats) or "-",
+                human_bytes(sum(row.bytes.values())) if row.bytes else "-",
+                _loudness(row),
+                tempo_text(row.tempo),
+                row.license or "-",
+                row.built or "-",
+            )
+        )
         if row.error:
             notes.append(f"  {label}: {row.error}")
         elif row.reasons and row.state != "fresh":

@@ -6,8 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (EXIT_CODES, EXIT_USAGE, add_farm_arguments, add_parser, add_root, model_override, project_root,
-                     with_farm)
+from .common import (
+    EXIT_CODES,
+    EXIT_USAGE,
+    add_farm_arguments,
+    add_parser,
+    add_root,
+    model_override,
+    project_root,
+    with_farm,
+)
 
 WATCH_EPILOG = f"""what it prints:
   one line per finished job (same words as build: restore, encode, generate, index,
@@ -26,26 +34,47 @@ with --no-wait); a second daemon on the same repo exits 3.
 {EXIT_CODES}"""
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
-    watch = add_parser(sub, "watch", "the development daemon: rebuild tracks as their specs are saved",
-                       "Build once, then watch the repo: each saved .trackspec (or trackspec.toml) is "
-                       "re-planned from its content and brought up to date. Cache hits, re-encodes and "
-                       "index-only changes are served at once; generations run one after another on a model "
-                       "that stays loaded. Ctrl-C or SIGTERM stops after the current step (exit 0); a second "
-                       "Ctrl-C stops at once. Nothing half-written is ever left in the assets folder.",
-                       WATCH_EPILOG)
+    watch = add_parser(
+        sub,
+        "watch",
+        "the development daemon: rebuild tracks as their specs are saved",
+        "Build once, then watch the repo: each saved .trackspec (or trackspec.toml) is "
+        "re-planned from its content and brought up to date. Cache hits, re-encodes and "
+        "index-only changes are served at once; generations run one after another on a model "
+        "that stays loaded. Ctrl-C or SIGTERM stops after the current step (exit 0); a second "
+        "Ctrl-C stops at once. Nothing half-written is ever left in the assets folder.",
+        WATCH_EPILOG,
+    )
     add_root(watch)
-    watch.add_argument("--model", metavar="ID_OR_DIR",
-                       help="use this model for every spec (hub id or local directory). Env: TRACKSPEC_MODEL")
-    watch.add_argument("--debounce", type=float, default=100.0, metavar="MS",
-                       help="quiet time after a save before building, in ms (default 100)")
-    watch.add_argument("--unload-after", type=float, default=300.0, metavar="SECONDS",
-                       help="unload the model after this long without generating (default 300)")
-    watch.add_argument("--poll", type=float, metavar="SECONDS",
-                       help="poll for changes every SECONDS instead of using inotify (network shares)")
-    watch.add_argument("--report", action="store_true",
-                       help="keep the HTML report (`trackspec report`) current as tracks change")
+    watch.add_argument(
+        "--model",
+        metavar="ID_OR_DIR",
+        help="use this model for every spec (hub id or local directory). Env: TRACKSPEC_MODEL",
+    )
+    watch.add_argument(
+        "--debounce",
+        type=float,
+        default=100.0,
+        metavar="MS",
+        help="quiet time after a save before building, in ms (default 100)",
+    )
+    watch.add_argument(
+        "--unload-after",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="unload the model after this long without generating (default 300)",
+    )
+    watch.add_argument(
+        "--poll",
+        type=float,
+        metavar="SECONDS",
+        help="poll for changes every SECONDS instead of using inotify (network shares)",
+    )
+    watch.add_argument(
+        "--report", action="store_true", help="keep the HTML report (`trackspec report`) current as tracks change"
+    )
     watch.add_argument("--json", action="store_true", help="print events as JSON Lines on stdout")
     watch.add_argument("-q", "--quiet", action="store_true", help="print only finished jobs' failures")
     add_farm_arguments(watch, require=False)
@@ -61,10 +90,14 @@ def run(args: argparse.Namespace) -> int:
         print("trackspec: --debounce and --unload-after must be >= 0, --poll > 0", file=sys.stderr)
         return EXIT_USAGE
     root = project_root(args)
-    options = WatchOptions(model_override=model_override(args),
-                           override_base=Path.cwd(), debounce=args.debounce / 1000.0,
-                           unload_after=args.unload_after, poll=args.poll,
-                           report=args.report)
+    options = WatchOptions(
+        model_override=model_override(args),
+        override_base=Path.cwd(),
+        debounce=args.debounce / 1000.0,
+        unload_after=args.unload_after,
+        poll=args.poll,
+        report=args.report,
+    )
     reporter = JsonWatchReporter() if args.json else TextWatchReporter(quiet=args.quiet)
     daemon = Daemon(root, options, reporter)
     farm = with_farm(daemon.config, args).farm  # fixed for the daemon's life (a config edit keeps it)

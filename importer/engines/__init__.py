@@ -30,12 +30,15 @@ def snapshot(config: ProjectConfig, index: dict[str, Any]) -> dict[str, Any] | N
 
     if find_project(config) is None:
         return None
-    return {"tracks": {name: {"files": {fmt: dict(info) for fmt, info in entry.get("files", {}).items()}}
-                       for name, entry in index.get("tracks", {}).items()}}
+    return {
+        "tracks": {
+            name: {"files": {fmt: dict(info) for fmt, info in entry.get("files", {}).items()}}
+            for name, entry in index.get("tracks", {}).items()
+        }
+    }
 
 
-def sync(config: ProjectConfig, index: dict[str, Any], previous_index: dict[str, Any] | None = None
-         ) -> SyncResult:
+def sync(config: ProjectConfig, index: dict[str, Any], previous_index: dict[str, Any] | None = None) -> SyncResult:
     """Bring the engines' sidecars in line with ``index`` (the one on disk now).
 
     ``previous_index`` (the index before this build or cycle) names the files trackspec

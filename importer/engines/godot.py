@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -243,10 +242,22 @@ def params_for(entry: dict[str, Any]) -> dict[str, Any]:
 def new_sidecar(res_path: str, importer: Importer, params: dict[str, Any]) -> str:
     """A sidecar as the Godot editor writes one, with trackspec's params."""
     imported = imported_path(res_path, importer)
-    lines = ["[remap]", "", f"importer={godot_value(importer.name)}",
-             f"type={godot_value(importer.resource_type)}", f"uid={godot_value(stable_uid(res_path))}",
-             f"path={godot_value(imported)}", "", "[deps]", "", f"source_file={godot_value(res_path)}",
-             f"dest_files={godot_value([imported])}", "", "[params]", ""]
+    lines = [
+        "[remap]",
+        "",
+        f"importer={godot_value(importer.name)}",
+        f"type={godot_value(importer.resource_type)}",
+        f"uid={godot_value(stable_uid(res_path))}",
+        f"path={godot_value(imported)}",
+        "",
+        "[deps]",
+        "",
+        f"source_file={godot_value(res_path)}",
+        f"dest_files={godot_value([imported])}",
+        "",
+        "[params]",
+        "",
+    ]
     lines += [f"{key}={godot_value(value)}" for key, value in params.items()]
     return "\n".join(lines) + "\n"
 
@@ -325,12 +336,17 @@ def res_path(project: Path, path: Path) -> str | None:
 def _listed(index: dict[str, Any] | None) -> set[str]:
     if not index:
         return set()
-    return {f["path"] for entry in index.get("tracks", {}).values()
-            for f in entry.get("files", {}).values() if isinstance(f.get("path"), str)}
+    return {
+        f["path"]
+        for entry in index.get("tracks", {}).values()
+        for f in entry.get("files", {}).values()
+        if isinstance(f.get("path"), str)
+    }
 
 
-def sync(config: ProjectConfig, index: dict[str, Any], previous_index: dict[str, Any] | None,
-         result: SyncResult) -> None:
+def sync(
+    config: ProjectConfig, index: dict[str, Any], previous_index: dict[str, Any] | None, result: SyncResult
+) -> None:
     """Write or update the sidecar of every listed OGG/MP3 inside the Godot project; remove
     the sidecars of files no longer listed (once the file itself is gone)."""
     project = find_project(config)
@@ -352,8 +368,11 @@ def sync(config: ProjectConfig, index: dict[str, Any], previous_index: dict[str,
                     existing = sidecar.read_text("utf-8")
                 except FileNotFoundError:
                     existing = None
-                text = new_sidecar(res, importer, params) if existing is None \
+                text = (
+                    new_sidecar(res, importer, params)
+                    if existing is None
                     else merge_sidecar(existing, res, importer, params)
+                )
                 if text != existing:
                     atomic_write_bytes(sidecar, text.encode("utf-8"), config.staging_dir)
                     result.written.append(sidecar)

@@ -19,17 +19,18 @@ import hashlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .. import generation
 from ..cache import LocalCache
 from ..config import ProjectConfig
 from ..errors import TrackspecError
+from ..farm_settings import FarmSettings
 from ..generation import Generated, Listener
 from ..plan import TrackPlan
 from .cluster import Farm, FarmUnavailable, connect
-from ..farm_settings import FarmSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,13 @@ class FarmRequired(TrackspecError):
 class _Slot:
     number: int
     actor: Any
-    hello: Any = None            # the pending hello() call, until the worker answers
+    hello: Any = None  # the pending hello() call, until the worker answers
     info: dict[str, Any] = field(default_factory=dict)
-    batch: int | None = None     # the batch in flight
-    call: Any = None             # its run() call
-    poll: Any = None             # the pending progress() call
-    polled: float = 0.0          # when it was made
-    model: tuple | None = None   # the model it last loaded
+    batch: int | None = None  # the batch in flight
+    call: Any = None  # its run() call
+    poll: Any = None  # the pending progress() call
+    polled: float = 0.0  # when it was made
+    model: tuple | None = None  # the model it last loaded
 
     @property
     def label(self) -> str:
@@ -113,9 +114,15 @@ class FarmGenerator:
         self.farm = None
 
     # ------------------------------------------------------------ generation
-    def generate(self, config: ProjectConfig, plans: list[TrackPlan], cache: LocalCache,
-                 backends: generation.Backends, listener: Listener,
-                 request_for: Any = None) -> list[Generated]:
+    def generate(
+        self,
+        config: ProjectConfig,
+        plans: list[TrackPlan],
+        cache: LocalCache,
+        backends: generation.Backends,
+        listener: Listener,
+        request_for: Any = None,
+    ) -> list[Generated]:
         """``generation.generate`` on the farm (``backends`` serve only a local fallback).
 
         Tracks that continue audio (``continue_from``) are generated here, after the farm's:
@@ -124,8 +131,9 @@ class FarmGenerator:
         """
         conditioned = [tp for tp in plans if "continue" in tp.track.keys.generation_inputs]
         plans = [tp for tp in plans if "continue" not in tp.track.keys.generation_inputs]
-        batches = [batch for group in generation.generation_batches(plans, config.batch_size).values()
-                   for batch in group]
+        batches = [
+            batch for group in generation.generation_batches(plans, config.batch_size).values() for batch in group
+        ]
         farm = self._connect(config) if batches else None
         results: list[Generated] = []
         left = batches
@@ -140,8 +148,15 @@ class FarmGenerator:
             results += generation.generate(config, rest, cache, backends, listener, request_for)
         return results
 
-    def _run(self, farm: Farm, config: ProjectConfig, batches: list[list[TrackPlan]], cache: LocalCache,
-             listener: Listener, results: list[Generated]) -> list[list[TrackPlan]]:
+    def _run(
+        self,
+        farm: Farm,
+        config: ProjectConfig,
+        batches: list[list[TrackPlan]],
+        cache: LocalCache,
+        listener: Listener,
+        results: list[Generated],
+    ) -> list[list[TrackPlan]]:
         """Run ``batches`` on the workers; returns the batches left for a local build."""
         ray = farm.ray
         todo: deque[int] = deque(range(len(batches)))
@@ -190,8 +205,14 @@ class FarmGenerator:
             self._cancel_all()
         return left
 
-    def _dispatch(self, config: ProjectConfig, batches: list[list[TrackPlan]], todo: deque[int],
-                  attempts: list[int], listener: Listener) -> None:
+    def _dispatch(
+        self,
+        config: ProjectConfig,
+        batches: list[list[TrackPlan]],
+        todo: deque[int],
+        attempts: list[int],
+        listener: Listener,
+    ) -> None:
         for slot in self._slots:
             if not todo or slot.hello is not None or slot.call is not None:
                 continue
@@ -216,16 +237,25 @@ class FarmGenerator:
         from .. import __version__
 
         if slot.info.get("version") != __version__:
-            self.note(f"{slot.label} runs trackspec {slot.info.get('version')}, this build {__version__}; "
-                      "not used (install the same version on the workers)")
+            self.note(
+                f"{slot.label} runs trackspec {slot.info.get('version')}, this build {__version__}; "
+                "not used (install the same version on the workers)"
+            )
             self._slots.remove(slot)
             ray.kill(slot.actor, no_restart=True)
             return
         self.note(f"{slot.label}: ready")
 
-    def _finished(self, slot: _Slot, batches: list[list[TrackPlan]], todo: deque[int], attempts: list[int],
-                  cache: LocalCache, listener: Listener, shown: dict[str, tuple[int, int]]
-                  ) -> tuple[int, list[Generated]] | None:
+    def _finished(
+        self,
+        slot: _Slot,
+        batches: list[list[TrackPlan]],
+        todo: deque[int],
+        attempts: list[int],
+        cache: LocalCache,
+        listener: Listener,
+        shown: dict[str, tuple[int, int]],
+    ) -> tuple[int, list[Generated]] | None:
         """A run() call returned: (the batch, its results), or ``None`` when the batch was requeued."""
         ray = self.farm.ray  # type: ignore[union-attr]
         index, call = slot.batch, slot.call
@@ -265,8 +295,9 @@ class FarmGenerator:
             return Generated(tp, reply["seconds"], error=str(exc))
         return Generated(tp, reply["seconds"], raw=raw, error=reply["error"])
 
-    def _show(self, listener: Listener, progress: dict[str, tuple[int, int]],
-              shown: dict[str, tuple[int, int]]) -> None:
+    def _show(
+        self, listener: Listener, progress: dict[str, tuple[int, int]], shown: dict[str, tuple[int, int]]
+    ) -> None:
         for name, (steps, total) in progress.items():
             if shown.get(name) != (steps, total):
                 shown[name] = (steps, total)
@@ -313,8 +344,7 @@ def verified_put(cache: LocalCache, entry: dict[str, Any], key: str, source: str
         for name, meta in manifest["files"].items():
             data = files[name]
             if len(data) != meta["bytes"] or hashlib.sha256(data).hexdigest() != meta["sha256"]:
-                raise CacheCorrupt(f"{source} returned {kind} entry {key[:12]} with {name} not matching "
-                                   "its manifest")
+                raise CacheCorrupt(f"{source} returned {kind} entry {key[:12]} with {name} not matching its manifest")
             (staging / name).write_bytes(data)
             paths[name], digests[name] = staging / name, meta["sha256"]
         return cache.put(kind, key, paths, manifest["info"], digests)

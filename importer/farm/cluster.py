@@ -51,13 +51,14 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise FarmUnavailable(f"the farm needs Ray, which is not installed here ({exc}); install it with: "
-                              f"{INSTALL_HINT}") from None
+        raise FarmUnavailable(
+            f"the farm needs Ray, which is not installed here ({exc}); install it with: {INSTALL_HINT}"
+        ) from None
     return ray
 
 
 def _probe(address: str) -> None:
-    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    rest = address[len("ray://") :] if address.startswith("ray://") else address
     host, _, port = rest.rpartition(":")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT):
@@ -77,8 +78,7 @@ def connect(config: ProjectConfig, settings: FarmSettings) -> Farm:
     start = time.monotonic()
     address = settings.address
     wants_gpu = config.device != "cpu" and settings.resource is None
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING",
-             "configure_logging": True}
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING", "configure_logging": True}
     if ray.is_initialized():
         ray.shutdown()
     try:
@@ -88,11 +88,9 @@ def connect(config: ProjectConfig, settings: FarmSettings) -> Farm:
             cpus = workers * settings.cpus_per_worker
             resources = {settings.resource: workers} if settings.resource else None
             # The raylet and its workers inherit this environment: they import this checkout.
-            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_code_path(), os.environ.get("PYTHONPATH"))
-                                                       if p)
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_code_path(), os.environ.get("PYTHONPATH")) if p)
             # address="local": a new instance even where another Ray runs on this machine.
-            ray.init(address="local", num_cpus=cpus, num_gpus=gpus if wants_gpu else 0, resources=resources,
-                     **quiet)
+            ray.init(address="local", num_cpus=cpus, num_gpus=gpus if wants_gpu else 0, resources=resources, **quiet)
         else:
             if address != "auto":
                 _probe(address)
@@ -121,8 +119,10 @@ def connect(config: ProjectConfig, settings: FarmSettings) -> Farm:
         workers = min(workers, settings.workers)
     if workers < 1:
         ray.shutdown()
-        raise FarmUnavailable(f"the farm at {address} has no room for a worker (each needs one {unit}; "
-                              f"the cluster has {_resources(total)})")
+        raise FarmUnavailable(
+            f"the farm at {address} has no room for a worker (each needs one {unit}; "
+            f"the cluster has {_resources(total)})"
+        )
     seconds = time.monotonic() - start
     where = "started on this machine" if address == "local" else f"joined at {address}"
     describe = f"farm {where} in {seconds:.1f} s: {workers} worker(s), one per {unit}"
@@ -147,6 +147,7 @@ def _local_gpus() -> int:
     """CUDA devices visible here, without importing torch (Ray's own detection)."""
     try:
         from ray._private.accelerators import NvidiaGPUAcceleratorManager
+
         return int(NvidiaGPUAcceleratorManager.get_current_node_num_accelerators())
     except Exception:
         return 0

@@ -31,8 +31,12 @@ from ..plan import TrackPlan
 
 def pack(kind: str, entry: CacheEntry) -> dict[str, Any]:
     """An entry as it travels: its manifest's bytes and every file's bytes."""
-    return {"kind": kind, "key": entry.key, "manifest": (entry.directory / MANIFEST).read_bytes(),
-            "files": {name: path.read_bytes() for name, path in entry.files.items()}}
+    return {
+        "kind": kind,
+        "key": entry.key,
+        "manifest": (entry.directory / MANIFEST).read_bytes(),
+        "files": {name: path.read_bytes() for name, path in entry.files.items()},
+    }
 
 
 class FarmWorker:
@@ -81,8 +85,9 @@ class FarmWorker:
         self._model.config = config
         tracks: list[dict[str, Any]] = []
         try:
-            generated = generation.generate(config, batch, cache, self._model,
-                                            generation.Listener(progress=self._on_progress))
+            generated = generation.generate(
+                config, batch, cache, self._model, generation.Listener(progress=self._on_progress)
+            )
             for g in generated:
                 track = g.plan.track
                 result: dict[str, Any] = {"name": g.plan.name, "seconds": g.seconds, "error": g.error}
@@ -92,8 +97,9 @@ class FarmWorker:
                         tracks.append(result)
                         continue
                     try:
-                        rendered = render_raw(cache, g.raw, settings_for(track), track.keys.render,
-                                              track.keys.render_inputs)
+                        rendered = render_raw(
+                            cache, g.raw, settings_for(track), track.keys.render, track.keys.render_inputs
+                        )
                         result["entries"].append(pack("render", rendered))
                     except Exception as exc:  # fails alone, its raw audio kept, as in a local build
                         result["error"] = generation.error_text(exc)

@@ -67,8 +67,10 @@ def _load_part(path: Path) -> tuple[dict, dict]:
     except Exception as exc:  # any unreadable file gets the same answer
         raise ModelError(f"{path} is not an audiocraft checkpoint file: {exc}") from exc
     if not isinstance(package, dict) or "best_state" not in package or "xp.cfg" not in package:
-        raise ModelError(f"{path} is not an audiocraft export (it needs 'best_state' and 'xp.cfg', as "
-                         "audiocraft.utils.export writes them)")
+        raise ModelError(
+            f"{path} is not an audiocraft export (it needs 'best_state' and 'xp.cfg', as "
+            "audiocraft.utils.export writes them)"
+        )
     state = package["best_state"]
     if isinstance(state, dict) and "model" in state and not any(k.startswith(("emb.", "encoder.")) for k in state):
         state = state["model"]  # a training checkpoint rather than an export
@@ -84,12 +86,15 @@ def read_checkpoint(src: Path) -> Checkpoint:
     """Both parts of the export in ``src``; a clear error when it is not one."""
     src = Path(src)
     if not src.is_dir():
-        raise ModelError(f"{src} is not a folder (an audiocraft checkpoint folder holds {LM_FILE} and "
-                         f"{COMPRESSION_FILE})")
+        raise ModelError(
+            f"{src} is not a folder (an audiocraft checkpoint folder holds {LM_FILE} and {COMPRESSION_FILE})"
+        )
     missing = [name for name in (LM_FILE, COMPRESSION_FILE) if not (src / name).is_file()]
     if missing:
-        raise ModelError(f"{src} is not an audiocraft checkpoint folder: {' and '.join(missing)} missing "
-                         "(audiocraft's export writes both)")
+        raise ModelError(
+            f"{src} is not an audiocraft checkpoint folder: {' and '.join(missing)} missing "
+            "(audiocraft's export writes both)"
+        )
     lm_state, lm_cfg = _load_part(src / LM_FILE)
     comp_state, comp_cfg = _load_part(src / COMPRESSION_FILE)
     return Checkpoint(lm_state, lm_cfg, comp_state, comp_cfg)
@@ -142,12 +147,16 @@ def decoder_settings(lm_cfg: dict) -> dict[str, Any]:
     _check(lm_cfg, "codebooks_pattern.delay.empty_initial", 0, "no empty initial steps", default=0)
     if channels == 2:
         _check(lm_cfg, "interleave_stereo_codebooks.use", True, "stereo needs interleaved codebooks")
-        _check(lm_cfg, "interleave_stereo_codebooks.per_timestep", False, "codebooks interleaved, not steps",
-               default=False)
+        _check(
+            lm_cfg, "interleave_stereo_codebooks.per_timestep", False, "codebooks interleaved, not steps", default=False
+        )
     conditioners = _get(lm_cfg, "conditioners")
     if not isinstance(conditioners, dict) or set(conditioners) != {"description"}:
-        raise _unsupported("conditioners", sorted(conditioners or {}),
-                           "text-to-music models condition on 'description' only (no melody)")
+        raise _unsupported(
+            "conditioners",
+            sorted(conditioners or {}),
+            "text-to-music models condition on 'description' only (no melody)",
+        )
     _check(lm_cfg, "conditioners.description.model", "t5", "a T5 text encoder")
     _check(lm_cfg, "fuser.cross", ["description"], "the text enters through cross-attention")
     for field in ("sum", "prepend", "input_interpolate"):
@@ -232,9 +241,15 @@ def decoder_state(lm_state: dict, settings: dict) -> tuple[dict, dict]:
     for c in range(settings["num_codebooks"]):
         out[f"model.decoder.embed_tokens.{c}.weight"] = lm_state[f"emb.{c}.weight"]
         out[f"lm_heads.{c}.weight"] = lm_state[f"linears.{c}.weight"]
-    renames = {"self_attn.out_proj": "self_attn.out_proj", "cross_attention.out_proj": "encoder_attn.out_proj",
-               "linear1": "fc1", "linear2": "fc2", "norm1": "self_attn_layer_norm",
-               "norm_cross": "encoder_attn_layer_norm", "norm2": "final_layer_norm"}
+    renames = {
+        "self_attn.out_proj": "self_attn.out_proj",
+        "cross_attention.out_proj": "encoder_attn.out_proj",
+        "linear1": "fc1",
+        "linear2": "fc2",
+        "norm1": "self_attn_layer_norm",
+        "norm_cross": "encoder_attn_layer_norm",
+        "norm2": "final_layer_norm",
+    }
     for i in range(settings["num_hidden_layers"]):
         src, dst = f"transformer.layers.{i}.", f"model.decoder.layers.{i}."
         for attn, name in (("self_attn", "self_attn"), ("cross_attention", "encoder_attn")):
@@ -277,12 +292,15 @@ def _load_exact(module, state: dict, what: str) -> None:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise ModelError(f"the audiocraft {what} does not match its config: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+        raise ModelError(
+            f"the audiocraft {what} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for key, value in state.items():
         if tuple(value.shape) != tuple(expected[key].shape):
-            raise ModelError(f"the audiocraft {what} does not match its config: {key} is "
-                             f"{tuple(value.shape)}, expected {tuple(expected[key].shape)}")
+            raise ModelError(
+                f"the audiocraft {what} does not match its config: {key} is "
+                f"{tuple(value.shape)}, expected {tuple(expected[key].shape)}"
+            )
     module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
 
 
@@ -293,8 +311,10 @@ def _load_t5(t5: str):
     from ..layout import looks_like_path
 
     if not os.path.isdir(t5) and looks_like_path(t5):
-        raise ModelError(f"the T5 text encoder folder {t5} does not exist (audiocraft checkpoints do not hold "
-                         "the T5: pass --t5 with the folder or hub id of the one the model was trained with)")
+        raise ModelError(
+            f"the T5 text encoder folder {t5} does not exist (audiocraft checkpoints do not hold "
+            "the T5: pass --t5 with the folder or hub id of the one the model was trained with)"
+        )
     kwargs: dict = {}
     if not os.path.isdir(t5):
         try:  # the Hugging Face cache first, as for models
@@ -306,9 +326,11 @@ def _load_t5(t5: str):
         tokenizer = AutoTokenizer.from_pretrained(t5, **kwargs)
         encoder = T5EncoderModel.from_pretrained(t5, **kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the T5 text encoder '{t5}': {exc}. audiocraft checkpoints do not "
-                         "hold it: pass --t5 with a folder or hub id of the T5 the model was trained "
-                         "with") from exc
+        raise ModelError(
+            f"cannot load the T5 text encoder '{t5}': {exc}. audiocraft checkpoints do not "
+            "hold it: pass --t5 with a folder or hub id of the T5 the model was trained "
+            "with"
+        ) from exc
     return encoder.float(), tokenizer
 
 
@@ -318,14 +340,16 @@ T5_PREFIX = "condition_provider.conditioners.description.t5."
 def _load_finetuned_t5(text_encoder, lm_state: dict) -> None:
     """A model trained with ``t5.finetune = true`` carries its own T5 weights: they replace
     the ones loaded from ``--t5`` (which still gives the tokenizer and the architecture)."""
-    tuned = {k[len(T5_PREFIX):]: v.float() for k, v in lm_state.items() if k.startswith(T5_PREFIX)}
+    tuned = {k[len(T5_PREFIX) :]: v.float() for k, v in lm_state.items() if k.startswith(T5_PREFIX)}
     if not tuned:
         return
     result = text_encoder.load_state_dict(tuned, strict=False)
     missing = [k for k in result.missing_keys if k != "encoder.embed_tokens.weight"]  # tied to shared
     if missing or result.unexpected_keys:
-        raise ModelError(f"the checkpoint's fine-tuned T5 does not fit the T5 given with --t5: missing "
-                         f"{missing[:5]}, unexpected {result.unexpected_keys[:5]}")
+        raise ModelError(
+            f"the checkpoint's fine-tuned T5 does not fit the T5 given with --t5: missing "
+            f"{missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
 
 
 # --------------------------------------------------------------------- convert
@@ -362,37 +386,56 @@ def convert(src: Path, out: Path, t5: str | None = None, license_id: str = "unkn
     per_stream = settings["num_codebooks"] // settings["audio_channels"]
     codec = encodec_settings(checkpoint.compression_cfg, per_stream, settings["vocab_size"])
     if int(_get(checkpoint.lm_cfg, "sample_rate", codec["sampling_rate"])) != codec["sampling_rate"]:
-        raise _unsupported("sample_rate", _get(checkpoint.lm_cfg, "sample_rate"),
-                           f"the compression model's {codec['sampling_rate']}")
+        raise _unsupported(
+            "sample_rate", _get(checkpoint.lm_cfg, "sample_rate"), f"the compression model's {codec['sampling_rate']}"
+        )
     try:
         lm_weights, proj = decoder_state(checkpoint.lm_state, settings)
     except KeyError as exc:
-        raise ModelError(f"the audiocraft LM checkpoint lacks {exc.args[0]} (not a MusicGen text-to-music "
-                         "model?)") from exc
+        raise ModelError(
+            f"the audiocraft LM checkpoint lacks {exc.args[0]} (not a MusicGen text-to-music model?)"
+        ) from exc
 
     text_encoder, tokenizer = _load_t5(t5 or settings["t5_name"])
     t5_width = int(text_encoder.config.d_model)
     if tuple(proj["weight"].shape) != (settings["hidden_size"], t5_width):
-        raise ModelError(f"the T5 '{t5 or settings['t5_name']}' is {t5_width} wide, but the checkpoint's "
-                         f"output_proj takes {proj['weight'].shape[1]}: pass the T5 the model was trained with")
+        raise ModelError(
+            f"the T5 '{t5 or settings['t5_name']}' is {t5_width} wide, but the checkpoint's "
+            f"output_proj takes {proj['weight'].shape[1]}: pass the T5 the model was trained with"
+        )
     if t5_width == settings["hidden_size"]:
-        raise _unsupported("transformer_lm.dim", settings["hidden_size"],
-                           "must differ from the T5 width: transformers' MusicGen only projects the text "
-                           "when the widths differ")
+        raise _unsupported(
+            "transformer_lm.dim",
+            settings["hidden_size"],
+            "must differ from the T5 width: transformers' MusicGen only projects the text when the widths differ",
+        )
 
     card = settings["vocab_size"]
     decoder_config = MusicgenDecoderConfig(
-        vocab_size=card, max_position_embeddings=MAX_POSITIONS,
-        num_hidden_layers=settings["num_hidden_layers"], ffn_dim=settings["ffn_dim"],
-        num_attention_heads=settings["num_attention_heads"], hidden_size=settings["hidden_size"],
-        num_codebooks=settings["num_codebooks"], audio_channels=settings["audio_channels"],
-        activation_function="gelu", dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-        layerdrop=0.0, scale_embedding=False, tie_word_embeddings=False,
-        pad_token_id=card, bos_token_id=card,
+        vocab_size=card,
+        max_position_embeddings=MAX_POSITIONS,
+        num_hidden_layers=settings["num_hidden_layers"],
+        ffn_dim=settings["ffn_dim"],
+        num_attention_heads=settings["num_attention_heads"],
+        hidden_size=settings["hidden_size"],
+        num_codebooks=settings["num_codebooks"],
+        audio_channels=settings["audio_channels"],
+        activation_function="gelu",
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        layerdrop=0.0,
+        scale_embedding=False,
+        tie_word_embeddings=False,
+        pad_token_id=card,
+        bos_token_id=card,
     )
     encodec_config = EncodecConfig(**codec)
-    config = MusicgenConfig(text_encoder=text_encoder.config.to_dict(), audio_encoder=encodec_config.to_dict(),
-                            decoder=decoder_config.to_dict())
+    config = MusicgenConfig(
+        text_encoder=text_encoder.config.to_dict(),
+        audio_encoder=encodec_config.to_dict(),
+        decoder=decoder_config.to_dict(),
+    )
     model = MusicgenForConditionalGeneration(config)
     if model.audio_encoder.quantizer.num_quantizers != per_stream:
         raise _unsupported("rvq.bins", card, f"transformers' EnCodec cannot hold {per_stream} codebooks of it")
@@ -402,8 +445,11 @@ def convert(src: Path, out: Path, t5: str | None = None, license_id: str = "unkn
         _load_exact(model.decoder, lm_weights, "LM checkpoint")
         _load_exact(model.enc_to_dec_proj, proj, "text projection")
         target = set(model.audio_encoder.state_dict())
-        _load_exact(model.audio_encoder, encodec_state(checkpoint.compression_state, target, per_stream),
-                    "compression checkpoint")
+        _load_exact(
+            model.audio_encoder,
+            encodec_state(checkpoint.compression_state, target, per_stream),
+            "compression checkpoint",
+        )
     gen = model.generation_config
     gen.decoder_start_token_id = gen.pad_token_id = gen.bos_token_id = card
     gen.max_length = MAX_POSITIONS - 1

@@ -9,8 +9,9 @@ types without paying for torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,7 +60,7 @@ class Backend(Protocol):
 
     def generate(
         self, requests: Sequence[GenerationRequest], progress: ProgressFn | None = None
-    ) -> list["np.ndarray | Exception"]:
+    ) -> list[np.ndarray | Exception]:
         """Audio for each request, in order; a failed request gets its exception instead."""
         ...
 

@@ -59,13 +59,23 @@ def fuse_layers(lm: torch.nn.Module) -> list[LayerWeights]:
             hidden = sa.q_proj.weight.shape[0]
             qkv = torch.cat([sa.q_proj.weight, sa.k_proj.weight, sa.v_proj.weight])
             for i, proj in enumerate((sa.q_proj, sa.k_proj, sa.v_proj)):
-                proj.weight.data = qkv[i * hidden:(i + 1) * hidden]
-            layers.append(LayerWeights(
-                layer.self_attn_layer_norm, qkv, sa.out_proj.weight,
-                layer.encoder_attn_layer_norm, ca.q_proj.weight, ca.k_proj.weight, ca.v_proj.weight,
-                ca.out_proj.weight, layer.final_layer_norm, layer.fc1.weight, layer.activation_fn,
-                layer.fc2.weight,
-            ))
+                proj.weight.data = qkv[i * hidden : (i + 1) * hidden]
+            layers.append(
+                LayerWeights(
+                    layer.self_attn_layer_norm,
+                    qkv,
+                    sa.out_proj.weight,
+                    layer.encoder_attn_layer_norm,
+                    ca.q_proj.weight,
+                    ca.k_proj.weight,
+                    ca.v_proj.weight,
+                    ca.out_proj.weight,
+                    layer.final_layer_norm,
+                    layer.fc1.weight,
+                    layer.activation_fn,
+                    layer.fc2.weight,
+                )
+            )
     return layers
 
 
@@ -78,8 +88,7 @@ class StepDecoder:
     from ``fuse_layers`` (made once per model and shared by every ``StepDecoder``).
     """
 
-    def __init__(self, lm: torch.nn.Module, layers: list[LayerWeights], rows: int, text_len: int,
-                 max_len: int):
+    def __init__(self, lm: torch.nn.Module, layers: list[LayerWeights], rows: int, text_len: int, max_len: int):
         core = lm.model.decoder
         weight = core.embed_tokens[0].weight
         self.device, self.dtype = weight.device, weight.dtype
@@ -137,8 +146,9 @@ class StepDecoder:
             q, k, v = (self._split(part, steps) for part in qkv.split(self.hidden, dim=-1))
             self.self_k[i].index_copy_(2, positions, k)
             self.self_v[i].index_copy_(2, positions, v)
-            out = F.scaled_dot_product_attention(q, self.self_k[i, :, :, :kv_len], self.self_v[i, :, :, :kv_len],
-                                                 attn_mask=causal)
+            out = F.scaled_dot_product_attention(
+                q, self.self_k[i, :, :, :kv_len], self.self_v[i, :, :, :kv_len], attn_mask=causal
+            )
             hidden = torch.addmm(hidden, self._merge(out), layer.self_out.t())
             q = self._split(F.linear(layer.cross_norm(hidden), layer.cross_q), steps)
             out = F.scaled_dot_product_attention(q, self.cross_k[i], self.cross_v[i], attn_mask=self.cross_bias)

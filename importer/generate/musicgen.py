@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -108,7 +108,7 @@ def _load_error(source: str, exc: Exception) -> ModelError:
     if any(hint in text for hint in offline_hints):
         return ModelError(
             f"cannot download model '{source}': it is not in the Hugging Face cache and the hub cannot be "
-            "reached. Use a local model directory instead (--model DIR, or `model = \"path/to/dir\"`); "
+            'reached. Use a local model directory instead (--model DIR, or `model = "path/to/dir"`); '
             "`trackspec model tiny DIR` makes a small offline test model."
         )
     return ModelError(f"cannot load model '{source}': {text}")
@@ -155,12 +155,20 @@ class MusicGenBackend:
     """
 
     @classmethod
-    def load(cls, source: str, revision: str | None, device: str, max_batch: int = 8) -> "MusicGenBackend":
+    def load(cls, source: str, revision: str | None, device: str, max_batch: int = 8) -> MusicGenBackend:
         model, tokenizer = load_pretrained(source, revision)
         return cls(model, tokenizer, device, max_batch=max_batch, name=source)
 
-    def __init__(self, model, tokenizer, device: str, max_batch: int = 8, name: str = "musicgen",
-                 cuda_graphs: bool = True, fixed_batch: bool | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        device: str,
+        max_batch: int = 8,
+        name: str = "musicgen",
+        cuda_graphs: bool = True,
+        fixed_batch: bool | None = None,
+    ):
         self.device = resolve_device(device)
         self.max_batch = max(1, max_batch)
         on_gpu = self.device.type == "cuda"
@@ -189,12 +197,16 @@ class MusicGenBackend:
         # codebooks, and each pair shares one delay (as transformers' build_delay_pattern_mask).
         self.delays = [c // self.channels for c in range(self.num_codebooks)]
         self.max_delay = self.delays[-1]
-        self.pad_token = int(model.generation_config.pad_token_id
-                             if model.generation_config.pad_token_id is not None
-                             else model.decoder.config.pad_token_id)
-        self.start_token = int(model.generation_config.decoder_start_token_id
-                               if model.generation_config.decoder_start_token_id is not None
-                               else model.decoder.config.bos_token_id)
+        self.pad_token = int(
+            model.generation_config.pad_token_id
+            if model.generation_config.pad_token_id is not None
+            else model.decoder.config.pad_token_id
+        )
+        self.start_token = int(
+            model.generation_config.decoder_start_token_id
+            if model.generation_config.decoder_start_token_id is not None
+            else model.decoder.config.bos_token_id
+        )
         self.max_positions = int(model.decoder.config.max_position_embeddings)
         limit = int(getattr(self.tokenizer, "model_max_length", 0) or 0)
         self.max_text_tokens = limit if 0 < limit < 100_000 else 512  # T5's own limit when unset
@@ -215,7 +227,7 @@ class MusicGenBackend:
                 results[i] = exc
         for indices in groups.values():
             for start in range(0, len(indices), self.max_batch):
-                chunk = indices[start:start + self.max_batch]
+                chunk = indices[start : start + self.max_batch]
                 audios = self._generate_with_oom_retry([requests[i] for i in chunk], progress)
                 for i, audio in zip(chunk, audios, strict=True):
                     results[i] = audio
@@ -281,18 +293,26 @@ class MusicGenBackend:
             # Batches are padded to max_batch rows, so a smaller batch alone frees nothing:
             # the padding shrinks. Tracks made from now on differ from those made before.
             self.max_batch //= 2
-            log.warning("CUDA out of memory at %d rows; padding batches to %d rows from now on",
-                        self.max_batch * 2, self.max_batch)
+            log.warning(
+                "CUDA out of memory at %d rows; padding batches to %d rows from now on",
+                self.max_batch * 2,
+                self.max_batch,
+            )
             if len(batch) <= self.max_batch:
                 return self._generate_with_oom_retry(batch, progress)
         if len(batch) == 1:
-            return [GenerationError(f"{batch[0].name}: out of GPU memory even at batch size 1; "
-                                    "use a smaller model or a shorter window")]
+            return [
+                GenerationError(
+                    f"{batch[0].name}: out of GPU memory even at batch size 1; use a smaller model or a shorter window"
+                )
+            ]
         half = len(batch) // 2
-        log.warning("CUDA out of memory at batch %d; retrying as batches of %d and %d",
-                    len(batch), half, len(batch) - half)
-        return (self._generate_with_oom_retry(batch[:half], progress)
-                + self._generate_with_oom_retry(batch[half:], progress))
+        log.warning(
+            "CUDA out of memory at batch %d; retrying as batches of %d and %d", len(batch), half, len(batch) - half
+        )
+        return self._generate_with_oom_retry(batch[:half], progress) + self._generate_with_oom_retry(
+            batch[half:], progress
+        )
 
     # -------------------------------------------------------------- the model
     @torch.inference_mode()
@@ -320,7 +340,7 @@ class MusicGenBackend:
         samples = round(batch[0].duration * self.sample_rate)
         # Without include_prompt, the published audio starts where the primer's codes end.
         start = 0 if primed is None or batch[0].include_prompt else primed.shape[-1] * self.hop
-        return [np.ascontiguousarray(audio[i, :, start:start + samples]) for i in range(len(batch))]
+        return [np.ascontiguousarray(audio[i, :, start : start + samples]) for i in range(len(batch))]
 
     @torch.inference_mode()
     def encode_audio(self, audio: np.ndarray) -> torch.Tensor:
@@ -331,11 +351,13 @@ class MusicGenBackend:
         per_stream = self.num_codebooks // self.channels
         streams = []
         for channel in range(self.channels):
-            x = torch.from_numpy(np.ascontiguousarray(audio[channel:channel + 1]))[None].to(self.device)
+            x = torch.from_numpy(np.ascontiguousarray(audio[channel : channel + 1]))[None].to(self.device)
             codes = encodec.encode(x, bandwidth=bandwidth).audio_codes[0]  # (1, n_q, frames)
             if codes.shape[1] != per_stream:
-                raise GenerationError(f"this model's EnCodec makes {codes.shape[1]} codebooks per channel, "
-                                      f"its decoder reads {per_stream}: it cannot continue audio")
+                raise GenerationError(
+                    f"this model's EnCodec makes {codes.shape[1]} codebooks per channel, "
+                    f"its decoder reads {per_stream}: it cannot continue audio"
+                )
             streams.append(codes)
         if self.channels == 1:
             return streams[0].long()
@@ -343,8 +365,9 @@ class MusicGenBackend:
         return interleaved.reshape(1, self.num_codebooks, -1).long()
 
     @torch.inference_mode()
-    def generate_codes(self, batch: list[GenerationRequest], progress: ProgressFn | None = None,
-                       primed: torch.Tensor | None = None) -> torch.Tensor:
+    def generate_codes(
+        self, batch: list[GenerationRequest], progress: ProgressFn | None = None, primed: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The codes (len(batch), K, frames) of a batch of requests with equal signatures.
 
         ``primed`` (len(batch), K, P), if given, are codes the tracks continue from: they
@@ -354,10 +377,13 @@ class MusicGenBackend:
         """
         total, window, stride = self._frames(batch[0])
         primed_frames = 0 if primed is None else int(primed.shape[-1])
-        if primed is not None and (primed.shape[:2] != (len(batch), self.num_codebooks)
-                                   or primed_frames >= min(total, window)):
-            raise GenerationError(f"{batch[0].name}: {primed_frames} frames to continue from do not fit "
-                                  f"a window of {window} frames and a track of {total}")
+        if primed is not None and (
+            primed.shape[:2] != (len(batch), self.num_codebooks) or primed_frames >= min(total, window)
+        ):
+            raise GenerationError(
+                f"{batch[0].name}: {primed_frames} frames to continue from do not fit "
+                f"a window of {window} frames and a track of {total}"
+            )
         bucket = math.ceil(max(self._text_length(r) for r in batch) / TEXT_BUCKET) * TEXT_BUCKET
         windows = plan_windows(total, window, stride, primed_frames)
         steps_total = sum(w.new + self.max_delay for w in windows)
@@ -381,10 +407,10 @@ class MusicGenBackend:
             primed = primed.to(self.device, torch.long)
             codes = torch.cat([primed, primed[:1].expand(rows - len(batch), -1, -1)])
         for plan in windows:
-            prompt = codes[:, :, codes.shape[-1] - plan.prompt:] if plan.prompt else codes[:, :, :0]
+            prompt = codes[:, :, codes.shape[-1] - plan.prompt :] if plan.prompt else codes[:, :, :0]
             new = self._decode_window(decoder, sampler, prompt, plan.new, step_done)
             codes = torch.cat([codes, new], dim=-1)
-        return codes[:len(batch)]
+        return codes[: len(batch)]
 
     def _decoder(self, rows: int, text_len: int, max_len: int) -> StepDecoder:
         """The step decoder for these shapes; kept (with its CUDA graphs) while they repeat."""
@@ -411,13 +437,14 @@ class MusicGenBackend:
         grid = torch.full((batch, k, length), self.pad_token, dtype=torch.long, device=self.device)
         free = torch.zeros((k, length), dtype=torch.bool, device=self.device)
         for c, d in enumerate(self.delays):
-            grid[:, c, 1 + d:1 + d + prompt_frames] = prompt[:, c]
-            free[c, 1 + d + prompt_frames:1 + d + prompt_frames + new_frames] = True
+            grid[:, c, 1 + d : 1 + d + prompt_frames] = prompt[:, c]
+            free[c, 1 + d + prompt_frames : 1 + d + prompt_frames + new_frames] = True
         grid[:, :, 0] = self.start_token
         return grid, free
 
-    def _decode_window(self, decoder: StepDecoder, sampler: GuidedSampler, prompt: torch.Tensor,
-                       new_frames: int, step_done) -> torch.Tensor:
+    def _decode_window(
+        self, decoder: StepDecoder, sampler: GuidedSampler, prompt: torch.Tensor, new_frames: int, step_done
+    ) -> torch.Tensor:
         """Generate ``new_frames`` frames after ``prompt`` (rows, K, P); return them (rows, K, new).
 
         The prompt (start token and carried-over frames) is prefilled in one pass; each
@@ -430,8 +457,7 @@ class MusicGenBackend:
         def doubled(tokens: torch.Tensor) -> torch.Tensor:  # conditional rows, then unconditional
             return torch.cat([tokens, tokens], dim=0)
 
-        logits = decoder.forward(doubled(grid[:, :, :start]), positions[:start],
-                                 kv_length(start - 1, decoder.max_len))
+        logits = decoder.forward(doubled(grid[:, :, :start]), positions[:start], kv_length(start - 1, decoder.max_len))
         for position in range(start, grid.shape[-1]):
             if position > start:
                 last = position - 1
@@ -441,9 +467,7 @@ class MusicGenBackend:
                 column = torch.cat([column, column[:1].expand(rows - column.shape[0], -1)])
             grid[:, :, position] = torch.where(free[:, position], column, grid[:, :, position])
             step_done()
-        return torch.stack(
-            [grid[:, c, start + d:start + d + new_frames] for c, d in enumerate(self.delays)], dim=1
-        )
+        return torch.stack([grid[:, c, start + d : start + d + new_frames] for c, d in enumerate(self.delays)], dim=1)
 
     def _step(self, decoder: StepDecoder, tokens: torch.Tensor, positions: torch.Tensor, last: int) -> torch.Tensor:
         """Logits after feeding ``tokens`` at position ``last``: from a CUDA graph when we can."""
@@ -455,7 +479,7 @@ class MusicGenBackend:
             except RuntimeError as exc:  # a GPU or torch build that cannot capture: decode eagerly
                 log.warning("CUDA graph capture failed (%s); decoding without CUDA graphs", exc)
                 self._graphs, self.cuda_graphs = None, False
-        return decoder.forward(tokens, positions[last:last + 1], kv_length(last, decoder.max_len))
+        return decoder.forward(tokens, positions[last : last + 1], kv_length(last, decoder.max_len))
 
     def _codes_to_audio(self, codes: torch.Tensor) -> np.ndarray:
         """EnCodec decode (fp32) of (B, K, T) codes to float32 (B, channels, samples).

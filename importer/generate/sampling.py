@@ -9,7 +9,7 @@ softmax and needs no host round trip.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -42,7 +42,7 @@ class GuidedSampler:
         past the requests are padding and are not sampled.
         """
         n = len(self.generators)
-        guided = guided_logits(logits[:n], logits[rows:rows + n], self.guidance)
+        guided = guided_logits(logits[:n], logits[rows : rows + n], self.guidance)
         return sample_rows(guided, self.generators, self.settings)
 
 
@@ -71,9 +71,9 @@ def sample_rows(
     per call, also for temperature 0 (greedy), so a row's stream never depends on its
     settings or its neighbours. Rows with equal settings are filtered together.
     """
-    uniform = torch.stack([
-        torch.rand(logits.shape[1:], generator=g, device=logits.device, dtype=torch.float32) for g in generators
-    ])
+    uniform = torch.stack(
+        [torch.rand(logits.shape[1:], generator=g, device=logits.device, dtype=torch.float32) for g in generators]
+    )
     groups: dict[tuple[float, int, float], list[int]] = {}
     for row, setting in enumerate(settings):
         groups.setdefault(setting, []).append(row)
@@ -86,8 +86,7 @@ def sample_rows(
     return tokens
 
 
-def _sample(logits: torch.Tensor, uniform: torch.Tensor, temperature: float, top_k: int,
-            top_p: float) -> torch.Tensor:
+def _sample(logits: torch.Tensor, uniform: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     """Gumbel-max over ``(..., V)``: an exact sample of the filtered, tempered softmax."""
     if temperature <= 0.0:
         return logits.argmax(dim=-1)

@@ -8,10 +8,34 @@
 """
 
 from .entry import AUDIO_FACTS, index_entry, listed_paths, model_name, output_paths
-from .file import (SCHEMA_PATH, SCHEMA_VERSION, EntryTexts, IndexFile, dump_index, empty_index, load_index,
-                   needs_rewrite, write_index)
+from .file import (
+    SCHEMA_PATH,
+    SCHEMA_VERSION,
+    EntryTexts,
+    IndexFile,
+    dump_index,
+    empty_index,
+    load_index,
+    needs_rewrite,
+    write_index,
+)
 from .transaction import IndexTransaction, files_intact
 
-__all__ = ["AUDIO_FACTS", "EntryTexts", "IndexFile", "IndexTransaction", "needs_rewrite", "SCHEMA_PATH", "SCHEMA_VERSION", "dump_index", "empty_index",
-           "files_intact", "index_entry", "listed_paths", "load_index", "model_name", "output_paths",
-           "write_index"]
+__all__ = [
+    "AUDIO_FACTS",
+    "EntryTexts",
+    "IndexFile",
+    "IndexTransaction",
+    "needs_rewrite",
+    "SCHEMA_PATH",
+    "SCHEMA_VERSION",
+    "dump_index",
+    "empty_index",
+    "files_intact",
+    "index_entry",
+    "listed_paths",
+    "load_index",
+    "model_name",
+    "output_paths",
+    "write_index",
+]

@@ -28,8 +28,9 @@ def model_name(config: ProjectConfig, model: ModelRef) -> str:
     return rel(config, Path(model.source)) if model.is_local else model.source
 
 
-def index_entry(config: ProjectConfig, track: LoadedTrack, files: dict[str, Any],
-                audio_facts: dict[str, Any]) -> dict[str, Any]:
+def index_entry(
+    config: ProjectConfig, track: LoadedTrack, files: dict[str, Any], audio_facts: dict[str, Any]
+) -> dict[str, Any]:
     """The index entry of a track: spec facts, its ``files`` and the audio facts of those files."""
     model = track.model
     return {
@@ -54,5 +55,9 @@ def output_paths(config: ProjectConfig, spec: TrackSpec) -> dict[str, Path]:
 
 def listed_paths(index: dict[str, Any]) -> set[str]:
     """Every file path the index lists."""
-    return {f["path"] for t in index["tracks"].values() for f in t.get("files", {}).values()
-            if isinstance(f, dict) and isinstance(f.get("path"), str)}
+    return {
+        f["path"]
+        for t in index["tracks"].values()
+        for f in t.get("files", {}).values()
+        if isinstance(f, dict) and isinstance(f.get("path"), str)
+    }

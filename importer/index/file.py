@@ -30,15 +30,24 @@ def load_index(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return empty_index()
     except RecursionError:
-        raise IndexCorrupt(f"{path}: the asset index is nested more than {MAX_DEPTH} levels deep; delete it, "
-                           "then run `trackspec build` to rebuild it") from None
+        raise IndexCorrupt(
+            f"{path}: the asset index is nested more than {MAX_DEPTH} levels deep; delete it, "
+            "then run `trackspec build` to rebuild it"
+        ) from None
     except (OSError, ValueError) as exc:
-        raise IndexCorrupt(f"{path}: the asset index cannot be read ({exc}); fix or delete it, "
-                          "then run `trackspec build` to rebuild it") from exc
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION \
-            or not isinstance(data.get("tracks"), dict):
-        raise IndexCorrupt(f"{path}: not a schema_version {SCHEMA_VERSION} trackspec index; "
-                          "delete it and run `trackspec build` to rebuild it")
+        raise IndexCorrupt(
+            f"{path}: the asset index cannot be read ({exc}); fix or delete it, "
+            "then run `trackspec build` to rebuild it"
+        ) from exc
+    if (
+        not isinstance(data, dict)
+        or data.get("schema_version") != SCHEMA_VERSION
+        or not isinstance(data.get("tracks"), dict)
+    ):
+        raise IndexCorrupt(
+            f"{path}: not a schema_version {SCHEMA_VERSION} trackspec index; "
+            "delete it and run `trackspec build` to rebuild it"
+        )
     return drop_malformed_entries(path, data)
 
 
@@ -66,8 +75,14 @@ def entry_problem(name: Any, entry: Any) -> str | None:
         if fmt not in INDEX_FORMATS or not isinstance(info, dict):
             return f"files.{fmt}: not a format and its file"
         rel_path = info.get("path")
-        if (not isinstance(rel_path, str) or not rel_path or rel_path.startswith("/") or "\\" in rel_path
-                or "\0" in rel_path or ".." in rel_path.split("/")):
+        if (
+            not isinstance(rel_path, str)
+            or not rel_path
+            or rel_path.startswith("/")
+            or "\\" in rel_path
+            or "\0" in rel_path
+            or ".." in rel_path.split("/")
+        ):
             return f"files.{fmt}.path: expected a path inside the repo"
         if not is_key(info.get("sha256")):
             return f"files.{fmt}.sha256: expected 64 lowercase hex digits"
@@ -143,7 +158,7 @@ def dump_index(index: dict[str, Any], texts: EntryTexts | None = None) -> bytes:
     texts.keep_only(tracks)
     body = "{\n" + ",\n".join(parts) + "\n  }" if parts else "{}"
     version = json.dumps(index["schema_version"], ensure_ascii=False)
-    return f'{{\n  "schema_version": {version},\n  "tracks": {body}\n}}\n'.encode("utf-8")
+    return f'{{\n  "schema_version": {version},\n  "tracks": {body}\n}}\n'.encode()
 
 
 class EntryTexts:
@@ -167,8 +182,9 @@ class EntryTexts:
             self._texts = {n: t for n, t in self._texts.items() if n in names}
 
 
-def write_index(path: Path, index: dict[str, Any], staging: Path | None = None,
-                texts: EntryTexts | None = None) -> bool:
+def write_index(
+    path: Path, index: dict[str, Any], staging: Path | None = None, texts: EntryTexts | None = None
+) -> bool:
     """Write the index if its content changed; return whether it was written."""
     data = dump_index(index, texts)
     try:

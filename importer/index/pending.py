@@ -31,8 +31,11 @@ def record(state_dir: Path, files: list[dict[str, Any]]) -> None:
     path = journal_path(state_dir)
     noted = read(state_dir)
     known = {(f["path"], f["sha256"]) for f in noted}
-    noted += [{"path": f["path"], "sha256": f.get("sha256", "")} for f in files
-              if (f["path"], f.get("sha256", "")) not in known]
+    noted += [
+        {"path": f["path"], "sha256": f.get("sha256", "")}
+        for f in files
+        if (f["path"], f.get("sha256", "")) not in known
+    ]
     atomic_write_bytes(path, json.dumps(noted, sort_keys=True).encode("utf-8"), state_dir / "tmp")
 
 
@@ -54,9 +57,15 @@ def is_published_path(value: Any) -> bool:
     an audio file (``<name>.<format>``). Only such paths are ever deleted from a note."""
     from ..grammar import PUBLISHED_FORMATS
 
-    return (isinstance(value, str) and bool(value) and not value.startswith("/") and "\\" not in value
-            and "\0" not in value and ".." not in value.split("/")
-            and value.rsplit(".", 1)[-1] in PUBLISHED_FORMATS)
+    return (
+        isinstance(value, str)
+        and bool(value)
+        and not value.startswith("/")
+        and "\\" not in value
+        and "\0" not in value
+        and ".." not in value.split("/")
+        and value.rsplit(".", 1)[-1] in PUBLISHED_FORMATS
+    )
 
 
 def replay(root: Path, assets_dir: Path, state_dir: Path, index: dict[str, Any]) -> list[Path]:
@@ -71,8 +80,9 @@ def replay(root: Path, assets_dir: Path, state_dir: Path, index: dict[str, Any])
     orphans = [(root / f["path"], f["sha256"]) for f in noted if f["path"] not in listed]
     removed = remove_owned(orphans, root, assets_dir, _digest)
     if removed:
-        log.info("removed %d file(s) an interrupted build had unlisted: %s", len(removed),
-                 ", ".join(str(p) for p in removed))
+        log.info(
+            "removed %d file(s) an interrupted build had unlisted: %s", len(removed), ", ".join(str(p) for p in removed)
+        )
     clear(state_dir)
     return removed
 

@@ -12,8 +12,9 @@ costs a handful of index writes, not N.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..config import ProjectConfig
 from ..fsutil import sha256_file
@@ -27,9 +28,15 @@ from .file import EntryTexts, needs_rewrite, write_index
 class IndexTransaction:
     """The executor's view of the index: in memory, written in few atomic writes."""
 
-    def __init__(self, config: ProjectConfig, index: dict[str, Any], state: State,
-                 on_written: Callable[[Path, int], None], flush_seconds: float | None = 0.5,
-                 texts: EntryTexts | None = None):
+    def __init__(
+        self,
+        config: ProjectConfig,
+        index: dict[str, Any],
+        state: State,
+        on_written: Callable[[Path, int], None],
+        flush_seconds: float | None = 0.5,
+        texts: EntryTexts | None = None,
+    ):
         self.config = config
         #: Serialised entries kept between writes (``file.EntryTexts``); a long-running daemon keeps one.
         self.texts = texts if texts is not None else EntryTexts()
@@ -60,8 +67,11 @@ class IndexTransaction:
         if not entries:  # (already unlisted, or never listed: nothing to ask the index on disk)
             return
         on_disk = self._listed_on_disk()
-        taken = {name: entry for name, entry in entries.items()
-                 if any(f.get("path") in on_disk for f in entry.get("files", {}).values())}
+        taken = {
+            name: entry
+            for name, entry in entries.items()
+            if any(f.get("path") in on_disk for f in entry.get("files", {}).values())
+        }
         if not taken:
             return
         pending.record(self.config.state_dir, [f for e in taken.values() for f in e.get("files", {}).values()])

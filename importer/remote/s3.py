@@ -9,8 +9,9 @@ made, which happens only when the team cache is actually consulted.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .settings import RemoteSettings
 from .store import ObjectInfo, StoreError
@@ -21,8 +22,15 @@ log = logging.getLogger(__name__)
 MULTIPART_BYTES = 64 * 1024**2
 PART_BYTES = 16 * 1024**2
 
-_AUTH_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "ExpiredToken",
-               "InvalidClientTokenId", "AuthorizationHeaderMalformed", "UnrecognizedClientException"}
+_AUTH_CODES = {
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "ExpiredToken",
+    "InvalidClientTokenId",
+    "AuthorizationHeaderMalformed",
+    "UnrecognizedClientException",
+}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _EXISTS = {"PreconditionFailed", "412"}
 
@@ -30,24 +38,29 @@ _EXISTS = {"PreconditionFailed", "412"}
 class S3Store:
     """Objects under ``s3://bucket/prefix``; every name is relative to the prefix."""
 
-    def __init__(self, settings: RemoteSettings, multipart_bytes: int = MULTIPART_BYTES,
-                 part_bytes: int = PART_BYTES):
+    def __init__(self, settings: RemoteSettings, multipart_bytes: int = MULTIPART_BYTES, part_bytes: int = PART_BYTES):
         try:
             import boto3
             from botocore.config import Config
         except ImportError as exc:
-            raise StoreError("error", f"the S3 client is not installed ({exc}); "
-                                      "pip install 'trackspec[remote]'") from None
+            raise StoreError(
+                "error", f"the S3 client is not installed ({exc}); pip install 'trackspec[remote]'"
+            ) from None
         self.settings = settings
         self.location = settings.url
         self.multipart_bytes = multipart_bytes
         self.part_bytes = part_bytes
-        config = Config(connect_timeout=settings.timeout, read_timeout=settings.timeout,
-                        retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=16,
-                        s3={"addressing_style": "path"} if settings.endpoint_url else None)
+        config = Config(
+            connect_timeout=settings.timeout,
+            read_timeout=settings.timeout,
+            retries={"max_attempts": 2, "mode": "standard"},
+            max_pool_connections=16,
+            s3={"addressing_style": "path"} if settings.endpoint_url else None,
+        )
         try:
             self.client = boto3.session.Session().client(
-                "s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=config)
+                "s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=config
+            )
         except Exception as exc:  # a broken AWS config file, an unknown profile, ...
             raise StoreError("error", f"cannot set up the S3 client: {exc}") from None
 
@@ -107,8 +120,7 @@ class S3Store:
         try:
             for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=self._key(prefix)):
                 for item in page.get("Contents", []):
-                    yield ObjectInfo(item["Key"][len(base):], int(item["Size"]),
-                                     item["LastModified"].timestamp())
+                    yield ObjectInfo(item["Key"][len(base) :], int(item["Size"]), item["LastModified"].timestamp())
         except Exception as exc:
             raise self._translate(exc) from None
 
@@ -121,12 +133,16 @@ class S3Store:
             with open(source, "rb") as fh:
                 number = 1
                 while chunk := fh.read(self.part_bytes):
-                    done = self._call(self.client.upload_part, Key=key, UploadId=upload, PartNumber=number,
-                                      Body=chunk)
+                    done = self._call(self.client.upload_part, Key=key, UploadId=upload, PartNumber=number, Body=chunk)
                     parts.append({"PartNumber": number, "ETag": done["ETag"]})
                     number += 1
-            self._call(self.client.complete_multipart_upload, Key=key, UploadId=upload,
-                       MultipartUpload={"Parts": parts}, IfNoneMatch="*")
+            self._call(
+                self.client.complete_multipart_upload,
+                Key=key,
+                UploadId=upload,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
         except BaseException:
             try:
                 self.client.abort_multipart_upload(Bucket=self.settings.bucket, Key=key, UploadId=upload)
@@ -162,10 +178,12 @@ class S3Store:
                 return StoreError("denied", f"access denied ({detail})")
             return StoreError("error", f"the S3 request failed ({detail})")
         if isinstance(exc, bx.NoCredentialsError):
-            return StoreError("auth", "no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                                      "(or AWS_PROFILE)")
-        if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
-                            bx.ConnectionClosedError)):
+            return StoreError(
+                "auth", "no credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+            )
+        if isinstance(
+            exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError)
+        ):
             return StoreError("unreachable", f"{where} is unreachable ({exc})")
         if isinstance(exc, bx.BotoCoreError):
             return StoreError("error", f"the S3 client failed ({type(exc).__name__}: {exc})")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable
 
 from ..cache import CacheEntry, Kind, LocalCache
 from ..errors import TrackspecError
@@ -27,8 +27,13 @@ log = logging.getLogger(__name__)
 #: Entries moved at once: each is a few small requests, so latency, not bandwidth, is the limit.
 WORKERS = 8
 
-_CAUSES = {"unreachable": "is unreachable", "auth": "refused the credentials", "denied": "denied access",
-           "missing_bucket": "has no such bucket", "error": "failed"}
+_CAUSES = {
+    "unreachable": "is unreachable",
+    "auth": "refused the credentials",
+    "denied": "denied access",
+    "missing_bucket": "has no such bucket",
+    "error": "failed",
+}
 
 
 class RemoteError(TrackspecError):
@@ -36,8 +41,13 @@ class RemoteError(TrackspecError):
 
 
 class RemoteSession:
-    def __init__(self, settings: RemoteSettings, cache: LocalCache, require: bool = False,
-                 opener: Callable[[RemoteSettings], RemoteTier] | None = None):
+    def __init__(
+        self,
+        settings: RemoteSettings,
+        cache: LocalCache,
+        require: bool = False,
+        opener: Callable[[RemoteSettings], RemoteTier] | None = None,
+    ):
         self.settings = settings
         self.cache = cache
         self.require = require
@@ -104,8 +114,9 @@ class RemoteSession:
                 return None
 
         with ThreadPoolExecutor(min(WORKERS, len(wanted))) as pool:
-            found = {item: entry for item, entry in zip(wanted, pool.map(one, wanted), strict=True)
-                     if entry is not None}
+            found = {
+                item: entry for item, entry in zip(wanted, pool.map(one, wanted), strict=True) if entry is not None
+            }
         self.fetched += len(found)
         return found
 

@@ -13,11 +13,24 @@ from typing import Any
 from ..fields import Field, FieldProblem, boolean, ranged, text
 
 #: Keys people try to put credentials under; refused with a message saying where they go.
-SECRET_KEYS = ("access_key", "access_key_id", "aws_access_key_id", "secret", "secret_key",
-               "secret_access_key", "aws_secret_access_key", "session_token", "aws_session_token",
-               "password", "credentials", "token")
-SECRET_HINT = ("credentials never go in trackspec.toml (it is committed); set AWS_ACCESS_KEY_ID and "
-               "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, in the environment of the build")
+SECRET_KEYS = (
+    "access_key",
+    "access_key_id",
+    "aws_access_key_id",
+    "secret",
+    "secret_key",
+    "secret_access_key",
+    "aws_secret_access_key",
+    "session_token",
+    "aws_session_token",
+    "password",
+    "credentials",
+    "token",
+)
+SECRET_HINT = (
+    "credentials never go in trackspec.toml (it is committed); set AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, in the environment of the build"
+)
 
 
 def _no_password(value: str) -> None:
@@ -70,6 +83,12 @@ class RemoteSettings:
     def from_values(cls, values: dict[str, Any]) -> RemoteSettings:
         url = values["url"]
         bucket, _, prefix = url.partition("://")[2].partition("/")
-        return cls(url=url.rstrip("/"), bucket=bucket, prefix=prefix.strip("/"),
-                   endpoint_url=values.get("endpoint_url"), region=values.get("region"),
-                   push=bool(values.get("push", False)), timeout=float(values.get("timeout", 10.0)))
+        return cls(
+            url=url.rstrip("/"),
+            bucket=bucket,
+            prefix=prefix.strip("/"),
+            endpoint_url=values.get("endpoint_url"),
+            region=values.get("region"),
+            push=bool(values.get("push", False)),
+            timeout=float(values.get("timeout", 10.0)),
+        )

@@ -8,9 +8,10 @@ tier and the build never see a client library's exceptions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from ..errors import TrackspecError
 

@@ -80,18 +80,28 @@ def checked_manifest(kind: Kind, key: str, text: bytes, where: str) -> dict[str,
     of its entry is trusted: its key is a key, it names ``kind``/``key``, lists valid files
     and matches its digest. ``RemoteCorrupt`` (naming ``where``) otherwise."""
     if not is_key(key):  # an object name anybody with write access could craft
-        raise RemoteCorrupt(f"{kind} entry in {where}: an object name that is not a "
-                            "64-hex key; ignored (delete it from the bucket)")
+        raise RemoteCorrupt(
+            f"{kind} entry in {where}: an object name that is not a 64-hex key; ignored (delete it from the bucket)"
+        )
     try:
         if len(text) > MAX_MANIFEST_BYTES:
             raise ValueError(f"{len(text)} bytes, more than {MAX_MANIFEST_BYTES}")
         manifest = json.loads(text)
         files = manifest["files"]
-        ok_files = isinstance(files, dict) and files and all(
-            is_file_name(n) and n != MANIFEST
-            and isinstance(m, dict) and is_key(m.get("sha256"))
-            and isinstance(m.get("bytes"), int) and not isinstance(m["bytes"], bool) and m["bytes"] >= 0
-            for n, m in files.items())
+        ok_files = (
+            isinstance(files, dict)
+            and files
+            and all(
+                is_file_name(n)
+                and n != MANIFEST
+                and isinstance(m, dict)
+                and is_key(m.get("sha256"))
+                and isinstance(m.get("bytes"), int)
+                and not isinstance(m["bytes"], bool)
+                and m["bytes"] >= 0
+                for n, m in files.items()
+            )
+        )
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise RemoteCorrupt(f"{kind} entry {key[:12]}: unreadable manifest ({exc}; {where})") from None
     if manifest.get("kind") != kind or manifest.get("key") != key:
@@ -189,12 +199,16 @@ class RemoteTier:
     # ------------------------------------------------------------------ listing
     def entries(self) -> list[RemoteEntry]:
         """Every entry in the store (manifests read, blobs not verified), newest first."""
-        found = [(kind, info) for kind in KINDS for info in self.store.list(f"{LAYOUT}/{kind}/")
-                 if info.name.endswith(".json")]
+        found = [
+            (kind, info)
+            for kind in KINDS
+            for info in self.store.list(f"{LAYOUT}/{kind}/")
+            if info.name.endswith(".json")
+        ]
 
         def describe(item) -> RemoteEntry | None:
             kind, info = item
-            key = info.name.rsplit("/", 1)[-1][:-len(".json")]
+            key = info.name.rsplit("/", 1)[-1][: -len(".json")]
             if info.name != manifest_name(kind, key):  # a crafted name (a path, another layout)
                 key = ""
             text = self.store.get_bytes(info.name) if key else b""
@@ -205,8 +219,7 @@ class RemoteTier:
                 return None
             files = manifest["files"]
             size = info.size + sum(m["bytes"] for m in files.values())
-            return RemoteEntry(kind, key, f"{self.location}/{info.name}", tuple(sorted(files)), size,
-                               info.modified)
+            return RemoteEntry(kind, key, f"{self.location}/{info.name}", tuple(sorted(files)), size, info.modified)
 
         with ThreadPoolExecutor(8) as pool:
             entries = [e for e in pool.map(describe, found) if e is not None]
@@ -216,8 +229,7 @@ class RemoteTier:
     # ------------------------------------------------------------------ checks
     def check_read(self) -> int:
         """List the tier's objects (reachability and read permission); returns how many manifests."""
-        return sum(1 for kind in KINDS for info in self.store.list(f"{LAYOUT}/{kind}/")
-                   if info.name.endswith(".json"))
+        return sum(1 for kind in KINDS for info in self.store.list(f"{LAYOUT}/{kind}/") if info.name.endswith(".json"))
 
     def check_write(self) -> None:
         """Create and delete a probe object; ``StoreError`` (cause ``denied``) if writing is refused."""

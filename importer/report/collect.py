@@ -6,11 +6,10 @@ Pure reading: the plan (state and reasons, as `status` gives them), the asset in
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import logging
 
 from ..audition import all_records, take_file
 from ..config import ProjectConfig
@@ -79,8 +78,18 @@ def collect(config: ProjectConfig, plan: Plan) -> list[TrackView]:
     records = all_records(config)
     views = []
     for row in status_rows(config, plan):
-        view = TrackView(row.name, row.spec, row.state, row.reasons, row.error, license=row.license,
-                         model=row.model, lufs=row.lufs, true_peak=row.true_peak, tempo=row.tempo)
+        view = TrackView(
+            row.name,
+            row.spec,
+            row.state,
+            row.reasons,
+            row.error,
+            license=row.license,
+            model=row.model,
+            lufs=row.lufs,
+            true_peak=row.true_peak,
+            tempo=row.tempo,
+        )
         entry = entries.get(row.name or "")
         track = specs.get(row.name or "")
         if track is not None:
@@ -102,8 +111,14 @@ def _published_audio(config: ProjectConfig, entry: dict[str, Any]) -> Audio | No
     fmt = next((f for f in PLAYABLE if f in files), None)
     if fmt is None or not (config.root / files[fmt]["path"]).is_file():
         return None
-    return Audio(config.root / files[fmt]["path"], files[fmt]["sha256"], int(entry["sample_rate"]),
-                 int(entry["channels"]), float(entry["duration"]), entry.get("loop"))
+    return Audio(
+        config.root / files[fmt]["path"],
+        files[fmt]["sha256"],
+        int(entry["sample_rate"]),
+        int(entry["channels"]),
+        float(entry["duration"]),
+        entry.get("loop"),
+    )
 
 
 def _take_views(config: ProjectConfig, record: dict[str, Any], pinned_seed: int | None) -> list[TakeView]:
@@ -111,8 +126,9 @@ def _take_views(config: ProjectConfig, record: dict[str, Any], pinned_seed: int 
     try:
         return [_take_view(config, take, pinned_seed) for take in record["takes"] if take.get("action") != "failed"]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        log.warning("audition record of %s unreadable (%s: %s): audition again", record.get("name"),
-                    type(exc).__name__, exc)
+        log.warning(
+            "audition record of %s unreadable (%s: %s): audition again", record.get("name"), type(exc).__name__, exc
+        )
         return []
 
 
@@ -125,7 +141,21 @@ def _take_view(config: ProjectConfig, take: dict[str, Any], pinned_seed: int | N
     fmt = next((f for f in PLAYABLE if f in files), None)
     path = take_file(config, take, fmt) if fmt else None
     if fmt and path is not None:
-        audio = Audio(path, files[fmt]["sha256"], int(take["sample_rate"]), int(take["channels"]),
-                      float(take["duration"]), take.get("loop"))
-    return TakeView(int(take["take"]), int(take["seed"]), float(take["seconds"]), bool(take.get("preview")),
-                    pinned_seed == take["seed"], min(lufs) if lufs else None, max(peaks) if peaks else None, audio)
+        audio = Audio(
+            path,
+            files[fmt]["sha256"],
+            int(take["sample_rate"]),
+            int(take["channels"]),
+            float(take["duration"]),
+            take.get("loop"),
+        )
+    return TakeView(
+        int(take["take"]),
+        int(take["seed"]),
+        float(take["seconds"]),
+        bool(take.get("preview")),
+        pinned_seed == take["seed"],
+        min(lufs) if lufs else None,
+        max(peaks) if peaks else None,
+        audio,
+    )

@@ -51,13 +51,18 @@ class Media:
     # ------------------------------------------------------------------ drawing
     def _draw(self, audio: Audio) -> None:
         stem = audio.sha256[:16]
-        wave, spec, seam = (self.out / "img" / f"{stem}-wave.png", self.out / "img" / f"{stem}-spec.png",
-                            self.out / "audio" / f"{stem}-seam.ogg")
+        wave, spec, seam = (
+            self.out / "img" / f"{stem}-wave.png",
+            self.out / "img" / f"{stem}-spec.png",
+            self.out / "audio" / f"{stem}-seam.ogg",
+        )
         self.used |= {wave, spec, seam}
-        audio.waveform, audio.spectrogram, audio.seam = (f"img/{wave.name}", f"img/{spec.name}",
-                                                         f"audio/{seam.name}")
-        audio.seam_duration = 2 * seam_span(round(audio.duration * audio.sample_rate), audio.sample_rate,
-                                            audio.loop)[2] / audio.sample_rate
+        audio.waveform, audio.spectrogram, audio.seam = (f"img/{wave.name}", f"img/{spec.name}", f"audio/{seam.name}")
+        audio.seam_duration = (
+            2
+            * seam_span(round(audio.duration * audio.sample_rate), audio.sample_rate, audio.loop)[2]
+            / audio.sample_rate
+        )
         if wave.exists() and spec.exists() and seam.exists():
             return
         pcm = decode_pcm(audio.path, audio.sample_rate, audio.channels)
@@ -108,9 +113,15 @@ def draw_waveform(mono: np.ndarray, rate: int, loop: dict | None, target: Path, 
         axes.axvspan(start, end, color=LOOP_COLOUR, alpha=0.08)
         for x, label in ((start, "loop start"), (end, "loop end")):
             axes.axvline(x, color=LOOP_COLOUR, linewidth=1.2)
-            axes.annotate(label, (x, 0.9), color=LOOP_COLOUR, fontsize=7,
-                          ha="left" if x == start else "right", xytext=(3 if x == start else -3, 0),
-                          textcoords="offset points")
+            axes.annotate(
+                label,
+                (x, 0.9),
+                color=LOOP_COLOUR,
+                fontsize=7,
+                ha="left" if x == start else "right",
+                xytext=(3 if x == start else -3, 0),
+                textcoords="offset points",
+            )
     figure.savefig(target, format="png", facecolor=figure.get_facecolor())
 
 
@@ -133,6 +144,10 @@ def seam_span(samples: int, rate: int, loop: dict | None) -> tuple[int, int, int
 def write_seam(pcm: np.ndarray, rate: int, loop: dict | None, target: Path) -> None:
     """The last ``SEAM_SECONDS`` of the loop flowing into its first: what a game plays at the wrap."""
     start, end, span = seam_span(pcm.shape[1], rate, loop)
-    clip = np.concatenate([pcm[:, end - span:end], pcm[:, start:start + span]], axis=1)
-    encode(np.ascontiguousarray(clip, dtype=np.float32), EncodeSettings(formats=("ogg",), sample_rate=rate),
-           target.parent, target.stem)
+    clip = np.concatenate([pcm[:, end - span : end], pcm[:, start : start + span]], axis=1)
+    encode(
+        np.ascontiguousarray(clip, dtype=np.float32),
+        EncodeSettings(formats=("ogg",), sample_rate=rate),
+        target.parent,
+        target.stem,
+    )

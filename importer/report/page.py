@@ -54,16 +54,20 @@ loop flowing into the loop start (LOOPSTART), where a game jumps back to.</div>
 
 def _track(track: TrackView) -> str:
     title = track.name or track.spec
-    parts = [f'<section class="track" id="{_e(title)}"><div class="head"><h2>{_e(title)}</h2>'
-             f'<span class="state {_e(track.state)}">{_e(track.state)}</span>'
-             f'<span class="sub">{_e(track.spec)}</span></div>']
+    parts = [
+        f'<section class="track" id="{_e(title)}"><div class="head"><h2>{_e(title)}</h2>'
+        f'<span class="state {_e(track.state)}">{_e(track.state)}</span>'
+        f'<span class="sub">{_e(track.spec)}</span></div>'
+    ]
     if track.error:
         parts.append(f'<div class="error">{_e(track.error)}</div>')
     elif track.reasons and track.state != "fresh":
         parts.append(f'<div class="why">{_e("; ".join(track.reasons))}</div>')
     if track.tempo is not None and track.tempo["warning"]:
-        parts.append(f'<div class="why tempo-warning">measured tempo {_e(tempo_text(track.tempo))}: '
-                     'MusicGen did not keep the tempo asked for</div>')
+        parts.append(
+            f'<div class="why tempo-warning">measured tempo {_e(tempo_text(track.tempo))}: '
+            "MusicGen did not keep the tempo asked for</div>"
+        )
     if track.name is not None:
         parts.append(_facts(track))
     if track.audio is not None:
@@ -87,7 +91,10 @@ def _facts(track: TrackView) -> str:
         ("true peak", f"{track.true_peak:.1f} dBTP" if track.true_peak is not None else None),
         ("loop", _loop_text(loop, audio.sample_rate) if loop and audio else "no"),
         ("tempo", tempo_text(track.tempo) if track.tempo else "not measured"),
-        ("model", track.model), ("seed", track.seed), ("licence", track.license), ("genre", track.genre),
+        ("model", track.model),
+        ("seed", track.seed),
+        ("licence", track.license),
+        ("genre", track.genre),
     ]
     meta = track.meta or {}
     for key in sorted(meta):
@@ -115,8 +122,10 @@ def _audio_block(audio: Audio, name: str, with_spectrogram: bool) -> str:
 
 
 def _player(src: str, duration: float, label: str) -> str:
-    return (f'<audio controls preload="metadata" src="{_e(src)}" data-expected-duration="{duration:.6f}" '
-            f'aria-label="{_e(label)}"></audio>')
+    return (
+        f'<audio controls preload="metadata" src="{_e(src)}" data-expected-duration="{duration:.6f}" '
+        f'aria-label="{_e(label)}"></audio>'
+    )
 
 
 def _take(track: TrackView, take: TakeView) -> str:
@@ -129,8 +138,10 @@ def _take(track: TrackView, take: TakeView) -> str:
         facts.append(f"{take.lufs:.1f} LUFS")
     if take.true_peak is not None:
         facts.append(f"{take.true_peak:.1f} dBTP")
-    parts = [f'<div class="take{pinned}" id="{_e(name)}-take-{take.take}"><strong>take {take.take}</strong>'
-             f'{" (pinned)" if take.pinned else ""} <span class="sub">{_e(", ".join(facts))}</span>']
+    parts = [
+        f'<div class="take{pinned}" id="{_e(name)}-take-{take.take}"><strong>take {take.take}</strong>'
+        f'{" (pinned)" if take.pinned else ""} <span class="sub">{_e(", ".join(facts))}</span>'
+    ]
     if take.audio is not None:
         parts.append(_audio_block(take.audio, f"{name} take {take.take}", with_spectrogram=False))
     else:

@@ -19,23 +19,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..build import (BuildOptions, Executor, Reporter, TrackResult, make_plan, prefetch_output_digests,
-                     remote_session, sweep_leftovers)
 from .. import engines
+from ..build import (
+    BuildOptions,
+    Executor,
+    Reporter,
+    TrackResult,
+    make_plan,
+    prefetch_output_digests,
+    remote_session,
+    sweep_leftovers,
+)
 from ..cache import LocalCache
-from ..config import ProjectConfig, load_config
+from ..config import ProjectConfig, load_config, rel
 from ..errors import TrackspecError
-from ..config import rel
-from ..locks import SharedRepoLock, Stopped, daemon_lock
-from ..plan import Plan, TrackPlan
-from ..state import State
 from ..index import IndexFile
 from ..layout import SPEC_SUFFIX
-from ..plan import plan_build
-from ..tracks import (LoadedTrack, ParsedSpecs, SpecFailure, SpecLoader, dependents, link_chains, spec_paths,
-                      without_duplicates)
+from ..locks import SharedRepoLock, Stopped, daemon_lock
+from ..plan import Plan, TrackPlan, plan_build
+from ..state import State
+from ..tracks import (
+    LoadedTrack,
+    ParsedSpecs,
+    SpecFailure,
+    SpecLoader,
+    dependents,
+    link_chains,
+    spec_paths,
+    without_duplicates,
+)
 from .events import FolderWatches, OverflowAlarm, Wakeups, make_handler
-from .worker import GenerationWorker, Generated
+from .worker import Generated, GenerationWorker
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +82,12 @@ class Daemon:
         self.options = options
         self.reporter = reporter
         self.config: ProjectConfig = load_config(root)
-        self.build_options = BuildOptions(model_override=options.model_override,
-                                          override_base=options.override_base)
+        self.build_options = BuildOptions(model_override=options.model_override, override_base=options.override_base)
         self.wakeups = Wakeups(options.debounce)
         self._stop_reason: str | None = None  # set from signal handlers: no locks there
         self._signals = 0
         self.lock = SharedRepoLock(self.config.state_dir, self._waiting_for_lock, self._stopping)
-        self.worker = GenerationWorker(self.lock, reporter, self._on_generated, options.unload_after,
-                                       self._stopping)
+        self.worker = GenerationWorker(self.lock, reporter, self._on_generated, options.unload_after, self._stopping)
         self._jobs_lock = threading.Lock()
         self._generated: dict[str, Generated] = {}  # generation key -> job awaiting publication
         self._failed: dict[str, str] = {}  # generation key -> error; not retried until the key changes
@@ -114,8 +126,9 @@ class Daemon:
                         self._cycle(*work)
                     except Exception as exc:  # a daemon outlives its bugs; the next save retries
                         log.debug("cycle failed", exc_info=True)
-                        self.reporter.error(f"internal error: {type(exc).__name__}: {exc} (run with -v for "
-                                            "the traceback)")
+                        self.reporter.error(
+                            f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)"
+                        )
             finally:
                 self.worker.stop()
                 observer.stop()
@@ -164,14 +177,14 @@ class Daemon:
             self.reporter.error(
                 f"cannot watch {self.root} with inotify ({exc.strerror}); polling every 1 s instead. "
                 "Raise the limit with `sudo sysctl fs.inotify.max_user_watches=524288` "
-                "(and max_user_instances), or use --poll SECONDS")
+                "(and max_user_instances), or use --poll SECONDS"
+            )
             observer = PollingObserver(timeout=1.0)
             self.watches = FolderWatches(observer, handler, lambda: self.config)
             self.watches.schedule_all()
             observer.start()
             self._rescan("switched to polling")
-        kind = f"polling every {self.options.poll or 1.0:g} s" if isinstance(observer, PollingObserver) \
-            else "inotify"
+        kind = f"polling every {self.options.poll or 1.0:g} s" if isinstance(observer, PollingObserver) else "inotify"
         self.reporter.watching(self.root, kind)
         return observer
 
@@ -206,9 +219,15 @@ class Daemon:
                         sweep_leftovers(config, plan)
                         self._first_cycle = False
                     listed_before = engines.snapshot(config, plan.index)
-                    executor = Executor(config, plan, state, _CycleReporter(self, plan),
-                                        index_flush_seconds=None, remote=remote_session(config),
-                                        index_texts=self._index_file.texts)
+                    executor = Executor(
+                        config,
+                        plan,
+                        state,
+                        _CycleReporter(self, plan),
+                        index_flush_seconds=None,
+                        remote=remote_session(config),
+                        index_texts=self._index_file.texts,
+                    )
                     pending = executor.run_quick()
                     self._index_file.keep(plan.index)  # what is on disk now: no need to read it back
                     engines.sync(config, plan.index, listed_before)  # Godot .import sidecars
@@ -268,10 +287,15 @@ class Daemon:
             replan, self._replan = self._replan, set()
             rescan, self._rescan_due = self._rescan_due, False
         changes = [path for path in changes if not is_request(config, path)]
-        loader = SpecLoader(config, state, self.build_options.model_override, self.build_options.override_base,
-                            self._parsed)
-        full = (rescan or self._known is None or config.digest != self._config_digest
-                or any(not path.name.endswith(SPEC_SUFFIX) for path in changes))
+        loader = SpecLoader(
+            config, state, self.build_options.model_override, self.build_options.override_base, self._parsed
+        )
+        full = (
+            rescan
+            or self._known is None
+            or config.digest != self._config_digest
+            or any(not path.name.endswith(SPEC_SUFFIX) for path in changes)
+        )
         self._config_digest = config.digest
         if full:
             paths = list(spec_paths(config))
@@ -289,7 +313,9 @@ class Daemon:
                     self._known.pop(path, None)
         loaded, failures = without_duplicates(
             [r for r in self._known.values() if isinstance(r, LoadedTrack)],
-            [r for r in self._known.values() if isinstance(r, SpecFailure)], config)
+            [r for r in self._known.values() if isinstance(r, SpecFailure)],
+            config,
+        )
         loaded, failures = link_chains(loaded, failures)
         dirty |= {f.path for f in failures}
         # What depends on them: a track continuing a re-planned one has a new key or new audio to continue.
@@ -319,8 +345,9 @@ class Daemon:
                     raise ValueError(request["invalid"])
                 name = request["name"]
                 track = find_track(config, name, request.get("model"), Path(request.get("cwd") or self.root))
-                self._auditions[request_id] = take_plans(track, [int(n) for n in request["takes"]],
-                                                         request.get("seconds"))
+                self._auditions[request_id] = take_plans(
+                    track, [int(n) for n in request["takes"]], request.get("seconds")
+                )
             except (TrackspecError, KeyError, TypeError, ValueError) as exc:
                 answer(config, request_id, {"error": f"audition request refused: {exc}"})
                 continue
@@ -330,8 +357,9 @@ class Daemon:
         for request_id, plans in list(self._auditions.items()):
             keys = [tp.track.keys.generation for tp in plans]
             with self._jobs_lock:
-                errors = {take_of_seed(tp.track.keys.seed): self._failed[k] for tp, k in zip(plans, keys)
-                          if k in self._failed}
+                errors = {
+                    take_of_seed(tp.track.keys.seed): self._failed[k] for tp, k in zip(plans, keys) if k in self._failed
+                }
             left = [tp for tp, k in zip(plans, keys) if k not in self._failed and not cache.has("raw", k)]
             if left:
                 waiting += left
@@ -370,9 +398,17 @@ class Daemon:
             self.reporter.generated(job)
             if job.error:
                 tp = job.plan
-                self.reporter.finished(TrackResult(tp.name, rel(self.config, tp.track.spec.path), "generate",
-                                                   list(tp.reasons), ok=False, error=job.error,
-                                                   seconds=job.seconds))
+                self.reporter.finished(
+                    TrackResult(
+                        tp.name,
+                        rel(self.config, tp.track.spec.path),
+                        "generate",
+                        list(tp.reasons),
+                        ok=False,
+                        error=job.error,
+                        seconds=job.seconds,
+                    )
+                )
         self.wakeups.poke("generation finished")
 
     def report(self, result: TrackResult, tp: TrackPlan | None) -> None:

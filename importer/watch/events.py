@@ -12,8 +12,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..config import CONFIG_NAME, ProjectConfig
 from ..gitignore import IGNORE_FILE, path_ignored
@@ -39,8 +39,9 @@ def is_relevant(config: ProjectConfig, path: str, is_directory: bool) -> bool:
         parts = p.relative_to(config.root).parts
     except ValueError:
         return False
-    if any(part.startswith(".") for part in parts[:-1] if part not in (".", "..")) or \
-            (is_directory and parts and parts[-1].startswith(".")):
+    if any(part.startswith(".") for part in parts[:-1] if part not in (".", "..")) or (
+        is_directory and parts and parts[-1].startswith(".")
+    ):
         return False  # .git, .trackspec, hidden folders are never searched for specs
     for skip in (config.assets_dir, config.state_dir, config.cache_dir):
         if p == skip or skip in p.parents:
@@ -62,7 +63,8 @@ def watch_plan(config: ProjectConfig, top: Path | None = None) -> list[tuple[Pat
     folder is watched alone and its other subfolders are planned the same way. The root is
     always watched (``trackspec.toml``), and the audition requests folder.
     """
-    from ..gitignore import IGNORE_FILE as IGNORES, Ignores
+    from ..gitignore import IGNORE_FILE as IGNORES
+    from ..gitignore import Ignores
 
     root = str(config.root)
     pruned = _pruned(config)
@@ -139,14 +141,14 @@ class FolderWatches:
         with self._lock:
             if folder in self._watches:
                 return
-            self._watches[folder] = (recursive, self.observer.schedule(self.handler, str(folder),
-                                                                       recursive=recursive))
+            self._watches[folder] = (recursive, self.observer.schedule(self.handler, str(folder), recursive=recursive))
 
     def covered(self, path: Path) -> bool:
         """Is ``path`` already inside a recursive watch?"""
         with self._lock:
-            return any(rec and (path == folder or folder in path.parents)
-                       for folder, (rec, _w) in self._watches.items())
+            return any(
+                rec and (path == folder or folder in path.parents) for folder, (rec, _w) in self._watches.items()
+            )
 
     def folder_created(self, path: str) -> None:
         folder = Path(os.path.abspath(path))
@@ -222,8 +224,9 @@ class Wakeups:
                 self._cond.wait(max(timeout, 0.001))
 
 
-def make_handler(config_of: Callable[[], ProjectConfig], wakeups: Wakeups,
-                 watches: Callable[[], FolderWatches | None] = lambda: None):
+def make_handler(
+    config_of: Callable[[], ProjectConfig], wakeups: Wakeups, watches: Callable[[], FolderWatches | None] = lambda: None
+):
     """A watchdog event handler that forwards relevant events to ``wakeups`` (and new or
     deleted folders to the ``FolderWatches`` that ``watches`` returns, first)."""
     from watchdog.events import FileSystemEventHandler

@@ -105,8 +105,14 @@ class JsonWatchReporter:
 
     def generated(self, job: Generated) -> None:
         self._tenths.pop(job.plan.name, None)
-        self._emit("generated", name=job.plan.name, key=job.plan.track.keys.generation,
-                   seconds=round(job.seconds, 3), ok=job.error is None, error=job.error)
+        self._emit(
+            "generated",
+            name=job.plan.name,
+            key=job.plan.track.keys.generation,
+            seconds=round(job.seconds, 3),
+            ok=job.error is None,
+            error=job.error,
+        )
 
     def queue(self, generating: list[str], queued: list[str]) -> None:
         self._emit("queue", generating=generating, queued=queued)

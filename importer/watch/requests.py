@@ -15,12 +15,14 @@ import json
 import secrets
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..config import ProjectConfig
 from ..fsutil import atomic_write_bytes
 from ..layout import REQUESTS_DIR
+
 RESULT_SUFFIX = ".result.json"
 
 
@@ -30,8 +32,12 @@ def requests_dir(config: ProjectConfig) -> Path:
 
 def is_request(config: ProjectConfig, path: Path) -> bool:
     """A request file (what the daemon's watcher wakes for), not a result or a temp file."""
-    return (path.parent == requests_dir(config) and path.name.endswith(".json")
-            and not path.name.endswith(RESULT_SUFFIX) and not path.name.startswith("."))
+    return (
+        path.parent == requests_dir(config)
+        and path.name.endswith(".json")
+        and not path.name.endswith(RESULT_SUFFIX)
+        and not path.name.startswith(".")
+    )
 
 
 def daemon_running(config: ProjectConfig) -> bool:
@@ -43,13 +49,13 @@ def daemon_running(config: ProjectConfig) -> bool:
 
 def send(config: ProjectConfig, request: dict[str, Any]) -> str:
     request_id = f"audition-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
-    atomic_write_bytes(requests_dir(config) / f"{request_id}.json", json.dumps(request).encode(),
-                       config.staging_dir)
+    atomic_write_bytes(requests_dir(config) / f"{request_id}.json", json.dumps(request).encode(), config.staging_dir)
     return request_id
 
 
-def wait_for_result(config: ProjectConfig, request_id: str, alive: Callable[[], bool],
-                    poll: float = 0.2) -> dict[str, Any] | None:
+def wait_for_result(
+    config: ProjectConfig, request_id: str, alive: Callable[[], bool], poll: float = 0.2
+) -> dict[str, Any] | None:
     """The daemon's answer; ``None`` if the daemon stopped before giving one."""
     path = requests_dir(config) / f"{request_id}{RESULT_SUFFIX}"
     checked = time.monotonic()
@@ -97,20 +103,32 @@ def validate_request(request: Any) -> dict[str, Any]:
     if not is_name(name):
         raise ValueError("name: expected a track name (a-z, 0-9, _ and -)")
     takes = request.get("takes")
-    if (not isinstance(takes, list) or not 1 <= len(takes) <= MAX_TAKES
-            or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_TAKES for n in takes)
-            or len(set(takes)) != len(takes)):
+    if (
+        not isinstance(takes, list)
+        or not 1 <= len(takes) <= MAX_TAKES
+        or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_TAKES for n in takes)
+        or len(set(takes)) != len(takes)
+    ):
         raise ValueError(f"takes: expected 1 to {MAX_TAKES} distinct take numbers from 1 to {MAX_TAKES}")
     seconds = request.get("seconds")
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
-                                or not math.isfinite(seconds) or not 0 < seconds <= MAX_SECONDS):
+    if seconds is not None and (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+        or not 0 < seconds <= MAX_SECONDS
+    ):
         raise ValueError(f"seconds: expected a number of seconds in (0, {MAX_SECONDS:g}]")
     for field in ("model", "cwd"):
         value = request.get(field)
         if value is not None and (not isinstance(value, str) or not value or len(value) > 4096 or "\0" in value):
             raise ValueError(f"{field}: expected a path or model id")
-    return {"name": name, "takes": list(takes), "seconds": seconds, "model": request.get("model"),
-            "cwd": request.get("cwd")}
+    return {
+        "name": name,
+        "takes": list(takes),
+        "seconds": seconds,
+        "model": request.get("model"),
+        "cwd": request.get("cwd"),
+    }
 
 
 def take_requests(config: ProjectConfig) -> list[tuple[str, dict[str, Any]]]:
@@ -154,5 +172,6 @@ def take_requests(config: ProjectConfig) -> list[tuple[str, dict[str, Any]]]:
 
 
 def answer(config: ProjectConfig, request_id: str, result: dict[str, Any]) -> None:
-    atomic_write_bytes(requests_dir(config) / f"{request_id}{RESULT_SUFFIX}", json.dumps(result).encode(),
-                       config.staging_dir)
+    atomic_write_bytes(
+        requests_dir(config) / f"{request_id}{RESULT_SUFFIX}", json.dumps(result).encode(), config.staging_dir
+    )

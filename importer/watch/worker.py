@@ -12,7 +12,8 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import generation
 from ..cache import LocalCache
@@ -29,8 +30,14 @@ HELD_BATCHES = 4
 
 
 class GenerationWorker:
-    def __init__(self, lock: SharedRepoLock, reporter: Any, on_done: Callable[[list[Generated]], None],
-                 unload_after: float, should_stop: Callable[[], bool]):
+    def __init__(
+        self,
+        lock: SharedRepoLock,
+        reporter: Any,
+        on_done: Callable[[list[Generated]], None],
+        unload_after: float,
+        should_stop: Callable[[], bool],
+    ):
         self.lock = lock
         self._should_stop = should_stop
         self.reporter = reporter
@@ -64,8 +71,11 @@ class GenerationWorker:
             # (a chain's next track, planned when the one it continues arrived): the poke that
             # stored it brings the cycle that publishes it.
             cache = LocalCache(config.cache_dir)
-            wanted = {tp.name: tp for tp in plans
-                      if tp.track.keys.generation not in busy and not cache.has("raw", tp.track.keys.generation)}
+            wanted = {
+                tp.name: tp
+                for tp in plans
+                if tp.track.keys.generation not in busy and not cache.has("raw", tp.track.keys.generation)
+            }
             self._pending = {name: wanted[name] for name in [*self._pending, *wanted] if name in wanted}
             self._cond.notify_all()
 
@@ -119,8 +129,7 @@ class GenerationWorker:
             leaders, _ = split_by_generation_key(list(self._pending.values()))
             # A track that continues one still queued waits for it (its audio primes this one).
             waiting = {tp.track.keys.generation for tp in leaders}
-            leaders = [tp for tp in leaders if continued_key(tp.track.keys.generation_inputs) not in waiting] \
-                or leaders
+            leaders = [tp for tp in leaders if continued_key(tp.track.keys.generation_inputs) not in waiting] or leaders
             batch = next(iter(generation_batches(leaders, self._config.batch_size).values()))[0]
             keys = {tp.track.keys.generation for tp in batch}
             for tp in batch:
@@ -150,8 +159,9 @@ class GenerationWorker:
             return
         self.on_done(done)
 
-    def _generate(self, config: ProjectConfig, cache: LocalCache, batch: list[TrackPlan],
-                  start: float) -> list[Generated]:
+    def _generate(
+        self, config: ProjectConfig, cache: LocalCache, batch: list[TrackPlan], start: float
+    ) -> list[Generated]:
         self._model.config = config
         generate = self.farm.generate if self.farm is not None else generation.generate
         results = generate(config, batch, cache, self._model, generation.Listener(progress=self._progress))

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from faults import Project
 from invariants import TALLY
 
@@ -27,7 +26,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     terminalreporter.write_line(
         f"reliability: trials={TALLY.trials} faults_survived={TALLY.faults_survived} "
         f"inputs_tried={TALLY.inputs} assets_lost_or_corrupted={TALLY.lost} "
-        f"outside_touched={TALLY.outside} secrets_leaked={TALLY.leaked}")
+        f"outside_touched={TALLY.outside} secrets_leaked={TALLY.leaked}"
+    )
 
 
 @pytest.fixture
@@ -40,8 +40,14 @@ def rng(request) -> random.Random:
 @pytest.fixture
 def repo(game_repo, tiny_model):
     """A game repo building with the tiny model, offline (nothing may reach the network)."""
-    game_repo.env.update({"TRACKSPEC_MODEL": str(tiny_model), "HF_HUB_OFFLINE": "1",
-                          "TRANSFORMERS_OFFLINE": "1", "TRACKSPEC_ENCODE_WORKERS": "1"})
+    game_repo.env.update(
+        {
+            "TRACKSPEC_MODEL": str(tiny_model),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TRACKSPEC_ENCODE_WORKERS": "1",
+        }
+    )
     return game_repo
 
 
@@ -54,8 +60,12 @@ def built(tmp_path_factory, tiny_model) -> Path:
     (root / "track_specs").mkdir(parents=True)
     (root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
     Project(type("Repo", (), {"root": root})()).write()
-    env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(cache), "TRACKSPEC_MODEL": str(tiny_model),
-           "PYTHONPATH": str(Path(__file__).parents[2])}
+    env = {
+        **os.environ,
+        "TRACKSPEC_CACHE_DIR": str(cache),
+        "TRACKSPEC_MODEL": str(tiny_model),
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+    }
     proc = subprocess.run([sys.executable, "-m", "importer", "build", "-q"], cwd=root, env=env, timeout=600)
     assert proc.returncode == 0
     return top

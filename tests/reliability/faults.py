@@ -23,9 +23,11 @@ class SpecState:
     present: bool = True
 
     def render(self, name: str) -> str:
-        return (f'prompt = "{name} synth pad"\nduration = 1.0\nseed = {self.seed}\ngenre = "{self.genre}"\n'
-                f'[output]\nformats = ["ogg", "mp3"]\nogg_quality = {self.ogg_quality}\n'
-                f'loudness_profile = "none"\n[meta]\nbpm = {self.bpm}\n')
+        return (
+            f'prompt = "{name} synth pad"\nduration = 1.0\nseed = {self.seed}\ngenre = "{self.genre}"\n'
+            f'[output]\nformats = ["ogg", "mp3"]\nogg_quality = {self.ogg_quality}\n'
+            f'loudness_profile = "none"\n[meta]\nbpm = {self.bpm}\n'
+        )
 
 
 @dataclass
@@ -81,8 +83,14 @@ CHEAP_KINDS = ["encode", "genre", "meta", "toggle", "index-lost"]
 
 def popen_cli(repo, *args: str, stdout=subprocess.DEVNULL) -> subprocess.Popen:
     """The real CLI (``python -m importer``) as a child process of the test."""
-    return subprocess.Popen([sys.executable, "-m", "importer", *args], cwd=repo.root, env=repo.env,
-                            stdout=stdout, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "importer", *args],
+        cwd=repo.root,
+        env=repo.env,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def pause(proc: subprocess.Popen, seconds: float) -> None:
@@ -106,5 +114,11 @@ def kill_after(proc: subprocess.Popen, delay: float, sig: int = signal.SIGKILL, 
 
 
 def build(repo, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "importer", "build", *args], cwd=repo.root, env=repo.env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "importer", "build", *args],
+        cwd=repo.root,
+        env=repo.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -77,8 +77,9 @@ def check_tree(root: Path, assets: str = "assets/music", index: str = "assets/mu
     return problems
 
 
-def check_complete(root: Path, assets: str = "assets/music", index: str = "assets/music/index.json",
-                   decode: bool = False) -> dict:
+def check_complete(
+    root: Path, assets: str = "assets/music", index: str = "assets/music/index.json", decode: bool = False
+) -> dict:
     """After a build that finished: ``check_tree``, plus no unlisted file in the assets."""
     problems = check_tree(root, assets, index)
     data = json.loads((root / index).read_text("utf-8"))

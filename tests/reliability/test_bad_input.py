@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from invariants import TALLY
 
 GOOD = 'prompt = "calm pad"\nduration = 1.0\nseed = 3\n'
@@ -69,12 +68,23 @@ class EdgeRepo:
         self.root = root
         (root / "track_specs").mkdir(parents=True)
         (root / "trackspec.toml").write_text('specs = ["track_specs"]\n')
-        self.env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(root.parent / "cache"), "TRACKSPEC_MODEL": str(model),
-                    "PYTHONPATH": str(Path(__file__).parents[2]), "HF_HUB_OFFLINE": "1"}
+        self.env = {
+            **os.environ,
+            "TRACKSPEC_CACHE_DIR": str(root.parent / "cache"),
+            "TRACKSPEC_MODEL": str(model),
+            "PYTHONPATH": str(Path(__file__).parents[2]),
+            "HF_HUB_OFFLINE": "1",
+        }
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "importer", *args], cwd=self.root, env=self.env,
-                              capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "importer", *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     def index(self) -> dict:
         return json.loads((self.root / "assets/music/index.json").read_text())
@@ -134,11 +144,19 @@ def test_top_k_zero_builds_and_samples_from_the_whole_distribution(good_edge_cas
     backend = load_backend(str(tiny_model), None, "cpu")
     try:
         vocabulary = int(backend.model.decoder.config.vocab_size)
-        request = GenerationRequest(name="nok", prompt=inputs["prompt"], duration=inputs["duration"],
-                                    seed=inputs["seed"], temperature=inputs["temperature"], top_k=0,
-                                    top_p=inputs["top_p"], guidance_scale=inputs["guidance_scale"])
-        direct, unfiltered, top1 = backend.generate([request, dataclasses.replace(request, top_k=vocabulary),
-                                                     dataclasses.replace(request, top_k=1)])
+        request = GenerationRequest(
+            name="nok",
+            prompt=inputs["prompt"],
+            duration=inputs["duration"],
+            seed=inputs["seed"],
+            temperature=inputs["temperature"],
+            top_k=0,
+            top_p=inputs["top_p"],
+            guidance_scale=inputs["guidance_scale"],
+        )
+        direct, unfiltered, top1 = backend.generate(
+            [request, dataclasses.replace(request, top_k=vocabulary), dataclasses.replace(request, top_k=1)]
+        )
     finally:
         backend.close()
     assert np.array_equal(built, direct)
@@ -146,8 +164,26 @@ def test_top_k_zero_builds_and_samples_from_the_whole_distribution(good_edge_cas
     assert not np.array_equal(direct, top1)
 
 
-@pytest.mark.parametrize("name", ["../escape", "a/b", "a\\b", "/abs", "..", "Upper", "mus\u00efque",
-                                  "con", "nul", "aux", "prn", "com1", "lpt9", "con.ogg", ""])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../escape",
+        "a/b",
+        "a\\b",
+        "/abs",
+        "..",
+        "Upper",
+        "mus\u00efque",
+        "con",
+        "nul",
+        "aux",
+        "prn",
+        "com1",
+        "lpt9",
+        "con.ogg",
+        "",
+    ],
+)
 @pytest.mark.parametrize("field", ["name", "genre"])
 def test_bad_names(repo, name, field):
     spec_case(repo, GOOD + f'{field} = "{name}"\n'.replace("\\", "\\\\"), f"{field}: ")
@@ -167,12 +203,14 @@ def test_spec_symlink_outside_repo(repo, tmp_path):
     assert not (repo.root / "assets/music/synthwave/linked.ogg").exists()
 
 
-@pytest.mark.parametrize("setting", ['assets = "../outside"', 'assets = "/tmp"', 'index = "../index.json"',
-                                     'specs = ["../../"]'])
+@pytest.mark.parametrize(
+    "setting", ['assets = "../outside"', 'assets = "/tmp"', 'index = "../index.json"', 'specs = ["../../"]']
+)
 def test_paths_escaping_the_repo(repo, setting):
     repo.write_spec("ok", GOOD)
-    (repo.root / "trackspec.toml").write_text(f'specs = ["track_specs"]\n{setting}\n'
-                                               if not setting.startswith("specs") else setting + "\n")
+    (repo.root / "trackspec.toml").write_text(
+        f'specs = ["track_specs"]\n{setting}\n' if not setting.startswith("specs") else setting + "\n"
+    )
     key = setting.split(" ")[0]
     build_with(repo, rc=2, needles=("trackspec.toml", f"{key}: ", "outside the game repo"))
 

@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from faults import build
-from importer.cache import LocalCache
 from invariants import TALLY, check_complete
+
+from importer.cache import LocalCache
 
 
 def _zero(d: Path) -> None:
@@ -43,8 +43,13 @@ def _payload(d: Path) -> str:
     return sorted(p.name for p in d.iterdir() if p.name != "manifest.json")[0]
 
 
-CASES = {"zero-byte": _zero, "truncated": _truncate, "flipped-byte": _flip,
-         "manifest-missing": _manifest_missing, "other-entrys-content": None}
+CASES = {
+    "zero-byte": _zero,
+    "truncated": _truncate,
+    "flipped-byte": _flip,
+    "manifest-missing": _manifest_missing,
+    "other-entrys-content": None,
+}
 
 
 def _entries(repo, kind: str) -> dict[str, Path]:
@@ -68,9 +73,14 @@ def test_corrupt_entry_detected_logged_rebuilt_removed(built_repo, case):
     _check_damaged(built_repo, {"alpha": case}, ("render",))
 
 
-@pytest.mark.parametrize("cases", [{"alpha": "zero-byte", "beta": "truncated", "gamma": "flipped-byte"},
-                                   {"alpha": "manifest-missing", "beta": "other-entrys-content"}],
-                         ids=["bytes", "manifest"])
+@pytest.mark.parametrize(
+    "cases",
+    [
+        {"alpha": "zero-byte", "beta": "truncated", "gamma": "flipped-byte"},
+        {"alpha": "manifest-missing", "beta": "other-entrys-content"},
+    ],
+    ids=["bytes", "manifest"],
+)
 def test_corrupt_raw_and_render_entries_regenerate(built_repo, cases):
     """Render and raw audio both damaged: each found, logged, removed, generated again (a
     few victims per build: generating is the slow part)."""

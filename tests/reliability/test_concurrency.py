@@ -25,7 +25,7 @@ def test_two_builds_and_the_daemon_together(repo):
     daemon = WatchProcess(repo)
     try:
         outputs = [p.communicate(timeout=300) for p in procs]
-        for p, (out, err) in zip(procs, outputs):
+        for p, (_out, err) in zip(procs, outputs, strict=True):
             assert p.returncode == 0, err
         # Both builds are done. The daemon publishes what it generated; once a spec saved now
         # has been published (and its track removed again), every cycle before is over.

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
 from faults import Project, build
 from invariants import TALLY, check_complete, check_tree, sha256
 
@@ -19,11 +18,14 @@ from invariants import TALLY, check_complete, check_tree, sha256
 @contextmanager
 def small_disk(path: Path, size: str):
     path.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'mount failed'}); "
-                    "a disk-full test needs root and CAP_SYS_ADMIN")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({proc.stderr.strip() or 'mount failed'}); "
+            "a disk-full test needs root and CAP_SYS_ADMIN"
+        )
     try:
         yield path
     finally:

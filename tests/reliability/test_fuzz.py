@@ -17,16 +17,17 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from invariants import TALLY
 
 from importer.config import PROJECT_FIELDS, load_config
 from importer.errors import ConfigError, SpecError
 from importer.fields import TABLES, TOP_FIELDS
 from importer.spec import builtin_defaults, parse_spec
-from invariants import TALLY
 
 SCALARS = st.one_of(
-    st.integers(min_value=-2**63, max_value=2**63 - 1),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([0, 1, -1, 0.0, -0.0, 1e308, 2**63 - 1, 30, 44100, 250, 6]),
     st.text(max_size=30),
@@ -34,9 +35,13 @@ SCALARS = st.one_of(
     st.booleans(),
     st.dates(),
 )
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
-                      | st.dictionaries(st.text("abcdefgh_", min_size=1, max_size=6), inner, max_size=3),
-                      max_leaves=6)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text("abcdefgh_", min_size=1, max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 SPEC_KEYS = list(TOP_FIELDS) + ["promt", "durration", "meta", "generation", "output", "x"]
 TABLE_KEYS = {t: list(f) + ["tempreature", "bogus"] for t, f in TABLES.items()}
 CONFIG_KEYS = list(PROJECT_FIELDS) + ["defaults", "asset", "unknown"]
@@ -131,8 +136,12 @@ def check_config(data: bytes) -> None:
         assert config.assets_dir.is_relative_to(config.root.resolve())
 
 
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @FUZZ
@@ -153,15 +162,25 @@ def test_fuzz_config_documents(doc):
     check_config(doc.encode("utf-8"))
 
 
-@settings(max_examples=6, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(doc=spec_documents().filter(lambda d: "prompt" not in d or "duration" in d))
 def test_fuzz_spec_through_the_cli(game_repo, doc):
     spec = game_repo.root / "track_specs/fuzz.trackspec"
     spec.write_text(doc, encoding="utf-8")
     TALLY.input()
-    proc = subprocess.run([sys.executable, "-m", "importer", "build", "--check"], cwd=game_repo.root,
-                          env=game_repo.env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "importer", "build", "--check"],
+        cwd=game_repo.root,
+        env=game_repo.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode in (0, 1), proc.stderr
     try:
@@ -171,14 +190,24 @@ def test_fuzz_spec_through_the_cli(game_repo, doc):
         assert exc.field is None or exc.field in proc.stdout + proc.stderr
 
 
-@settings(max_examples=4, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=4,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(doc=config_documents())
 def test_fuzz_config_through_the_cli(game_repo, doc):
     (game_repo.root / "trackspec.toml").write_text(doc, encoding="utf-8")
     TALLY.input()
-    proc = subprocess.run([sys.executable, "-m", "importer", "build", "--check"], cwd=game_repo.root,
-                          env=game_repo.env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "importer", "build", "--check"],
+        cwd=game_repo.root,
+        env=game_repo.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     try:
         load_config(game_repo.root)

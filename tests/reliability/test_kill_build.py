@@ -13,10 +13,9 @@ of the same specs left; at the end, exactly what a clean build in a fresh repo l
 from __future__ import annotations
 
 import os
-import time
-
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from faults import Project, build, kill_after, popen_cli
@@ -44,8 +43,14 @@ def _killed_at_point(repo, rng, kind: str, calls: dict) -> tuple[bool, str]:
     """
     primitive = rng.choice([p for p in PRIMITIVES if calls.get((kind, p)) != 0] or list(PRIMITIVES))
     n, when = rng.randint(1, calls.get((kind, primitive), 3)), rng.choice(["before", "after"])
-    proc = subprocess.run([sys.executable, str(KILLPOINT), primitive, str(n), when, "--", "build"],
-                          cwd=repo.root, env=repo.env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(KILLPOINT), primitive, str(n), when, "--", "build"],
+        cwd=repo.root,
+        env=repo.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     where = f"{when} os.{primitive} #{n}"
     assert proc.returncode in (0, -9), f"{where}: rc={proc.returncode}\n{proc.stderr}"
     if proc.returncode == 0:
@@ -93,7 +98,10 @@ def test_sigkill_build_matrix(built_repo, rng):
     (clean_root / "trackspec.toml").write_text((repo.root / "trackspec.toml").read_text())
     for spec in (repo.root / "track_specs").glob("*.trackspec"):
         (clean_root / "track_specs" / spec.name).write_text(spec.read_text())
-    clean = type(repo)(clean_root, repo.root.parent / "clean-cache",
-                       {**repo.env, "TRACKSPEC_CACHE_DIR": str(repo.root.parent / "clean-cache")})
+    clean = type(repo)(
+        clean_root,
+        repo.root.parent / "clean-cache",
+        {**repo.env, "TRACKSPEC_CACHE_DIR": str(repo.root.parent / "clean-cache")},
+    )
     assert build(clean).returncode == 0
     assert check_complete(clean_root, decode=True) == check_complete(repo.root, decode=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 
 import pytest
-
 from faults import Project, build, kill_after, pause
 from invariants import TALLY, check_complete, check_tree
 from watchproc import WatchProcess

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from faults import Project, build
 from invariants import TALLY, check_complete, check_tree
 
@@ -17,14 +16,24 @@ KILLPOINT = Path(__file__).with_name("killpoint.py")
 
 def killed_build(repo, primitive: str, n: int, when: str = "after") -> subprocess.CompletedProcess:
     """A build SIGKILLed right after its N-th ``primitive`` on a path in the assets folder."""
-    return subprocess.run([sys.executable, str(KILLPOINT), primitive, str(n), when, "--match", "/assets/",
-                           "--", "build"],
-                          cwd=repo.root, env=repo.env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(KILLPOINT), primitive, str(n), when, "--match", "/assets/", "--", "build"],
+        cwd=repo.root,
+        env=repo.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-@pytest.mark.parametrize("change, points", [("encode", [("replace", 1), ("replace", 2), ("replace", 3)]),
-                                            ("genre", [("replace", 2), ("unlink", 1), ("unlink", 2)]),
-                                            ("toggle", [("unlink", 1), ("unlink", 2)])])
+@pytest.mark.parametrize(
+    "change, points",
+    [
+        ("encode", [("replace", 1), ("replace", 2), ("replace", 3)]),
+        ("genre", [("replace", 2), ("unlink", 1), ("unlink", 2)]),
+        ("toggle", [("unlink", 1), ("unlink", 2)]),
+    ],
+)
 def test_hole1_index_never_lists_a_file_being_replaced_or_deleted(built_repo, change, points):
     """Hole 1: a build replaced (or deleted) a published file first and rewrote the index up
     to 0.5 s later, so a kill in between left the index naming a file whose sha256 no

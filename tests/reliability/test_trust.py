@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from faults import Project, build, popen_cli
 from invariants import TALLY, check_complete, check_tree, sha256
 
@@ -34,8 +33,9 @@ HEX = "ab" * 32
 
 def cli(repo, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """The real CLI; a hang (a FIFO read, /dev/zero hashed) fails the test by its timeout."""
-    return subprocess.run([PY, "-m", "importer", *args], cwd=repo.root, env=repo.env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [PY, "-m", "importer", *args], cwd=repo.root, env=repo.env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def snapshot(top: Path) -> dict[str, tuple]:
@@ -44,8 +44,12 @@ def snapshot(top: Path) -> dict[str, tuple]:
         for name in dirs + names:
             path = Path(dirpath) / name
             st = path.lstat()
-            files[str(path.relative_to(top))] = (st.st_mode, st.st_size, st.st_mtime_ns,
-                                                 sha256(path) if path.is_file() and not path.is_symlink() else "")
+            files[str(path.relative_to(top))] = (
+                st.st_mode,
+                st.st_size,
+                st.st_mtime_ns,
+                sha256(path) if path.is_file() and not path.is_symlink() else "",
+            )
     return files
 
 
@@ -103,8 +107,9 @@ def plant(path: Path, kind: str, stack: contextlib.ExitStack) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_symlink() or path.is_file():
         path.unlink()
-    stack.callback(lambda: shutil.rmtree(path) if path.is_dir() and not path.is_symlink()
-                   else path.unlink(missing_ok=True))
+    stack.callback(
+        lambda: shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+    )
     if kind == "fifo":
         _mkfifo(path)
     elif kind == "socket":
@@ -120,15 +125,25 @@ def plant(path: Path, kind: str, stack: contextlib.ExitStack) -> None:
 
 # ------------------------------------------------------------------ the examples of the issue
 
+
 def test_report_never_follows_a_key_that_is_a_path(built_repo, victim):
     """`report` deleted a directory outside the repo when an audition record's key was a path."""
     repo = built_repo
     guard = Guard(victim)
     auditions = repo.root / ".trackspec/auditions"
     auditions.mkdir(parents=True, exist_ok=True)
-    take = {"take": 1, "seed": 5, "seconds": 1.0, "preview": False, "action": "generated",
-            "keys": {"generation": str(victim), "render": str(victim / "sub")},
-            "files": {"ogg": {"sha256": HEX, "bytes": 3}}, "duration": 1.0, "sample_rate": 32000, "channels": 1}
+    take = {
+        "take": 1,
+        "seed": 5,
+        "seconds": 1.0,
+        "preview": False,
+        "action": "generated",
+        "keys": {"generation": str(victim), "render": str(victim / "sub")},
+        "files": {"ogg": {"sha256": HEX, "bytes": 3}},
+        "duration": 1.0,
+        "sample_rate": 32000,
+        "channels": 1,
+    }
     (auditions / "alpha.json").write_text(json.dumps({"name": "alpha", "takes": [take]}))
     report = cli(repo, "report")
     pin = cli(repo, "pin", "alpha", "1")
@@ -149,16 +164,25 @@ def test_init_and_first_state_write_ignore_the_state_folder(repo, tmp_path):
     assert (repo.root / ".trackspec/.gitignore").read_text().splitlines()[-1] == "*"
     git = subprocess.run(["git", "init", "-q"], cwd=repo.root, capture_output=True)
     if git.returncode == 0:
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=repo.root,
-                                capture_output=True, text=True).stdout
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"], cwd=repo.root, capture_output=True, text=True
+        ).stdout
         assert not [line for line in status.splitlines() if line[3:].startswith(".trackspec/")], status
     TALLY.trial()
 
 
 # ------------------------------------------------------------------ links where trackspec writes
 
-LINK_CASES = ["genre-folder", "report", "report-img", "report-audio", "state-folder", "staging",
-              "cache-tmp", "published-file"]
+LINK_CASES = [
+    "genre-folder",
+    "report",
+    "report-img",
+    "report-audio",
+    "state-folder",
+    "staging",
+    "cache-tmp",
+    "published-file",
+]
 
 
 @pytest.mark.parametrize("where", LINK_CASES)
@@ -242,6 +266,7 @@ def test_links_out_of_what_trackspec_owns(built_repo, victim, where):
 
 # ------------------------------------------------------------------ crafted values in every file read
 
+
 def _index_cases(victim: Path) -> dict[str, object]:
     outside = os.path.relpath(victim / "alpha.ogg", "/tmp")
     return {
@@ -259,9 +284,12 @@ def _index_cases(victim: Path) -> dict[str, object]:
 
 
 #: Cases applied together touch different tracks, so none hides another.
-INDEX_GROUPS = {"a": ["track-not-a-table", "files-ogg-empty", "path-absolute", "sha-path"],
-                "b": ["path-outside", "duration-nan", "bytes-string", "name-path"],
-                "c": ["key-dot"], "deep": ["deep"]}
+INDEX_GROUPS = {
+    "a": ["track-not-a-table", "files-ogg-empty", "path-absolute", "sha-path"],
+    "b": ["path-outside", "duration-nan", "bytes-string", "name-path"],
+    "c": ["key-dot"],
+    "deep": ["deep"],
+}
 
 
 @pytest.mark.parametrize("group", list(INDEX_GROUPS))
@@ -290,9 +318,19 @@ def test_crafted_index_entries(built_repo, victim, group):
 
 
 def _take(**over) -> dict:
-    take = {"take": 1, "seed": 5, "seconds": 1.0, "preview": False, "action": "generated",
-            "keys": {"generation": HEX, "render": HEX}, "files": {"ogg": {"sha256": HEX, "bytes": 3}},
-            "duration": 1.0, "sample_rate": 32000, "channels": 1, "loop": None}
+    take = {
+        "take": 1,
+        "seed": 5,
+        "seconds": 1.0,
+        "preview": False,
+        "action": "generated",
+        "keys": {"generation": HEX, "render": HEX},
+        "files": {"ogg": {"sha256": HEX, "bytes": 3}},
+        "duration": 1.0,
+        "sample_rate": 32000,
+        "channels": 1,
+        "loop": None,
+    }
     take.update(over)
     return take
 
@@ -407,8 +445,12 @@ def test_remote_manifests_and_object_names_are_checked(tmp_path):
     before = snapshot(tmp_path / "cache" / "v1" / "render")
 
     def manifest(key, files=None, info=None):
-        body = {"kind": "render", "key": key, "info": info or {},
-                "files": files or {"audio.ogg": {"sha256": good.digests["audio.ogg"], "bytes": 10}}}
+        body = {
+            "kind": "render",
+            "key": key,
+            "info": info or {},
+            "files": files or {"audio.ogg": {"sha256": good.digests["audio.ogg"], "bytes": 10}},
+        }
         body["digest"] = manifest_digest(body)
         return json.dumps(body).encode()
 
@@ -430,7 +472,7 @@ def test_remote_manifests_and_object_names_are_checked(tmp_path):
     tier = RemoteTier(store)
     assert tier.entries() == []  # every crafted entry skipped (with a warning), none listed
     for name in crafted:
-        key = name.rsplit("/", 1)[-1][:-len(".json")]
+        key = name.rsplit("/", 1)[-1][: -len(".json")]
         try:
             got = tier.fetch("render", key, cache)  # refused, or (a crafted name) not found
         except (RemoteCorrupt, ValueError):
@@ -453,12 +495,16 @@ def test_crafted_daemon_requests(built_repo):
     config = load_config(repo.root)
     folder = requests_dir(config)
     folder.mkdir(parents=True, exist_ok=True)
-    bad = {"name": {"name": "../x", "takes": [1]}, "takes-huge": {"name": "alpha", "takes": [10**9]},
-           "takes-many": {"name": "alpha", "takes": list(range(1, 1000))},
-           "takes-bool": {"name": "alpha", "takes": [True]}, "seconds-nan": {"name": "alpha", "takes": [1],
-                                                                            "seconds": float("nan")},
-           "seconds-huge": {"name": "alpha", "takes": [1], "seconds": 1e9},
-           "model-type": {"name": "alpha", "takes": [1], "model": 5}, "not-a-dict": [1]}
+    bad = {
+        "name": {"name": "../x", "takes": [1]},
+        "takes-huge": {"name": "alpha", "takes": [10**9]},
+        "takes-many": {"name": "alpha", "takes": list(range(1, 1000))},
+        "takes-bool": {"name": "alpha", "takes": [True]},
+        "seconds-nan": {"name": "alpha", "takes": [1], "seconds": float("nan")},
+        "seconds-huge": {"name": "alpha", "takes": [1], "seconds": 1e9},
+        "model-type": {"name": "alpha", "takes": [1], "model": 5},
+        "not-a-dict": [1],
+    }
     for i, (case, request) in enumerate(bad.items()):
         (folder / f"audition-{i:02d}-{case}.json").write_text(json.dumps(request))
     (folder / "audition-deep.json").write_text("[" * 100000)
@@ -488,15 +534,20 @@ def test_one_deep_spec_fails_alone(built_repo, victim):
     deep = repo.root / "track_specs/deep.trackspec"
     deep.write_text('prompt = "x"\nduration = 1.0\n[meta]\nx = ' + "[" * 600 + "]" * 600 + "\n")
     wide = repo.root / "track_specs/wide.trackspec"
-    wide.write_text('prompt = "x"\nduration = 1.0\n[meta]\n' + "".join(f"k{i} = {{a = {{b = 1}}}}\n" for i in range(50)))
+    wide.write_text(
+        'prompt = "x"\nduration = 1.0\n[meta]\n' + "".join(f"k{i} = {{a = {{b = 1}}}}\n" for i in range(50))
+    )
     project = Project(repo)
     project.specs["alpha"].ogg_quality = 6
     project.write()
     runs = [cli(repo, "plan"), cli(repo, "build", "--check"), build(repo)]
     guard.check(*runs)
     for run in runs:
-        assert run.returncode == 1 and "deep.trackspec" in run.stderr + run.stdout and "nested more than" in \
-            run.stderr + run.stdout, run.stderr
+        assert (
+            run.returncode == 1
+            and "deep.trackspec" in run.stderr + run.stdout
+            and "nested more than" in run.stderr + run.stdout
+        ), run.stderr
     index = json.loads((repo.root / "assets/music/index.json").read_text())
     assert set(index["tracks"]) == {"alpha", "beta", "gamma", "wide"}  # the good specs were built
     assert index["tracks"]["alpha"]["files"]["ogg"]["sha256"] != ""
@@ -504,13 +555,13 @@ def test_one_deep_spec_fails_alone(built_repo, victim):
 
 # ------------------------------------------------------------------ special files where files are opened
 
-SPECIAL_PLACES = ["spec", "model-file", "licence-file", "index", "state", "pending", "audition-record",
-                  "noop-record"]
+SPECIAL_PLACES = ["spec", "model-file", "licence-file", "index", "state", "pending", "audition-record", "noop-record"]
 SPECIAL_KINDS = ["fifo", "socket", "devzero", "directory"]
 
 
-def _special_trial(repo, tiny_model: Path, tmp_path: Path, place: str, kind: str,
-                   stack: contextlib.ExitStack) -> list[subprocess.CompletedProcess]:
+def _special_trial(
+    repo, tiny_model: Path, tmp_path: Path, place: str, kind: str, stack: contextlib.ExitStack
+) -> list[subprocess.CompletedProcess]:
     root, state = repo.root, repo.root / ".trackspec"
     output = lambda r: r.stdout + r.stderr  # noqa: E731
     if place == "spec":
@@ -570,6 +621,7 @@ def test_special_files_never_block(built_repo, victim, tiny_model, tmp_path, pla
 
 
 # ------------------------------------------------------------------ concurrent gc and clear
+
 
 def _churn(repo, stop: threading.Event, ran: list) -> None:
     """`cache gc --max-size 0` and `cache clear`, one after the other, until ``stop``."""

@@ -5,15 +5,12 @@ without echoing it. Against a real S3 server (SeaweedFS ``weed mini`` on loopbac
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 import uuid
 from pathlib import Path
 
 import pytest
-
 from invariants import TALLY
 from seaweed import SeaweedServer, free_ports
 
@@ -33,7 +30,8 @@ def s3(tmp_path_factory):
 
 def _repo(repo, endpoint: str, push: bool) -> None:
     bucket = f"ts-{uuid.uuid4().hex[:12]}"
-    (repo.root / "trackspec.toml").write_text(textwrap.dedent(f"""\
+    (repo.root / "trackspec.toml").write_text(
+        textwrap.dedent(f"""\
         specs = ["track_specs"]
         [cache.remote]
         url = "s3://{bucket}/team"
@@ -41,7 +39,8 @@ def _repo(repo, endpoint: str, push: bool) -> None:
         region = "us-east-1"
         push = {str(push).lower()}
         timeout = 5
-        """))
+        """)
+    )
     repo.write_spec("calm", SPEC)
 
 
@@ -63,8 +62,10 @@ def _written(root: Path) -> dict[str, str]:
 def test_password_in_a_url_is_refused_and_never_echoed(repo):
     down = free_ports(1)[0]
     _repo(repo, f"http://someone:{PASSWORD}@127.0.0.1:{down}", push=False)
-    runs = {args: repo.run(*args.split()) for args in ("build --check", "doctor", "doctor --json", "build -v",
-                                                         "cache ls --remote", "plan")}
+    runs = {
+        args: repo.run(*args.split())
+        for args in ("build --check", "doctor", "doctor --json", "build -v", "cache ls --remote", "plan")
+    }
     texts = {f"{args} {stream}": getattr(r, stream) for args, r in runs.items() for stream in ("stdout", "stderr")}
     assert _leaks(texts, [PASSWORD]) == []
     for args, result in runs.items():
@@ -90,8 +91,14 @@ def test_credentials_in_no_output_channel(repo, s3, tiny_model):
     assert runs["build -v --json"].returncode == 0, runs["build -v --json"].stderr
     repo.env["AWS_SESSION_TOKEN"] = TOKEN  # now every request carries it (and is refused: an error path)
     (repo.root / "track_specs/calm.trackspec").write_text(SPEC.replace('formats = ["ogg"]', 'formats = ["mp3"]'))
-    for args in ("build -v", "doctor", "doctor --json", "cache ls --remote --json", "cache push --all",
-                 "cache pull --all"):  # the build re-encodes and pushes: refused with the token
+    for args in (
+        "build -v",
+        "doctor",
+        "doctor --json",
+        "cache ls --remote --json",
+        "cache push --all",
+        "cache pull --all",
+    ):  # the build re-encodes and pushes: refused with the token
         runs[args] = repo.run(*args.split())
     texts = {f"{args} {stream}": getattr(r, stream) for args, r in runs.items() for stream in ("stdout", "stderr")}
     texts.update(_written(repo.root))
