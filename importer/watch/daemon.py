@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,6 +53,8 @@ from .events import FolderWatches, OverflowAlarm, Wakeups, make_handler
 from .worker import Generated, GenerationWorker
 
 log = logging.getLogger(__name__)
+#: The stat state is written at most this often while the daemon runs (and when it stops).
+STATE_SAVE_SECONDS = 2.0
 
 
 @dataclass
@@ -107,6 +110,7 @@ class Daemon:
         #: another process (a `trackspec build`) changed their files.
         self._index_file = IndexFile(self.config.index_path)
         self._state: tuple[Path, tuple[int, int, int] | None, State] | None = None
+        self._state_saved_at = float("-inf")
         self._last_queue: tuple[list[str], list[str]] = ([], [])
         self._report_due = options.report  # the first cycle writes it
         self._auditions: dict[str, list[TrackPlan]] = {}  # request id -> its take jobs (``requests``)
@@ -134,6 +138,8 @@ class Daemon:
                 observer.stop()
                 observer.join(5)
                 worker_done = self.worker.join(30)
+                if self._state is not None:
+                    self._state[2].save()  # what the last cycles kept in memory
             self.reporter.stopped(self._stop_reason or "stopped")
         finally:
             watch_lock.release()
@@ -235,7 +241,11 @@ class Daemon:
                         self._write_report(config, state)
                     kept = True
                 finally:
-                    state.save()
+                    # The stat state is a cache (losing it costs a re-hash): with thousands of
+                    # files, writing it after every save would cost more than the cycle itself.
+                    if not kept or time.monotonic() - self._state_saved_at >= STATE_SAVE_SECONDS:
+                        state.save()
+                        self._state_saved_at = time.monotonic()
                     self._keep_state(state if kept else None)
                     if not kept:
                         self._index_file.forget()
