@@ -57,7 +57,7 @@ def raw_entry(cache: LocalCache, audio: np.ndarray, key: str):
 
 def render(tmp_path, audio: np.ndarray, **settings):
     cache = LocalCache(tmp_path / "cache")
-    raw = raw_entry(cache, audio, "r" * 64)
+    raw = raw_entry(cache, audio, "0" * 64)
     chosen = RenderSettings(encode=EncodeSettings(("ogg", "mp3"), RATE), **settings)
     entry = render_raw(cache, raw, chosen, "e" * 64, {})
     decoded = {
