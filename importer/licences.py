@@ -49,21 +49,26 @@ KNOWN_LICENSES: dict[str, str] = {
 #: Any other checkpoint under this prefix is Meta's too, under the same licence.
 _KNOWN_PREFIXES = {"facebook/musicgen-": _NC}
 
+#: Licences that allow commercial use of what the model makes. Deliberately an allow-list:
+#: anything else (NC, ND, OpenRAIL variants, "other", "unknown") needs the explicit override.
+_COMMERCIAL_IDS = (
+    "MIT",
+    "Apache-2.0",
+    "BSD-2-Clause",
+    "BSD-3-Clause",
+    "ISC",
+    "Unlicense",
+    "CC0-1.0",
+    "CC-BY-3.0",
+    "CC-BY-4.0",
+    "CC-BY-SA-3.0",
+    "CC-BY-SA-4.0",
+)
 #: Canonical spelling (SPDX) of the ids model cards write in lowercase.
 _SPDX = {
     spdx.lower(): spdx
     for spdx in (
-        "MIT",
-        "Apache-2.0",
-        "BSD-2-Clause",
-        "BSD-3-Clause",
-        "ISC",
-        "Unlicense",
-        "CC0-1.0",
-        "CC-BY-3.0",
-        "CC-BY-4.0",
-        "CC-BY-SA-3.0",
-        "CC-BY-SA-4.0",
+        *_COMMERCIAL_IDS,
         "CC-BY-NC-2.0",
         "CC-BY-NC-3.0",
         "CC-BY-NC-4.0",
@@ -76,24 +81,7 @@ _SPDX = {
         "LGPL-3.0",
     )
 }
-#: Licences that allow commercial use of what the model makes. Deliberately an allow-list:
-#: anything else (NC, ND, OpenRAIL variants, "other", "unknown") needs the explicit override.
-COMMERCIAL_OK = frozenset(
-    s.lower()
-    for s in (
-        "MIT",
-        "Apache-2.0",
-        "BSD-2-Clause",
-        "BSD-3-Clause",
-        "ISC",
-        "Unlicense",
-        "CC0-1.0",
-        "CC-BY-3.0",
-        "CC-BY-4.0",
-        "CC-BY-SA-3.0",
-        "CC-BY-SA-4.0",
-    )
-)
+COMMERCIAL_OK = frozenset(s.lower() for s in _COMMERCIAL_IDS)
 
 _FRONT_MATTER_LICENSE = re.compile(r"^license:\s*(.*?)\s*$", re.IGNORECASE)
 
