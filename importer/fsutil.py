@@ -207,6 +207,17 @@ def atomic_write_bytes(target: Path, data: bytes, staging: Path | None = None) -
     fsync_dir(target.parent)
 
 
+def file_signature(path: Path) -> tuple[int, int, int] | None:
+    """``(size, mtime_ns, inode)`` of ``path`` (``None`` if absent): whether a file a
+    long-running process keeps in memory changed on disk. Files trackspec rewrites are
+    replaced by a rename, so another writer shows as a new inode."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a regular file's bytes, read in 1 MiB chunks (``UnsafePath``, an
     ``OSError``, for a FIFO, device or directory: hashing ``/dev/zero`` never ends)."""

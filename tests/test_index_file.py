@@ -49,3 +49,17 @@ def test_index_file_rereads_what_another_process_wrote(tmp_path):
     cached.keep(again)
     cached.forget()
     assert cached.load() is not again
+
+
+def test_a_write_skips_only_what_the_file_on_disk_already_says(tmp_path):
+    path = tmp_path / "index.json"
+    texts = EntryTexts()
+    index = sample(3)
+    assert write_index(path, index, texts=texts) is True
+    assert write_index(path, index, texts=texts) is False  # as this process left it: compared in memory
+    write_index(path, empty_index())  # another process rewrites it (a new file renamed into place)
+    assert write_index(path, index, texts=texts) is True  # not fooled by what it wrote before
+    assert json.loads(path.read_bytes()) == index
+    path.write_bytes(b"{}")  # edited in place (same inode): the stat differs, so the file is read
+    assert write_index(path, index, texts=texts) is True
+    assert path.read_bytes() == dump_index(index)

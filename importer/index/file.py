@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IndexCorrupt
-from ..fsutil import atomic_write_bytes, read_regular
+from ..fsutil import atomic_write_bytes, file_signature, read_regular
 from ..grammar import MAX_DEPTH, PUBLISHED_FORMATS
 
 SCHEMA_VERSION = 1
@@ -147,39 +147,51 @@ def needs_rewrite(index: dict[str, Any]) -> bool:
 def dump_index(index: dict[str, Any], texts: EntryTexts | None = None) -> bytes:
     """The index as written: JSON, sorted keys, indented by 2 (small diffs).
 
-    With ``texts``, each track's entry is serialised once and its text reused while the
-    entry is the same object (entries are replaced, never changed in place): the daemon
-    rewrites an index of thousands of tracks for one changed entry. Same bytes either way.
+    With ``texts``, each track's entry is serialised once and its bytes reused while the
+    entry is the same object (entries are replaced, never changed in place), and the
+    sorted order of names is kept while the names stay the same: the daemon rewrites an
+    index of thousands of tracks for one changed entry. Same bytes either way.
     """
     if texts is None or set(index) != {"schema_version", "tracks"}:
         return (json.dumps(index, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     tracks = index["tracks"]
-    parts = [texts.text(name, tracks[name]) for name in sorted(tracks)]
-    texts.keep_only(tracks)
-    body = "{\n" + ",\n".join(parts) + "\n  }" if parts else "{}"
-    version = json.dumps(index["schema_version"], ensure_ascii=False)
-    return f'{{\n  "schema_version": {version},\n  "tracks": {body}\n}}\n'.encode()
+    body = b"{\n" + b",\n".join(texts.parts(tracks)) + b"\n  }" if tracks else b"{}"
+    version = json.dumps(index["schema_version"], ensure_ascii=False).encode()
+    return b'{\n  "schema_version": ' + version + b',\n  "tracks": ' + body + b"\n}\n"
 
 
 class EntryTexts:
-    """Serialised index entries (each ``"name": {...}`` as it stands at depth 2 of the index),
-    by track name."""
+    """Serialised index entries (each ``"name": {...}`` as it stands at depth 2 of the
+    index, UTF-8), by track name, with the sorted order of the names last serialised; and
+    what this process last wrote to the index file (``write_index`` compares against it
+    instead of reading the file back while the file is as it left it)."""
 
     def __init__(self) -> None:
-        self._texts: dict[str, tuple[Any, str]] = {}
+        self._texts: dict[str, tuple[Any, bytes]] = {}
+        self._order: list[str] = []
+        self._names: set[str] = set()
+        #: ``(path, stat signature, bytes)`` of the last write (or ``None``).
+        self.written: tuple[Path, tuple[int, int, int], bytes] | None = None
 
-    def text(self, name: str, entry: Any) -> str:
-        known = self._texts.get(name)
-        if known is not None and known[0] is entry:
-            return known[1]
+    def parts(self, tracks: dict[str, Any]) -> list[bytes]:
+        """Each entry's bytes, in sorted name order (unchanged entries from the cache)."""
+        if tracks.keys() != self._names:
+            self._order = sorted(tracks)
+            self._names = set(self._order)
+            if len(self._texts) > len(self._names):
+                self._texts = {n: t for n, t in self._texts.items() if n in self._names}
+        texts, make = self._texts, self._text
+        return [
+            known[1] if (known := texts.get(name)) is not None and known[0] is tracks[name] else make(name, tracks)
+            for name in self._order
+        ]
+
+    def _text(self, name: str, tracks: dict[str, Any]) -> bytes:
+        entry = tracks[name]
         body = json.dumps(entry, sort_keys=True, indent=2, ensure_ascii=False).replace("\n", "\n    ")
-        text = f"    {json.dumps(name, ensure_ascii=False)}: {body}"
+        text = f"    {json.dumps(name, ensure_ascii=False)}: {body}".encode()
         self._texts[name] = (entry, text)
         return text
-
-    def keep_only(self, names: Any) -> None:
-        if len(self._texts) > len(names):
-            self._texts = {n: t for n, t in self._texts.items() if n in names}
 
 
 def write_index(
@@ -187,12 +199,20 @@ def write_index(
 ) -> bool:
     """Write the index if its content changed; return whether it was written."""
     data = dump_index(index, texts)
-    try:
-        if read_regular(path) == data:
+    known = texts.written if texts is not None else None
+    if known is not None and known[0] == path and known[1] == file_signature(path):
+        if known[2] == data:  # the file is as this process wrote it: no need to read it back
             return False
-    except OSError:
-        pass
+    else:
+        try:
+            if read_regular(path) == data:
+                return False
+        except OSError:
+            pass
     atomic_write_bytes(path, data, staging)
+    if texts is not None:
+        signature = file_signature(path)
+        texts.written = None if signature is None else (path, signature, data)
     return True
 
 
@@ -208,23 +228,30 @@ class IndexFile:
         self.texts = EntryTexts()
         self._kept: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
-    def _signature(self) -> tuple[int, int, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return st.st_size, st.st_mtime_ns, st.st_ino
-
     def load(self) -> dict[str, Any]:
-        signature = self._signature()
+        signature = file_signature(self.path)
         if self._kept is not None and signature is not None and self._kept[0] == signature:
             return self._kept[1]
         self._kept = None
         return load_index(self.path)
 
     def keep(self, index: dict[str, Any]) -> None:
-        signature = self._signature()
+        signature = file_signature(self.path)
         self._kept = None if signature is None or needs_rewrite(index) else (signature, index)
 
     def forget(self) -> None:
         self._kept = None
+
+    def warm(self, index: dict[str, Any]) -> None:
+        """Serialise every entry of ``index`` now (idle time), so the next write, which may be
+        a user's save waiting for its index update, serialises only what changed."""
+        data = dump_index(index, self.texts)
+        signature = file_signature(self.path)
+        if signature is None:
+            return
+        try:
+            same = read_regular(self.path) == data
+        except OSError:
+            return
+        if same and signature == file_signature(self.path):
+            self.texts.written = (self.path, signature, data)

@@ -10,6 +10,7 @@ asks for exactly that audio: a spec edited meanwhile simply plans a different ke
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import signal
@@ -34,6 +35,7 @@ from ..build import (
 from ..cache import LocalCache
 from ..config import ProjectConfig, load_config, rel
 from ..errors import TrackspecError
+from ..fsutil import file_signature
 from ..index import IndexFile
 from ..layout import SPEC_SUFFIX
 from ..locks import SharedRepoLock, Stopped, daemon_lock
@@ -96,6 +98,7 @@ class Daemon:
         self._failed: dict[str, str] = {}  # generation key -> error; not retried until the key changes
         self._shown_failures: dict[str, str] = {}  # spec -> error last printed (printed once)
         self._first_cycle = True
+        self._freeze_due = False
         self._parsed = ParsedSpecs()
         #: Every spec as the last cycles loaded it (before the duplicate-name check), by path;
         #: ``None``: plan everything in the next cycle.
@@ -255,6 +258,14 @@ class Daemon:
             self._show_failure("index", str(exc))
             return
         self._shown_failures.pop("index", None)
+        if self._freeze_due:
+            # Thousands of specs loaded, planned and indexed make many long-lived objects,
+            # and a full garbage collection walks all of them (tens of ms, at random
+            # cycles). Frozen, collections skip them until the next full cycle.
+            self._freeze_due = False
+            self._index_file.warm(plan.index)
+            gc.collect()
+            gc.freeze()
         takes = self._serve_auditions(config)
         names = {track.spec.name for track in known}
         for tp in plan.tracks:  # planned again: generation is wanted only if it still says so
@@ -275,12 +286,12 @@ class Daemon:
         """The stat state the last cycle saved, unless its file changed since (or moved)."""
         if self._state is not None:
             path, signature, state = self._state
-            if path.parent == config.state_dir and signature == _signature(path):
+            if path.parent == config.state_dir and signature == file_signature(path):
                 return state
         return State.in_folder(config.state_dir)
 
     def _keep_state(self, state: State | None) -> None:
-        self._state = None if state is None else (state.path, _signature(state.path), state)
+        self._state = None if state is None else (state.path, file_signature(state.path), state)
 
     def _plan(self, config: ProjectConfig, state: State, changes: list[Path]) -> tuple[Plan, list[LoadedTrack]]:
         """Plan the specs this cycle concerns; return the plan and every track that loads.
@@ -308,6 +319,8 @@ class Daemon:
         )
         self._config_digest = config.digest
         if full:
+            gc.unfreeze()  # what the last full cycle froze may be garbage now (see _cycle)
+            self._freeze_due = True
             paths = list(spec_paths(config))
             self._parsed.keep_only(set(paths))
             self._known = {path: loader.load(path) for path in paths}
@@ -447,14 +460,6 @@ class Daemon:
             self.reporter.finished(result)
         else:
             self.reporter.error(message)
-
-
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 class _CycleReporter:
