@@ -212,6 +212,17 @@ def continue_path(config: ProjectConfig, spec: TrackSpec) -> Path:
     return path
 
 
+def input_files(config: ProjectConfig, spec: TrackSpec) -> list[Path]:
+    """The files besides the spec that a track's audio is made from (its ``continue_from``
+    audio file), as paths under the repo root spelled as the root is (not resolved: file
+    events name them so). Whether they exist or stay inside the repo is ``continue_path``'s
+    business; this only says which files to watch."""
+    import os
+
+    named = [spec.continue_from] if spec.continue_from is not None and spec.continues_track is None else []
+    return [Path(os.path.normpath(config.root / Path(name).expanduser())) for name in named]
+
+
 def link_chains(loaded: list[LoadedTrack], failures: list[SpecFailure]) -> tuple[list[LoadedTrack], list[SpecFailure]]:
     """Put into each ``continue_from = "track:NAME"`` track's key the generation key of the
     track it continues (so regenerating that one regenerates this one). A missing track or

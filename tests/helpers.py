@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -27,3 +28,30 @@ def assert_index_matches_disk(repo) -> dict:
             assert sha256(path) == info["sha256"] and path.stat().st_size == info["bytes"]
             assert decode_sample_count(path, track["sample_rate"], track["channels"]) == track["samples"]
     return index
+
+
+def theme(path: Path, seconds: float = 1.5, frequency: float = 440) -> Path:
+    """A stereo 44.1 kHz Ogg Vorbis sine: another rate, channel count and format than the models'."""
+    from importer.encode import ffmpeg_exe
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency={frequency}:duration={seconds}:sample_rate=44100",
+            "-ac",
+            "2",
+            "-c:a",
+            "libvorbis",
+            str(path),
+        ],
+        check=True,
+    )
+    return path

@@ -10,41 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import theme
 
 HOP = 640  # the tiny model's EnCodec: 32 kHz, 50 frames a second
-
-
-def theme(path: Path, seconds: float = 1.5) -> Path:
-    """A stereo 44.1 kHz Ogg Vorbis sine: another rate, channel count and format than the model's."""
-    from importer.encode import ffmpeg_exe
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=440:duration={seconds}:sample_rate=44100",
-            "-ac",
-            "2",
-            "-c:a",
-            "libvorbis",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
 
 
 def keys_of(root: Path) -> dict[str, dict]:

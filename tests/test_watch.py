@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import assert_index_matches_disk, sha256
+from helpers import assert_index_matches_disk, sha256, theme
 from watchproc import BARRIER, WatchProcess
 
 SPEC = """\
@@ -488,3 +488,27 @@ def test_a_track_continuing_another_is_generated_after_it_and_again_when_it_chan
     daemon.drop_barrier()
     assert daemon.stop() == 0
     assert warm_repo.run("build", "--check").returncode == 0
+
+
+def test_new_bytes_in_an_audio_file_a_spec_continues_regenerate_it(repo, daemons):
+    """``continue_from = "audio/theme.ogg"``, a folder no spec lives in: the daemon watches
+    that file too, and new bytes there (a new take exported over it) make the track again."""
+    theme_file = theme(repo.root / "audio" / "theme.ogg")
+    repo.write_spec(
+        "phase2",
+        'prompt = "phase two"\nduration = 1.0\nseed = 3\n\n[generation]\nwindow = 1.0\n'
+        'continue_from = "audio/theme.ogg"\ncontinue_seconds = 0.5\n',
+    )
+    daemon = daemons(repo)
+    first = daemon.finished("phase2", action="generate", ok=True)
+    mark = daemon.mark()
+    # An audio editor's export: a temp file renamed over the old take.
+    os.replace(theme(theme_file.with_name(".export.ogg"), seconds=1.0, frequency=220), theme_file)
+    again = daemon.finished("phase2", after=mark, ok=True, timeout=120)
+    assert again["action"] == "generate" and again["reasons"] == ["continue_from audio changed"], daemon.log()
+    assert again["keys"]["generation"] != first["keys"]["generation"]
+    daemon.barrier(SPEC)
+    assert repo.index()["tracks"]["phase2"]["keys"]["generation"] == again["keys"]["generation"]
+    assert len(daemon.since(mark, "generated", "phase2")) == 1
+    assert daemon.stop() == 0
+    assert repo.run("build", "--check").returncode == 0

@@ -47,6 +47,7 @@ from ..tracks import (
     SpecFailure,
     SpecLoader,
     dependents,
+    input_files,
     link_chains,
     spec_paths,
     without_duplicates,
@@ -107,6 +108,10 @@ class Daemon:
         self._rescan_due = False
         #: Specs to plan again in the next cycle although no event named them (generated audio arrived).
         self._replan: set[Path] = set()
+        #: The files besides specs that tracks are made from (``tracks.input_files``), by spec
+        #: path, and which specs use each: a change to one re-plans those specs.
+        self._inputs_of: dict[Path, list[Path]] = {}
+        self._input_users: dict[Path, set[Path]] = {}
         #: Tracks waiting for generation, by name (what the worker's queue is made of).
         self._wanted: dict[str, TrackPlan] = {}
         #: The index and the stat state as the last cycle left them: read again only when
@@ -308,6 +313,8 @@ class Daemon:
             replan, self._replan = self._replan, set()
             rescan, self._rescan_due = self._rescan_due, False
         changes = [path for path in changes if not is_request(config, path)]
+        inputs_changed = [path for path in changes if path in self._input_users]
+        changes = [path for path in changes if path not in self._input_users]
         loader = SpecLoader(
             config, state, self.build_options.model_override, self.build_options.override_base, self._parsed
         )
@@ -329,11 +336,14 @@ class Daemon:
             assert self._known is not None
             failed = {path for path, result in self._known.items() if isinstance(result, SpecFailure)}
             dirty = set(changes) | replan | failed
+            for path in inputs_changed:
+                dirty |= self._input_users[path]
             for path in dirty:
                 if path.is_file() and path.name.endswith(SPEC_SUFFIX):
                     self._known[path] = loader.load(path)
                 else:
                     self._known.pop(path, None)
+        self._note_inputs(config, dirty)
         loaded, failures = without_duplicates(
             [r for r in self._known.values() if isinstance(r, LoadedTrack)],
             [r for r in self._known.values() if isinstance(r, SpecFailure)],
@@ -351,6 +361,33 @@ class Daemon:
         index = self._index_file.load()
         prefetch_output_digests(config, planned, index, state)
         return plan_build(config, planned, failures, index, LocalCache(config.cache_dir), state, others), loaded
+
+    def _note_inputs(self, config: ProjectConfig, planned: set[Path]) -> None:
+        """Which files besides specs the ``planned`` specs are made from; watch them all."""
+        assert self._known is not None
+        if len(planned) >= len(self._known):
+            self._inputs_of = {}
+        for path in planned:
+            self._inputs_of.pop(path, None)
+            result = self._known.get(path)
+            if isinstance(result, SpecFailure):  # it may fail for want of that very file
+                try:
+                    spec = self._parsed.parse(path, config)
+                except TrackspecError:
+                    continue
+            elif result is not None:
+                spec = result.spec
+            else:
+                continue
+            if files := input_files(config, spec):
+                self._inputs_of[path] = files
+        users: dict[Path, set[Path]] = {}
+        for spec_path, files in self._inputs_of.items():
+            for file in files:
+                users.setdefault(file, set()).add(spec_path)
+        self._input_users = users
+        if self.watches is not None:
+            self.watches.watch_files(set(users))
 
     def _serve_auditions(self, config: ProjectConfig) -> list[TrackPlan]:
         """Take new audition requests, answer finished ones; return the take jobs still to generate.

@@ -123,6 +123,22 @@ class FolderWatches:
         self.config_of = config_of
         self._lock = threading.Lock()
         self._watches: dict[Path, tuple[bool, object]] = {}
+        self._files: frozenset[Path] = frozenset()
+
+    def watch_files(self, files: set[Path]) -> None:
+        """Also see changes to ``files`` (audio that specs continue from), wherever they are
+        in the repo: their folders get a watch of their own where none covers them."""
+        self._files = frozenset(files)
+        for folder in {path.parent for path in files}:
+            if self.covered(folder) or not folder.is_dir():
+                continue
+            try:
+                self._add(folder, False)
+            except OSError:
+                pass  # out of watches: such an input is seen at the next full re-plan
+
+    def is_watched_file(self, path: Path) -> bool:
+        return path in self._files
 
     def schedule_all(self, tolerant: bool = False) -> int:
         """Add the watches ``watch_plan`` asks for and are not there yet; return how many there are.
@@ -246,8 +262,13 @@ def make_handler(
             config = config_of()
             paths = [event.src_path, getattr(event, "dest_path", "") or ""]
             for path in paths:  # both ends of a move: one spec is gone, another is new
-                if path and is_relevant(config, os.fsdecode(path), event.is_directory):
-                    wakeups.changed(os.fsdecode(path))
+                if not path:
+                    continue
+                path = os.fsdecode(path)
+                if is_relevant(config, path, event.is_directory) or (
+                    folders is not None and not event.is_directory and folders.is_watched_file(Path(path))
+                ):
+                    wakeups.changed(path)
 
     return SpecEvents()
 
