@@ -325,12 +325,12 @@ class Executor:
         """
         if self.remote is None or not plans:
             return []
-        renders = self.remote.fetch_many(("render", tp.track.keys.render) for tp in plans)
-        rest = [tp for tp in plans if ("render", tp.track.keys.render) not in renders]
+        renders = self.remote.fetch_many(("render", tp.track.keys.render) for tp in plans if not tp.raw_wanted)
+        rest = [tp for tp in plans if tp.raw_wanted or ("render", tp.track.keys.render) not in renders]
         raws = self.remote.fetch_many(("raw", tp.track.keys.generation) for tp in rest)
         found = []
         for tp in plans:
-            if ("render", tp.track.keys.render) in renders:
+            if not tp.raw_wanted and ("render", tp.track.keys.render) in renders:
                 tp.action = "restore"
             elif ("raw", tp.track.keys.generation) in raws:
                 tp.action = "encode"

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 from .cache import Kind
 from .config import ProjectConfig, rel
 from .index import AUDIO_FACTS, index_entry, output_paths
-from .keys import changed_fields
+from .keys import changed_fields, continued_key
 from .tracks import LoadedTrack, SpecFailure
 
 
@@ -46,6 +46,9 @@ class TrackPlan:
     #: An index entry whose published files already are this render (a renamed track, a
     #: genre change): restored from those files when the cache no longer has the render.
     donor: dict[str, Any] | None = None
+    #: Generated again for its raw audio, which a track generated now continues (its
+    #: render may well be cached: a team cache's fetch looks for the raw audio first).
+    raw_wanted: bool = False
 
     @property
     def name(self) -> str:
@@ -83,6 +86,7 @@ def plan_build(
     names. Nothing here reads a file: what is on disk comes through ``cache`` and ``state``.
     """
     tracks = [_plan_track(config, track, index["tracks"], cache, state) for track in loaded]
+    _generate_sources(config, tracks, others, index["tracks"], cache, state)
     claimed = {t.spec.name for t in loaded} | {t.spec.name for t in others}
     unclaimed = [(name, entry) for name, entry in sorted(index["tracks"].items()) if name not in claimed]
     removals = []
@@ -115,6 +119,36 @@ def _plan_track(
     if cache.has("raw", track.keys.generation):
         return TrackPlan(track, "encode", reasons)
     return TrackPlan(track, "generate", reasons)
+
+
+def _generate_sources(
+    config: ProjectConfig,
+    tracks: list[TrackPlan],
+    others: Sequence[LoadedTrack],
+    entries: dict[str, dict[str, Any]],
+    cache: CacheView,
+    state: OutputView,
+) -> None:
+    """A track generated now continues another's raw audio. Where that is not in the cache
+    (the source was restored from a team cache's render, or its raw audio was evicted), the
+    source is generated again too (its key is unchanged: the same audio), up the chain."""
+    by_key = {tp.track.keys.generation: tp for tp in tracks}
+    not_planned = {t.keys.generation: t for t in others}
+    todo = [tp for tp in tracks if tp.action == "generate"]
+    while todo:
+        child = todo.pop()
+        key = continued_key(child.track.keys.generation_inputs)
+        if key is None or cache.has("raw", key):
+            continue
+        source = by_key.get(key)
+        if source is None and key in not_planned:
+            source = by_key[key] = _plan_track(config, not_planned.pop(key), entries, cache, state)
+            tracks.append(source)
+        if source is None or source.action == "generate":
+            continue
+        source.action, source.donor, source.raw_wanted = "generate", None, True
+        source.reasons.append(f"{child.name} continues its generated audio, which is not in the cache")
+        todo.append(source)
 
 
 def _published_render(

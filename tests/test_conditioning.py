@@ -256,3 +256,25 @@ def test_a_stereo_model_continues_stereo_audio(tiny_stereo_model):
     assert np.abs(audio[:, :settled] - resynthesis[:, :settled]).max() < 1e-5
     assert not np.allclose(audio[0, :settled], audio[1, :settled])
     backend.close()
+
+
+def test_a_track_continuing_one_whose_raw_audio_was_evicted_regenerates_that_audio(chain_repo):
+    """main was restored from a render (a team cache's, or its raw audio evicted): continuing it
+    needs its raw audio, so main is generated again (same key: the same audio, the same files)."""
+    import shutil
+
+    repo = chain_repo
+    repo.run("build", check_rc=0)
+    before = repo.index()["tracks"]
+    main_raw, _ = raw_audio(repo, "main")
+    key = before["main"]["keys"]["generation"]
+    shutil.rmtree(repo.cache / "v1" / "raw" / key[:2] / key)
+    repo.write_spec("boss", CHAIN["boss"].replace("boss fight", "boss fight, phase two"))
+    result = repo.run("build", check_rc=0)
+    assert "generate  main  (boss continues its generated audio, which is not in the cache)" in result.stdout
+    after = repo.index()["tracks"]
+    assert after["main"] == before["main"]  # the same audio, so the same published files
+    assert np.array_equal(raw_audio(repo, "main")[0], main_raw)
+    assert after["boss"]["keys"]["generation"] != before["boss"]["keys"]["generation"]
+    assert raw_audio(repo, "boss")[1]["inputs"]["continue"]["generation"] == key
+    assert repo.run("build", "--check").returncode == 0

@@ -277,3 +277,35 @@ def test_the_plan_reads_no_file(world, monkeypatch):
     monkeypatch.setattr("builtins.open", refuse)
     plan = world.plan(edited)
     assert plan.tracks[0].action == "generate"
+
+
+def chained(world, main_body: str = "", boss_body: str = "") -> tuple[LoadedTrack, LoadedTrack]:
+    """``main`` and ``boss``, which continues main (its key holds main's, as ``link_chains`` puts it)."""
+    from importer.keys import continuation_inputs
+    from importer.tracks import link_chains
+
+    main = world.track("main", main_body)
+    boss = world.track("boss", f'[generation]\ncontinue_from = "track:main"\n{boss_body}')
+    continued = continuation_inputs(boss.spec, {"track": "main", "generation": None})
+    boss = dataclasses.replace(boss, keys=track_keys(boss.spec, MODEL, continued))
+    loaded, failures = link_chains([main, boss], [])
+    assert not failures
+    return loaded[0], loaded[1]
+
+
+def test_a_source_whose_raw_audio_is_gone_is_generated_again_for_the_track_continuing_it(world):
+    main, boss = chained(world)
+    world.publish(main)
+    world.cache.entries[("render", main.keys.render)] = {}  # restored from a team cache: no raw audio
+    plan = world.plan(main, boss)
+    actions = {tp.name: (tp.action, tp.reasons, tp.raw_wanted) for tp in plan.tracks}
+    assert actions == {
+        "main": ("generate", ["boss continues its generated audio, which is not in the cache"], True),
+        "boss": ("generate", ["new"], False),
+    }
+    # The daemon plans only boss: main, up to date, is planned after all.
+    plan = world.plan(boss, others=[main])
+    assert [(tp.name, tp.action) for tp in plan.tracks] == [("boss", "generate"), ("main", "generate")]
+    # With main's raw audio cached, nothing more than boss is made.
+    world.cache.entries[("raw", main.keys.generation)] = {}
+    assert [(tp.name, tp.action) for tp in world.plan(main, boss).tracks] == [("main", "fresh"), ("boss", "generate")]
