@@ -387,3 +387,25 @@ def test_watch_daemon_restores_from_the_team_cache(tmp_path, s3, bucket, tiny_mo
     finally:
         daemon.kill()
     assert digests(dev) == digests(farm)
+
+
+def test_continuing_a_track_restored_from_a_render_fetches_its_raw_audio(tmp_path, s3, bucket, tiny_model):
+    """dev restored track0 from the team cache's render; a new track continues track0, which
+    needs track0's raw audio: it comes from the team cache too, so track0 is not generated."""
+    farm = make_repo(tmp_path, "farm", s3, bucket, tiny_model, push=True, tracks=1)
+    farm.run("build", check_rc=0)
+    dev = make_repo(tmp_path, "dev", s3, bucket, tiny_model, identity="ro", tracks=1)
+    assert actions(dev.run("build", "--json", check_rc=0)) == {"track0": ("restore", ["new", "from the team cache"])}
+    dev.write_spec(
+        "boss",
+        'prompt = "boss fight"\nduration = 1.0\nseed = 9\n\n'
+        '[generation]\nwindow = 1.0\ncontinue_from = "track:track0"\n',
+    )
+    result = dev.run("build", "--json", check_rc=0)
+    assert actions(result) == {
+        "track0": ("restore", ["boss continues its generated audio, which is not in the cache", "from the team cache"]),
+        "boss": ("generate", ["new"]),
+    }
+    assert digests(dev)["track0"] == digests(farm)["track0"]
+    listed = dev.run("cache", "ls", "--json", check_rc=0).json()
+    assert sorted(e["kind"] for e in listed["entries"]) == ["raw", "raw", "render", "render"]
