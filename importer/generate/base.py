@@ -46,6 +46,10 @@ class GenerationRequest:
     #: With a primer: the audio returned starts with the primer's resynthesis (``duration``
     #: covers both); without, it is ``duration`` seconds of new music after it.
     include_prompt: bool = False
+    #: The melody a MusicGen-Melody follows: float32 mono ``(samples,)`` at the backend's
+    #: ``sample_rate`` (its chroma's rate too); its chroma conditions every window. ``None``:
+    #: text only. A model that takes no melody fails the request.
+    melody: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class Backend(Protocol):
