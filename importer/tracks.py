@@ -8,6 +8,8 @@ the rest. Deciding what to do with them is ``plan``'s job.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from typing import Any
 
 from .config import ProjectConfig, rel
 from .errors import Location, SpecError, TrackspecError
-from .keys import TrackKeys, continuation_inputs, track_keys
+from .keys import TrackKeys, continuation_inputs, melody_inputs, track_keys
 from .licences import check_commercial, license_of
 from .model_ref import ModelRef, resolve_model
 from .spec import TrackSpec, discover_specs, parse_spec
@@ -131,6 +133,7 @@ class SpecLoader:
     parsed: ParsedSpecs | None = None
     _models: dict[tuple[str, str, Path], ModelRef | Exception] = field(default_factory=dict)
     _licenses: dict[str, str | Exception] = field(default_factory=dict)
+    _model_types: dict[tuple[str, str | None], str | None] = field(default_factory=dict)
 
     def load(self, path: Path) -> LoadedTrack | SpecFailure:
         config = self.config
@@ -169,9 +172,34 @@ class SpecLoader:
             return SpecFailure(path, f"{path}: generation.model: {exc}")
         try:
             continuation = self._continuation(spec)
+            melody = self._melody(spec, model)
         except TrackspecError as exc:
             return SpecFailure(path, str(exc))
-        return LoadedTrack(spec, model, track_keys(spec, model, continuation), license)
+        return LoadedTrack(spec, model, track_keys(spec, model, continuation, melody), license)
+
+    def _melody(self, spec: TrackSpec, model: ModelRef) -> dict[str, Any] | None:
+        """The ``melody`` key input of a spec: the file's content digest. A model known (from
+        its config.json) to take no melody is the spec's error, before anything generates."""
+        if spec.melody is None:
+            return None
+        where = read_toml(spec.path, SpecError).locate("generation", "melody")
+        cached = (model.source, model.revision)
+        if cached not in self._model_types:
+            self._model_types[cached] = model_type(model)
+        kind = self._model_types[cached]
+        if kind is not None and kind != MELODY_MODEL_TYPE:
+            raise SpecError(
+                where,
+                f"the model {model.source} takes no melody (its model_type is '{kind}'); use a "
+                "MusicGen-Melody model (facebook/musicgen-melody, musicgen-melody-large, "
+                "musicgen-stereo-melody) or remove melody",
+                "generation.melody",
+            )
+        path = spec_audio_path(self.config, spec, "melody", spec.melody)
+        digest = self.state.digest(path)
+        if digest is None:
+            raise SpecError(where, f"{rel(self.config, path)} cannot be read", "generation.melody")
+        return melody_inputs(digest)
 
     def _continuation(self, spec: TrackSpec) -> dict[str, Any] | None:
         """The ``continue`` key input of a spec: a file's content digest. A track it continues
@@ -195,21 +223,69 @@ class SpecLoader:
 def continue_path(config: ProjectConfig, spec: TrackSpec) -> Path:
     """The audio file ``spec`` continues: relative to the repo root and inside the repo."""
     assert spec.continue_from is not None
-    where = read_toml(spec.path, SpecError).locate("generation", "continue_from")
-    path = (config.root / Path(spec.continue_from).expanduser()).resolve()
+    return spec_audio_path(config, spec, "continue_from", spec.continue_from)
+
+
+def melody_path(config: ProjectConfig, spec: TrackSpec) -> Path:
+    """The audio file whose melody ``spec`` follows: relative to the repo root and inside the repo."""
+    assert spec.melody is not None
+    return spec_audio_path(config, spec, "melody", spec.melody)
+
+
+def spec_audio_path(config: ProjectConfig, spec: TrackSpec, name: str, value: str) -> Path:
+    """An audio file a spec names in ``generation.<name>``: relative to the repo root, inside
+    the repo (a build must not depend on files others cannot check out) and a regular file."""
+    dotted = f"generation.{name}"
+    where = read_toml(spec.path, SpecError).locate("generation", name)
+    path = (config.root / Path(value).expanduser()).resolve()
     if config.root.resolve() not in path.parents:
         raise SpecError(
-            where,
-            f"{spec.continue_from} is outside the game repo ({config.root}); copy the audio into the repo",
-            "generation.continue_from",
+            where, f"{value} is outside the game repo ({config.root}); copy the audio into the repo", dotted
         )
     if not path.is_file():
-        raise SpecError(
-            where,
-            f"{spec.continue_from} is not a file (paths are relative to the repo root, {config.root})",
-            "generation.continue_from",
-        )
+        raise SpecError(where, f"{value} is not a file (paths are relative to the repo root, {config.root})", dotted)
     return path
+
+
+#: ``model_type`` of the MusicGen-Melody checkpoints (``generation.melody`` needs one).
+MELODY_MODEL_TYPE = "musicgen_melody"
+
+
+def model_type(model: ModelRef) -> str | None:
+    """The ``model_type`` in a model's config.json, read without loading anything: from a
+    local folder, or from the Hugging Face cache for a hub id; ``None`` when it is not at hand
+    (the backend then says so when it loads)."""
+    if model.is_local:
+        config_file: Path | None = Path(model.source) / "config.json"
+    else:
+        config_file = _hub_cached_config(model.source, model.revision or "main")
+    if config_file is None:
+        return None
+    try:
+        value = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _hub_cached_config(repo_id: str, revision: str) -> Path | None:
+    """``config.json`` of a hub model in the Hugging Face cache (huggingface_hub's layout), if there."""
+    hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if not hub:
+        home = os.environ.get("HF_HOME") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
+        )
+        hub = os.path.join(home, "hub")
+    folder = Path(hub) / ("models--" + repo_id.replace("/", "--"))
+    commit = revision
+    ref = folder / "refs" / revision
+    try:
+        if ref.is_file():
+            commit = ref.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    candidate = folder / "snapshots" / commit / "config.json"
+    return candidate if candidate.is_file() else None
 
 
 def link_chains(loaded: list[LoadedTrack], failures: list[SpecFailure]) -> tuple[list[LoadedTrack], list[SpecFailure]]:
@@ -253,7 +329,8 @@ def link_chains(loaded: list[LoadedTrack], failures: list[SpecFailure]) -> tuple
                 )
             else:
                 inputs = continuation_inputs(track.spec, {"track": other, "generation": parent.keys.generation})
-                result = dataclasses.replace(track, keys=track_keys(track.spec, track.model, inputs))
+                melody = track.keys.generation_inputs.get("melody")
+                result = dataclasses.replace(track, keys=track_keys(track.spec, track.model, inputs, melody))
         linked[name] = result
         return result
 

@@ -136,6 +136,8 @@ def build_tiny_model(seed: int = 0, audio_channels: int = 1, melody: bool = Fals
             **configs, num_chroma=MELODY_FEATURE_EXTRACTOR["num_chroma"], chroma_length=TINY_CHROMA_LENGTH
         )
         model = MusicgenMelodyForConditionalGeneration(config)
+        with torch.no_grad():  # at the default 0.02 scale the random melody would barely be heard
+            model.audio_enc_to_dec_proj.weight.normal_(0.0, 1.0)
     else:
         from transformers import MusicgenConfig, MusicgenForConditionalGeneration
 
