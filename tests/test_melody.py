@@ -277,7 +277,7 @@ def test_melody_errors_name_the_field(game_repo, tiny_model, tiny_melody_model):
     specs = {
         "plain-model": (
             SPEC.format(model=tiny_model, melody="theme.ogg"),
-            "generation.melody: the model {} takes no melody (its model_type is 'musicgen')".format(tiny_model),
+            f"generation.melody: the model {tiny_model} takes no melody (its model_type is 'musicgen')",
         ),
         "missing": (
             SPEC.format(model=tiny_melody_model, melody="nope.ogg"),
