@@ -325,3 +325,22 @@ def test_a_melody_track_builds_and_auditions(game_repo, tiny_melody_model):
     assert [t["action"] for t in takes] == ["generated", "generated"]
     assert len({t["files"]["ogg"]["sha256"] for t in takes}) == 2
     assert len({t["keys"]["generation"] for t in takes}) == 2
+
+
+def test_a_melody_track_can_continue_audio(melody_backend):
+    """``melody`` and ``continue_from`` combine: the primer's codes lead the track (here
+    resynthesised, include_prompt) and the continuation follows the melody."""
+    backend = melody_backend
+    primer = sine(220.0, 0.5)[None]
+    melodic = request("p", 4, sine(440.0, 2.0), primer=primer, include_prompt=True)
+    plain = request("p", 4, None, primer=primer, include_prompt=True)
+    together = backend.generate([melodic, plain])
+    assert np.array_equal(backend.generate([melodic])[0], together[0])
+    codes = backend.encode_audio(primer)
+    with torch.inference_mode():
+        resynthesis = backend._codes_to_audio(codes)[0]
+    settled = (25 - 4) * 640  # the codec's receptive field reaches 4 frames back from the cut
+    for audio in together:
+        assert audio.shape == (1, RATE)
+        assert np.abs(audio[:, :settled] - resynthesis[:, :settled]).max() < 1e-5
+    assert not np.array_equal(together[0][:, 25 * 640 :], together[1][:, 25 * 640 :])
