@@ -344,3 +344,24 @@ def test_a_melody_track_can_continue_audio(melody_backend):
         assert audio.shape == (1, RATE)
         assert np.abs(audio[:, :settled] - resynthesis[:, :settled]).max() < 1e-5
     assert not np.array_equal(together[0][:, 25 * 640 :], together[1][:, 25 * 640 :])
+
+
+def test_the_farm_leaves_melody_tracks_to_the_build_machine(monkeypatch):
+    """A farm worker has no checkout of the repo: tracks that follow a melody file are
+    generated on the build machine, like those that continue audio (and connect no farm)."""
+    from types import SimpleNamespace
+
+    from importer import generation
+    from importer.farm.client import FarmGenerator
+    from importer.farm_settings import FarmSettings
+
+    def plan(inputs: dict) -> SimpleNamespace:
+        return SimpleNamespace(track=SimpleNamespace(keys=SimpleNamespace(generation_inputs=inputs)))
+
+    plans = [plan({"melody": {"audio": "0" * 64}}), plan({"continue": {"audio": "1" * 64}})]
+    local: list = []
+    monkeypatch.setattr(generation, "generate", lambda config, rest, *args: local.extend(rest) or [])
+    farm = FarmGenerator(FarmSettings(address="ray://nowhere:10001"), note=lambda message: None)
+    monkeypatch.setattr(farm, "_connect", lambda config: pytest.fail("no farm for tracks generated here"))
+    farm.generate(SimpleNamespace(batch_size=8), plans, None, None, generation.Listener())
+    assert local == plans
