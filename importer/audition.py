@@ -184,7 +184,8 @@ def take_track(track: LoadedTrack, take: int, seconds: float | None) -> LoadedTr
             spec, duration=float(seconds), loop_crossfade=crossfade, loop_bars=None, loop_start=None
         )
     continuation = track.keys.generation_inputs.get("continue")  # takes continue what the track does
-    return LoadedTrack(spec, track.model, track_keys(spec, track.model, continuation), track.license)
+    melody = track.keys.generation_inputs.get("melody")  # and follow its melody
+    return LoadedTrack(spec, track.model, track_keys(spec, track.model, continuation, melody), track.license)
 
 
 #: Generates the raw audio of takes into the cache; returns the errors of those that failed, by take.

@@ -5,6 +5,10 @@ or ``track:NAME``, another track's raw audio in the cache (at the model rate, be
 loudness and loop processing). Either way the model gets the last ``continue_seconds``
 of it as float32 ``(channels, samples)`` at its own rate and channel count; encoding it
 with the model's EnCodec is the backend's job (torch stays in ``generate/``).
+
+``melody`` names an audio file in the repo whose melody a MusicGen-Melody model follows:
+the model gets all of it, mono (the mean of its channels, as transformers' feature
+extractor mixes stereo) at its own rate; the chroma is the backend's job.
 """
 
 from __future__ import annotations
@@ -36,12 +40,32 @@ def primed_request(
     sample_rate: int,
     channels: int,
 ) -> GenerationRequest:
-    """``request`` with the audio ``track`` continues (if it continues any) as its primer."""
+    """``request`` with the audio ``track`` continues (if it continues any) as its primer and
+    the melody it follows (if any) as its melody."""
     spec = track.spec
+    if spec.melody is not None:
+        request = dataclasses.replace(request, melody=melody_audio(config, track, sample_rate))
     if spec.continue_from is None:
         return request
     primer = prompt_audio(config, cache, track, sample_rate, channels)
     return dataclasses.replace(request, primer=primer, include_prompt=spec.include_prompt)
+
+
+def melody_audio(config: ProjectConfig, track: LoadedTrack, sample_rate: int) -> np.ndarray:
+    """The melody ``track`` follows: float32 mono ``(samples,)`` at ``sample_rate``."""
+    import numpy as np
+
+    from .audio import resample
+    from .tracks import melody_path
+
+    path = melody_path(config, track.spec)
+    pcm, rate = decode_native(path, rel(config, path), "melody")
+    mono = pcm.mean(axis=0, keepdims=True, dtype=np.float32)
+    if rate != sample_rate:
+        mono = resample(mono, rate, sample_rate)
+    if mono.shape[1] == 0:
+        raise GenerationError(f"{track.spec.name}: melody ({track.spec.melody}) holds no audio")
+    return np.ascontiguousarray(mono[0], dtype=np.float32)
 
 
 def prompt_audio(
@@ -98,7 +122,7 @@ def _raw_of(cache: LocalCache, track: LoadedTrack, other: str) -> tuple[np.ndarr
     return data.reshape(info["channels"], info["samples"]), int(info["sample_rate"])
 
 
-def decode_native(path: Path, shown: str) -> tuple[np.ndarray, int]:
+def decode_native(path: Path, shown: str, field: str = "continue_from") -> tuple[np.ndarray, int]:
     """Decode ``path`` with the bundled ffmpeg at its own rate and channel count:
     float32 ``(channels, samples)`` and the rate (ffmpeg writes a float WAV to a pipe)."""
     from .encode import ffmpeg_exe
@@ -127,7 +151,7 @@ def decode_native(path: Path, shown: str) -> tuple[np.ndarray, int]:
         raise GenerationError(f"cannot run ffmpeg ({args[0]}): {exc}") from exc
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise GenerationError(f"ffmpeg cannot decode {shown} (continue_from): {' '.join(tail)}")
+        raise GenerationError(f"ffmpeg cannot decode {shown} ({field}): {' '.join(tail)}")
     return _parse_float_wav(proc.stdout, shown)
 
 

@@ -241,11 +241,10 @@ def _record_data(
         _path, *sig = signature(str(tp.track.spec.path))
         specs.append([rel(config, tp.track.spec.path), tp.name, *sig])
 
-    # The audio files tracks continue (their content is in the keys).
+    # The audio files tracks continue or follow (their content is in the keys).
     for tp in plan.tracks:
-        spec = tp.track.spec
-        if spec.continue_from is not None and spec.continues_track is None:
-            files.append(signature(os.path.join(root, os.path.expanduser(spec.continue_from))))
+        for name in tp.track.spec.audio_inputs:
+            files.append(signature(os.path.join(root, os.path.expanduser(name))))
 
     # The models, as resolve_model found them: a hub id where no folder is, or a folder's files.
     override = model_override

@@ -215,6 +215,9 @@ GENERATION_FIELDS: dict[str, Field] = {
         "seconds of the end of continue_from that prime the model; default: all of it, at most the window minus 1 s",
     ),
     "include_prompt": Field(boolean, False, "publish continue_from's audio (resynthesised) before the new music"),
+    "melody": Field(
+        text(required=True), None, "audio file (path in the repo) whose melody a MusicGen-Melody model follows"
+    ),
 }
 
 OUTPUT_FIELDS: dict[str, Field] = {

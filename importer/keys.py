@@ -81,16 +81,30 @@ def continuation_inputs(spec: TrackSpec, source: dict[str, Any]) -> dict[str, An
     }
 
 
+def melody_inputs(digest: str) -> dict[str, Any]:
+    """The ``melody`` input of a track that follows a melody: the file's sha256 (its content,
+    never its path or mtime)."""
+    return {"audio": digest}
+
+
 def continued_key(inputs: dict[str, Any]) -> str | None:
     """The generation key of the track these generation inputs continue, if any."""
     return (inputs.get("continue") or {}).get("generation")
 
 
-def track_keys(spec: TrackSpec, model: ModelRef, continuation: dict[str, Any] | None = None) -> TrackKeys:
-    """``continuation``: the ``continue`` input (``continuation_inputs``) of a track that continues audio."""
+def track_keys(
+    spec: TrackSpec,
+    model: ModelRef,
+    continuation: dict[str, Any] | None = None,
+    melody: dict[str, Any] | None = None,
+) -> TrackKeys:
+    """``continuation``: the ``continue`` input (``continuation_inputs``) of a track that continues
+    audio; ``melody``: the ``melody`` input (``melody_inputs``) of a track that follows a melody."""
     gen_inputs = _generation_inputs(spec, model)
     if continuation is not None:
         gen_inputs["continue"] = continuation
+    if melody is not None:
+        gen_inputs["melody"] = melody
     # No seed in the spec: derive one from everything else, so the same spec gives the same music.
     seed = spec.seed if spec.seed is not None else int(digest(gen_inputs)[:8], 16)
     gen_inputs["seed"] = int(seed)

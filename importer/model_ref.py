@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsutil import UnsafePath
+from .fsutil import UnsafePath, read_regular
 from .layout import looks_like_path
 from .state import State
 
@@ -101,3 +101,43 @@ def model_label(model: ModelRef) -> str:
     if model.is_local:
         return f"local:sha256:{model.identity['local_sha256'][:16]}"
     return f"{model.source}@{model.revision}" if model.revision else model.source
+
+
+def model_type(model: ModelRef) -> str | None:
+    """The ``model_type`` in a model's config.json, read without loading anything: from a
+    local folder, or from the Hugging Face cache for a hub id; ``None`` when it is not at hand
+    (the backend then says so when it loads)."""
+    import json
+
+    if model.is_local:
+        config_file: Path | None = Path(model.source) / "config.json"
+    else:
+        config_file = _hub_cached_config(model.source, model.revision or "main")
+    if config_file is None:
+        return None
+    try:
+        value = json.loads(read_regular(config_file, 1 << 20)).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _hub_cached_config(repo_id: str, revision: str) -> Path | None:
+    """``config.json`` of a hub model in the Hugging Face cache (huggingface_hub's layout), if there."""
+    hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if not hub:
+        home = os.environ.get("HF_HOME") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
+        )
+        hub = os.path.join(home, "hub")
+    folder = Path(hub) / ("models--" + repo_id.replace("/", "--"))
+    commit = revision
+    try:
+        ref = read_regular(folder / "refs" / revision, 4096).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        ref = ""
+    if ref:
+        commit = ref
+    if "/" in commit or commit in ("", ".", ".."):
+        return None
+    return folder / "snapshots" / commit / "config.json"

@@ -72,6 +72,8 @@ class TrackSpec:
     continue_seconds: float | None = None
     #: Publish the prompt audio (as the codec resynthesises it) before the continuation.
     include_prompt: bool = False
+    #: An audio file (relative to the repo root) whose melody a MusicGen-Melody model follows.
+    melody: str | None = None
 
     @property
     def measures_tempo(self) -> bool:
@@ -85,6 +87,18 @@ class TrackSpec:
         if self.continue_from and self.continue_from.startswith(TRACK_PREFIX):
             return self.continue_from[len(TRACK_PREFIX) :]
         return None
+
+    @property
+    def audio_inputs(self) -> list[str]:
+        """The audio files of the repo this track's audio depends on (``continue_from`` unless
+        it names a track, ``melody``), as the spec names them: relative to the repo root.
+        Their content is in the generation key; a watcher or a no-op record watches them."""
+        files = []
+        if self.continue_from is not None and self.continues_track is None:
+            files.append(self.continue_from)
+        if self.melody is not None:
+            files.append(self.melody)
+        return files
 
 
 #: ``continue_from = "track:NAME"`` continues another track's generated audio.
@@ -221,6 +235,7 @@ def parse_spec(path: Path, defaults: dict[str, Any], max_duration: float) -> Tra
         continue_from=gen.get("continue_from"),
         continue_seconds=gen.get("continue_seconds"),
         include_prompt=bool(gen.get("include_prompt", False)),
+        melody=gen.get("melody"),
     )
 
 

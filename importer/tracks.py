@@ -8,6 +8,7 @@ the rest. Deciding what to do with them is ``plan``'s job.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,9 +17,10 @@ from typing import Any
 
 from .config import ProjectConfig, rel
 from .errors import Location, SpecError, TrackspecError
-from .keys import TrackKeys, continuation_inputs, track_keys
+from .generate.base import MELODY_MODEL_TYPE
+from .keys import TrackKeys, continuation_inputs, melody_inputs, track_keys
 from .licences import check_commercial, license_of
-from .model_ref import ModelRef, resolve_model
+from .model_ref import ModelRef, model_type, resolve_model
 from .spec import TrackSpec, discover_specs, parse_spec
 from .state import State
 from .tags import TrackTags
@@ -131,6 +133,7 @@ class SpecLoader:
     parsed: ParsedSpecs | None = None
     _models: dict[tuple[str, str, Path], ModelRef | Exception] = field(default_factory=dict)
     _licenses: dict[str, str | Exception] = field(default_factory=dict)
+    _model_types: dict[tuple[str, str | None], str | None] = field(default_factory=dict)
 
     def load(self, path: Path) -> LoadedTrack | SpecFailure:
         config = self.config
@@ -169,9 +172,34 @@ class SpecLoader:
             return SpecFailure(path, f"{path}: generation.model: {exc}")
         try:
             continuation = self._continuation(spec)
+            melody = self._melody(spec, model)
         except TrackspecError as exc:
             return SpecFailure(path, str(exc))
-        return LoadedTrack(spec, model, track_keys(spec, model, continuation), license)
+        return LoadedTrack(spec, model, track_keys(spec, model, continuation, melody), license)
+
+    def _melody(self, spec: TrackSpec, model: ModelRef) -> dict[str, Any] | None:
+        """The ``melody`` key input of a spec: the file's content digest. A model known (from
+        its config.json) to take no melody is the spec's error, before anything generates."""
+        if spec.melody is None:
+            return None
+        where = read_toml(spec.path, SpecError).locate("generation", "melody")
+        cached = (model.source, model.revision)
+        if cached not in self._model_types:
+            self._model_types[cached] = model_type(model)
+        kind = self._model_types[cached]
+        if kind is not None and kind != MELODY_MODEL_TYPE:
+            raise SpecError(
+                where,
+                f"the model {model.source} takes no melody (its model_type is '{kind}'); use a "
+                "MusicGen-Melody model (facebook/musicgen-melody, musicgen-melody-large, "
+                "musicgen-stereo-melody) or remove melody",
+                "generation.melody",
+            )
+        path = spec_audio_path(self.config, spec, "melody", spec.melody)
+        digest = self.state.digest(path)
+        if digest is None:
+            raise SpecError(where, f"{rel(self.config, path)} cannot be read", "generation.melody")
+        return melody_inputs(digest)
 
     def _continuation(self, spec: TrackSpec) -> dict[str, Any] | None:
         """The ``continue`` key input of a spec: a file's content digest. A track it continues
@@ -195,32 +223,36 @@ class SpecLoader:
 def continue_path(config: ProjectConfig, spec: TrackSpec) -> Path:
     """The audio file ``spec`` continues: relative to the repo root and inside the repo."""
     assert spec.continue_from is not None
-    where = read_toml(spec.path, SpecError).locate("generation", "continue_from")
-    path = (config.root / Path(spec.continue_from).expanduser()).resolve()
+    return spec_audio_path(config, spec, "continue_from", spec.continue_from)
+
+
+def melody_path(config: ProjectConfig, spec: TrackSpec) -> Path:
+    """The audio file whose melody ``spec`` follows: relative to the repo root and inside the repo."""
+    assert spec.melody is not None
+    return spec_audio_path(config, spec, "melody", spec.melody)
+
+
+def spec_audio_path(config: ProjectConfig, spec: TrackSpec, name: str, value: str) -> Path:
+    """An audio file a spec names in ``generation.<name>``: relative to the repo root, inside
+    the repo (a build must not depend on files others cannot check out) and a regular file."""
+    dotted = f"generation.{name}"
+    where = read_toml(spec.path, SpecError).locate("generation", name)
+    path = (config.root / Path(value).expanduser()).resolve()
     if config.root.resolve() not in path.parents:
         raise SpecError(
-            where,
-            f"{spec.continue_from} is outside the game repo ({config.root}); copy the audio into the repo",
-            "generation.continue_from",
+            where, f"{value} is outside the game repo ({config.root}); copy the audio into the repo", dotted
         )
     if not path.is_file():
-        raise SpecError(
-            where,
-            f"{spec.continue_from} is not a file (paths are relative to the repo root, {config.root})",
-            "generation.continue_from",
-        )
+        raise SpecError(where, f"{value} is not a file (paths are relative to the repo root, {config.root})", dotted)
     return path
 
 
 def input_files(config: ProjectConfig, spec: TrackSpec) -> list[Path]:
-    """The files besides the spec that a track's audio is made from (its ``continue_from``
-    audio file), as paths under the repo root spelled as the root is (not resolved: file
-    events name them so). Whether they exist or stay inside the repo is ``continue_path``'s
-    business; this only says which files to watch."""
-    import os
-
-    named = [spec.continue_from] if spec.continue_from is not None and spec.continues_track is None else []
-    return [Path(os.path.normpath(config.root / Path(name).expanduser())) for name in named]
+    """The files besides the spec that a track's audio is made from (``spec.audio_inputs``:
+    its ``continue_from`` audio file, its ``melody``), as paths under the repo root spelled
+    as the root is (not resolved: file events name them so). Whether they exist or stay
+    inside the repo is ``spec_audio_path``'s business; this only says which files to watch."""
+    return [Path(os.path.normpath(config.root / Path(name).expanduser())) for name in spec.audio_inputs]
 
 
 def link_chains(loaded: list[LoadedTrack], failures: list[SpecFailure]) -> tuple[list[LoadedTrack], list[SpecFailure]]:
@@ -264,7 +296,8 @@ def link_chains(loaded: list[LoadedTrack], failures: list[SpecFailure]) -> tuple
                 )
             else:
                 inputs = continuation_inputs(track.spec, {"track": other, "generation": parent.keys.generation})
-                result = dataclasses.replace(track, keys=track_keys(track.spec, track.model, inputs))
+                melody = track.keys.generation_inputs.get("melody")
+                result = dataclasses.replace(track, keys=track_keys(track.spec, track.model, inputs, melody))
         linked[name] = result
         return result
 

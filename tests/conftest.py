@@ -46,3 +46,9 @@ def game_repo(tmp_path) -> GameRepo:
     env = {**os.environ, "TRACKSPEC_CACHE_DIR": str(cache), "PYTHONPATH": str(PROJECT_ROOT)}
     env.pop("TRACKSPEC_MODEL", None)
     return GameRepo(root, cache, env)
+
+
+@pytest.fixture(scope="session")
+def tiny_melody_model(tmp_path_factory) -> Path:
+    """A tiny random MusicGen-Melody (`trackspec model tiny --melody DIR`)."""
+    return _save_tiny(tmp_path_factory.mktemp("models") / "tiny-melody", "--melody")

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tiny = add_parser(
         model_sub,
         "tiny",
-        "save a tiny random MusicGen for tests and offline demos",
+        "save a tiny random MusicGen (or MusicGen-Melody) for tests and offline demos",
         "Build a tiny MusicGen with RANDOM weights and save it to DIR. It makes noise, not "
         "music: it exists so tests and offline demos run the real loading and generation code "
         "without downloading a model or having a GPU.",
@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     tiny.add_argument("directory", type=Path, metavar="DIR")
     tiny.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
     tiny.add_argument("--stereo", action="store_true", help="a stereo model (8 interleaved codebooks)")
+    tiny.add_argument(
+        "--melody",
+        action="store_true",
+        help="a MusicGen-Melody (conditioned on a melody's chroma: generation.melody)",
+    )
     tiny.set_defaults(run=run_tiny)
     audiocraft = add_parser(
         model_sub,
@@ -75,7 +80,8 @@ def run_import_audiocraft(args: argparse.Namespace) -> int:
 
 def run_tiny(args: argparse.Namespace) -> int:
     directory = _generate_module("tiny").save_tiny_model(
-        args.directory, seed=args.seed, audio_channels=2 if args.stereo else 1
+        args.directory, seed=args.seed, audio_channels=2 if args.stereo else 1, melody=args.melody
     )
-    print(f"saved a tiny random MusicGen (noise, not music) to {directory}")
+    kind = "MusicGen-Melody" if args.melody else "MusicGen"
+    print(f"saved a tiny random {kind} (noise, not music) to {directory}")
     return EXIT_OK

@@ -127,10 +127,12 @@ class FarmGenerator:
 
         Tracks that continue audio (``continue_from``) are generated here, after the farm's:
         their primer is read from this machine's cache (the track they continue may be one
-        the farm just made), and they come in waves after what they continue.
+        the farm just made), and they come in waves after what they continue. Tracks that
+        follow a melody (``melody``) too: the file is in this machine's checkout, not a worker's.
         """
-        conditioned = [tp for tp in plans if "continue" in tp.track.keys.generation_inputs]
-        plans = [tp for tp in plans if "continue" not in tp.track.keys.generation_inputs]
+        local = ("continue", "melody")
+        conditioned = [tp for tp in plans if any(k in tp.track.keys.generation_inputs for k in local)]
+        plans = [tp for tp in plans if not any(k in tp.track.keys.generation_inputs for k in local)]
         batches = [
             batch for group in generation.generation_batches(plans, config.batch_size).values() for batch in group
         ]

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
+#: ``model_type`` of the MusicGen-Melody checkpoints (``generation.melody`` needs one).
+MELODY_MODEL_TYPE = "musicgen_melody"
+
 #: MusicGen was trained on 30 s excerpts: longer tracks are generated window by window.
 DEFAULT_WINDOW_SECONDS = 30.0
 #: audiocraft's ``extend_stride``: each new window advances 18 s of a 30 s window, so
@@ -46,6 +49,10 @@ class GenerationRequest:
     #: With a primer: the audio returned starts with the primer's resynthesis (``duration``
     #: covers both); without, it is ``duration`` seconds of new music after it.
     include_prompt: bool = False
+    #: The melody a MusicGen-Melody follows: float32 mono ``(samples,)`` at the backend's
+    #: ``sample_rate`` (its chroma's rate too); its chroma conditions every window. ``None``:
+    #: text only. A model that takes no melody fails the request.
+    melody: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class Backend(Protocol):

@@ -12,6 +12,13 @@ launch: on an H200 that made a step 4-5x faster than the same code run eagerly
 
 The layer arithmetic mirrors ``MusicgenDecoderLayer`` (pre-norm self-attention,
 cross-attention, feed-forward) and is checked against it on the CPU by the tests.
+
+MusicGen-Melody has no cross-attention: its conditioning (the projected chroma, then the
+projected text) is *prepended* to the decoder's input embeddings and attended causally
+like tokens. A ``StepDecoder`` with ``prefix_len`` runs that model: ``set_prefix`` prefills
+the conditioning into the first ``prefix_len`` positions of the self-attention cache, and
+tokens sit after it (their positions, as transformers counts them, include the prefix).
+Shapes stay fixed per batch, so the CUDA graph path is the same.
 """
 
 from __future__ import annotations
@@ -35,11 +42,12 @@ class LayerWeights:
     self_norm: torch.nn.Module
     qkv: torch.Tensor  # (3 * hidden, hidden): q, k and v projections stacked
     self_out: torch.Tensor
-    cross_norm: torch.nn.Module
-    cross_q: torch.Tensor
-    cross_k: torch.Tensor
-    cross_v: torch.Tensor
-    cross_out: torch.Tensor
+    #: The cross-attention (``None`` in a MusicGen-Melody, which has none).
+    cross_norm: torch.nn.Module | None
+    cross_q: torch.Tensor | None
+    cross_k: torch.Tensor | None
+    cross_v: torch.Tensor | None
+    cross_out: torch.Tensor | None
     ffn_norm: torch.nn.Module
     fc1: torch.Tensor
     activation: torch.nn.Module
@@ -47,7 +55,7 @@ class LayerWeights:
 
 
 def fuse_layers(lm: torch.nn.Module) -> list[LayerWeights]:
-    """``LayerWeights`` for every layer of a ``MusicgenForCausalLM``.
+    """``LayerWeights`` for every layer of a ``MusicgenForCausalLM`` (or ``MusicgenMelodyForCausalLM``).
 
     The stacked q/k/v matrix becomes the storage of transformers' own three projections
     (they are rebound as views of it), so fusing costs no extra memory.
@@ -55,7 +63,7 @@ def fuse_layers(lm: torch.nn.Module) -> list[LayerWeights]:
     layers = []
     with torch.inference_mode(False), torch.no_grad():
         for layer in lm.model.decoder.layers:
-            sa, ca = layer.self_attn, layer.encoder_attn
+            sa, ca = layer.self_attn, getattr(layer, "encoder_attn", None)
             hidden = sa.q_proj.weight.shape[0]
             qkv = torch.cat([sa.q_proj.weight, sa.k_proj.weight, sa.v_proj.weight])
             for i, proj in enumerate((sa.q_proj, sa.k_proj, sa.v_proj)):
@@ -65,11 +73,11 @@ def fuse_layers(lm: torch.nn.Module) -> list[LayerWeights]:
                     layer.self_attn_layer_norm,
                     qkv,
                     sa.out_proj.weight,
-                    layer.encoder_attn_layer_norm,
-                    ca.q_proj.weight,
-                    ca.k_proj.weight,
-                    ca.v_proj.weight,
-                    ca.out_proj.weight,
+                    getattr(layer, "encoder_attn_layer_norm", None),
+                    None if ca is None else ca.q_proj.weight,
+                    None if ca is None else ca.k_proj.weight,
+                    None if ca is None else ca.v_proj.weight,
+                    None if ca is None else ca.out_proj.weight,
                     layer.final_layer_norm,
                     layer.fc1.weight,
                     layer.activation_fn,
@@ -86,9 +94,21 @@ class StepDecoder:
     unconditional ones), ``text_len`` the padded prompt length and ``max_len`` the longest
     window in positions (start token, prompt frames, new frames, delay). ``layers`` comes
     from ``fuse_layers`` (made once per model and shared by every ``StepDecoder``).
+
+    ``prefix_len`` > 0: a MusicGen-Melody's decoder, its conditioning prepended
+    (``set_prefix``) instead of cross-attended; ``text_len`` is then 0 and tokens sit at
+    positions ``prefix_len`` and after.
     """
 
-    def __init__(self, lm: torch.nn.Module, layers: list[LayerWeights], rows: int, text_len: int, max_len: int):
+    def __init__(
+        self,
+        lm: torch.nn.Module,
+        layers: list[LayerWeights],
+        rows: int,
+        text_len: int,
+        max_len: int,
+        prefix_len: int = 0,
+    ):
         core = lm.model.decoder
         weight = core.embed_tokens[0].weight
         self.device, self.dtype = weight.device, weight.dtype
@@ -99,7 +119,8 @@ class StepDecoder:
         self.positions = core.embed_positions.weights
         self.hidden = core.config.hidden_size
         # A multiple of 16 keeps every attention mask aligned for the fused attention kernels.
-        self.rows, self.text_len, self.max_len = rows, text_len, math.ceil(max_len / 16) * 16
+        self.rows, self.text_len, self.prefix_len = rows, text_len, prefix_len
+        self.max_len = math.ceil((prefix_len + max_len) / 16) * 16
         self.num_heads = core.config.num_attention_heads
         self.head_dim = self.hidden // self.num_heads
         shape = (len(layers), rows, self.num_heads, self.max_len, self.head_dim)
@@ -110,12 +131,28 @@ class StepDecoder:
         self.cross_v = torch.zeros(cross, dtype=self.dtype, device=self.device)
         self.cross_bias = torch.zeros((rows, 1, 1, text_len), dtype=self.dtype, device=self.device)
 
-    def fits(self, rows: int, text_len: int, max_len: int) -> bool:
-        return rows == self.rows and text_len == self.text_len and max_len <= self.max_len
+    def fits(self, rows: int, text_len: int, max_len: int, prefix_len: int = 0) -> bool:
+        return (
+            rows == self.rows
+            and text_len == self.text_len
+            and prefix_len == self.prefix_len
+            and prefix_len + max_len <= self.max_len
+        )
+
+    def set_prefix(self, states: torch.Tensor) -> None:
+        """Prefill a MusicGen-Melody's conditioning (rows, prefix_len, hidden): the projected
+        chroma then the projected text, as transformers concatenates them, attended causally
+        like tokens at positions 0 .. prefix_len - 1."""
+        if states.shape[:2] != (self.rows, self.prefix_len):
+            raise ValueError(f"prefix of shape {tuple(states.shape)} for {self.rows} rows of {self.prefix_len}")
+        positions = torch.arange(self.prefix_len, device=self.device)
+        hidden = (states.to(self.dtype) + self.positions[: self.prefix_len]).reshape(-1, self.hidden)
+        self._layers_forward(hidden, positions, kv_length(self.prefix_len - 1, self.max_len))
 
     def set_text(self, states: torch.Tensor, mask: torch.Tensor) -> None:
         """Project the text states (rows, text_len, hidden) into every layer's cross K/V."""
         for i, layer in enumerate(self.layers):
+            assert layer.cross_k is not None and layer.cross_v is not None, "a model without cross-attention"
             self.cross_k[i].copy_(self._split(F.linear(states, layer.cross_k), states.shape[1]))
             self.cross_v[i].copy_(self._split(F.linear(states, layer.cross_v), states.shape[1]))
         allowed = mask.bool()
@@ -138,6 +175,13 @@ class StepDecoder:
         for more in embedded[1:]:  # summed in order, as transformers does
             hidden = hidden + more
         hidden = (hidden + self.positions.index_select(0, positions)).view(-1, self.hidden)
+        hidden = self._layers_forward(hidden, positions, kv_len)
+        last = self.final_norm(hidden.view(self.rows, steps, self.hidden)[:, -1])
+        return torch.stack([F.linear(last, head) for head in self.heads], dim=1)
+
+    def _layers_forward(self, hidden: torch.Tensor, positions: torch.Tensor, kv_len: int) -> torch.Tensor:
+        """The decoder layers over (rows * T, hidden) at ``positions``, writing the cache."""
+        steps = positions.shape[0]
         keys = torch.arange(kv_len, device=self.device)
         causal = torch.zeros((steps, kv_len), dtype=self.dtype, device=self.device)
         causal = causal.masked_fill(keys[None, :] > positions[:, None], float("-inf"))
@@ -150,13 +194,14 @@ class StepDecoder:
                 q, self.self_k[i, :, :, :kv_len], self.self_v[i, :, :, :kv_len], attn_mask=causal
             )
             hidden = torch.addmm(hidden, self._merge(out), layer.self_out.t())
-            q = self._split(F.linear(layer.cross_norm(hidden), layer.cross_q), steps)
-            out = F.scaled_dot_product_attention(q, self.cross_k[i], self.cross_v[i], attn_mask=self.cross_bias)
-            hidden = torch.addmm(hidden, self._merge(out), layer.cross_out.t())
+            if self.text_len:
+                assert layer.cross_norm is not None and layer.cross_q is not None and layer.cross_out is not None
+                q = self._split(F.linear(layer.cross_norm(hidden), layer.cross_q), steps)
+                out = F.scaled_dot_product_attention(q, self.cross_k[i], self.cross_v[i], attn_mask=self.cross_bias)
+                hidden = torch.addmm(hidden, self._merge(out), layer.cross_out.t())
             inner = layer.activation(F.linear(layer.ffn_norm(hidden), layer.fc1))
             hidden = torch.addmm(hidden, inner, layer.fc2.t())
-        last = self.final_norm(hidden.view(self.rows, steps, self.hidden)[:, -1])
-        return torch.stack([F.linear(last, head) for head in self.heads], dim=1)
+        return hidden
 
     # ----------------------------------------------------------------- helpers
     def _split(self, x: torch.Tensor, steps: int) -> torch.Tensor:

@@ -11,6 +11,11 @@ Long tracks are generated in windows as audiocraft's ``extend_stride`` does: eac
 after the first is prompted with the last ``window - stride`` seconds of codes made so far
 and adds ``stride`` seconds; the codes of all windows are decoded by EnCodec once, so the
 track is one piece.
+
+MusicGen-Melody checkpoints (``model_type`` ``musicgen_melody``) load as
+``MusicgenMelodyForConditionalGeneration``: the melody's chroma (``chroma.py``) and the text
+are prepended to the decoder's input (``StepDecoder.set_prefix``), each window getting the
+melody from its own start, looped, as audiocraft's ``_generate_tokens`` does.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import numpy as np
 import torch
 
 from ..errors import GenerationError, ModelError
-from .base import GenerationRequest, ProgressFn
+from .base import MELODY_MODEL_TYPE, GenerationRequest, ProgressFn
+from .chroma import ChromaSettings, chroma
 from .decoder import GraphedSteps, LayerWeights, StepDecoder, fuse_layers, kv_length
 from .sampling import GuidedSampler
 
@@ -114,10 +120,25 @@ def _load_error(source: str, exc: Exception) -> ModelError:
     return ModelError(f"cannot load model '{source}': {text}")
 
 
+#: ``model_type`` of the checkpoints this backend loads; the melody ones take ``generation.melody``.
+MODEL_TYPES = ("musicgen", MELODY_MODEL_TYPE)
+
+
 def load_pretrained(source: str, revision: str | None):
     """``(model, tokenizer)`` from a hub id (Hugging Face cache first) or a local directory."""
+    model, tokenizer, _ = load_pretrained_with_chroma(source, revision)
+    return model, tokenizer
+
+
+def load_pretrained_with_chroma(source: str, revision: str | None):
+    """``(model, tokenizer, chroma settings)``; the settings are ``None`` unless it is a melody model."""
     _quiet_transformers()
-    from transformers import AutoConfig, AutoTokenizer, MusicgenForConditionalGeneration
+    from transformers import (
+        AutoConfig,
+        AutoTokenizer,
+        MusicgenForConditionalGeneration,
+        MusicgenMelodyForConditionalGeneration,
+    )
 
     kwargs: dict = {}
     if not os.path.isdir(source):
@@ -131,17 +152,30 @@ def load_pretrained(source: str, revision: str | None):
         config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise _load_error(source, exc) from exc
-    if getattr(config, "model_type", None) != "musicgen":
+    model_type = getattr(config, "model_type", None)
+    if model_type not in MODEL_TYPES:
         raise ModelError(
-            f"'{source}' is a '{getattr(config, 'model_type', '?')}' model, not MusicGen "
-            "(model_type 'musicgen' is needed)"
+            f"'{source}' is a '{model_type or '?'}' model, not MusicGen "
+            "(model_type 'musicgen' or 'musicgen_melody' is needed)"
         )
+    melody = model_type == MELODY_MODEL_TYPE
+    model_class = MusicgenMelodyForConditionalGeneration if melody else MusicgenForConditionalGeneration
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = MusicgenForConditionalGeneration.from_pretrained(source, **kwargs)
+        model = model_class.from_pretrained(source, **kwargs)
+        settings = _chroma_settings(source, kwargs) if melody else None
     except (OSError, ValueError) as exc:
         raise _load_error(source, exc) from exc
-    return model, tokenizer
+    return model, tokenizer, settings
+
+
+def _chroma_settings(source: str, kwargs: dict) -> ChromaSettings:
+    """The melody feature extractor's settings, read from its ``preprocessor_config.json``
+    (instantiating ``MusicgenMelodyFeatureExtractor`` would need torchaudio)."""
+    from transformers.feature_extraction_utils import FeatureExtractionMixin
+
+    values, _ = FeatureExtractionMixin.get_feature_extractor_dict(source, **kwargs)
+    return ChromaSettings.from_dict(values)
 
 
 class MusicGenBackend:
@@ -156,8 +190,8 @@ class MusicGenBackend:
 
     @classmethod
     def load(cls, source: str, revision: str | None, device: str, max_batch: int = 8) -> MusicGenBackend:
-        model, tokenizer = load_pretrained(source, revision)
-        return cls(model, tokenizer, device, max_batch=max_batch, name=source)
+        model, tokenizer, settings = load_pretrained_with_chroma(source, revision)
+        return cls(model, tokenizer, device, max_batch=max_batch, name=source, chroma_settings=settings)
 
     def __init__(
         self,
@@ -168,6 +202,7 @@ class MusicGenBackend:
         name: str = "musicgen",
         cuda_graphs: bool = True,
         fixed_batch: bool | None = None,
+        chroma_settings: ChromaSettings | None = None,
     ):
         self.device = resolve_device(device)
         self.max_batch = max(1, max_batch)
@@ -181,8 +216,16 @@ class MusicGenBackend:
         # T5 and EnCodec stay in fp32: they run once per track and T5 is unstable in fp16.
         self.decoder_dtype = torch.float16 if on_gpu else torch.float32
         self.model.decoder.to(self.decoder_dtype)
-        if getattr(self.model, "enc_to_dec_proj", None) is not None:
-            self.model.enc_to_dec_proj.to(self.decoder_dtype)
+        for proj in ("enc_to_dec_proj", "audio_enc_to_dec_proj"):
+            if getattr(self.model, proj, None) is not None:
+                getattr(self.model, proj).to(self.decoder_dtype)
+        #: A MusicGen-Melody: the chroma's settings and frame count, and the prefix length
+        #: is ``chroma_length`` + the padded text. ``None`` for a plain MusicGen.
+        self.melody = None
+        self.chroma_length = 0
+        if getattr(model.config, "model_type", None) == MELODY_MODEL_TYPE:
+            self.melody = chroma_settings or ChromaSettings()
+            self.chroma_length = int(model.config.chroma_length)
         self._layers: list[LayerWeights] | None = None
         self._step_decoder: StepDecoder | None = None
         self._graphs: GraphedSteps | None = None
@@ -208,11 +251,17 @@ class MusicGenBackend:
             else model.decoder.config.bos_token_id
         )
         self.max_positions = int(model.decoder.config.max_position_embeddings)
+        if self.melody is not None and self.melody.sampling_rate != self.sample_rate:
+            raise ModelError(
+                f"{name}: its chroma is made at {self.melody.sampling_rate} Hz and its audio at "
+                f"{self.sample_rate} Hz; trackspec supports melody models whose rates match"
+            )
         limit = int(getattr(self.tokenizer, "model_max_length", 0) or 0)
         self.max_text_tokens = limit if 0 < limit < 100_000 else 512  # T5's own limit when unset
         dtype_name = str(self.decoder_dtype).replace("torch.", "")
         graphs = ", CUDA graphs" if self.cuda_graphs else ""
-        self.description = f"{name} on {self.device.type} ({dtype_name}{graphs})"
+        kind = ", melody" if self.melody is not None else ""
+        self.description = f"{name} on {self.device.type} ({dtype_name}{graphs}{kind})"
 
     # ----------------------------------------------------------------- public API
     def generate(
@@ -250,10 +299,17 @@ class MusicGenBackend:
             total += self._primer_frames(request)  # the new music follows the primer
         window = max(1, seconds_to_frames(request.window, self.frame_rate))
         stride = max(1, seconds_to_frames(request.window_stride, self.frame_rate))
-        if window + self.max_delay + 1 > self.max_positions:
+        if request.melody is not None and self.melody is None:
+            raise GenerationError(
+                f"{request.name}: generation.melody is set, but this model takes no melody "
+                "(use a MusicGen-Melody model, e.g. facebook/musicgen-melody)"
+            )
+        # A melody model's conditioning takes positions before the tokens (prefix_length).
+        prefix = self.chroma_length + self._text_bucket(request) if self.melody is not None else 0
+        if window + self.max_delay + 1 + prefix > self.max_positions:
             raise GenerationError(
                 f"{request.name}: window of {request.window:g} s is longer than this model can attend to "
-                f"({(self.max_positions - self.max_delay - 1) / self.frame_rate:.1f} s)"
+                f"({(self.max_positions - self.max_delay - 1 - prefix) / self.frame_rate:.1f} s)"
             )
         if total > window and stride >= window:
             raise GenerationError(f"{request.name}: window_stride must be shorter than the window")
@@ -268,9 +324,15 @@ class MusicGenBackend:
             )
         return length
 
+    def _text_bucket(self, request: GenerationRequest) -> int:
+        return math.ceil(self._text_length(request) / TEXT_BUCKET) * TEXT_BUCKET
+
     def _batch_signature(self, request: GenerationRequest) -> tuple:
-        """Requests with equal signatures have equal shapes at every step and can share a batch."""
-        bucket = math.ceil(self._text_length(request) / TEXT_BUCKET) * TEXT_BUCKET
+        """Requests with equal signatures have equal shapes at every step and can share a batch.
+
+        A melody model's prefix is ``chroma_length`` frames whatever the melody (or none), so
+        tracks with and without a melody share batches too."""
+        bucket = self._text_bucket(request)
         return (*self._frames(request), bucket, self._primer_frames(request), request.include_prompt)
 
     def _primer_frames(self, request: GenerationRequest) -> int:
@@ -399,28 +461,64 @@ class MusicGenBackend:
         # Padding rows repeat the first track; they are computed and thrown away.
         rows = max(self.max_batch, len(batch)) if self.fixed_batch else len(batch)
         padded = batch + [batch[0]] * (rows - len(batch))
-        decoder = self._decoder(2 * rows, bucket, 1 + max(w.prompt + w.new for w in windows) + self.max_delay)
-        decoder.set_text(*self._encode_text([r.prompt for r in padded], bucket))
+        longest = 1 + max(w.prompt + w.new for w in windows) + self.max_delay
+        text = self._encode_text([r.prompt for r in padded], bucket)
+        if self.melody is None:
+            decoder = self._decoder(2 * rows, bucket, longest)
+            decoder.set_text(*text)
+        else:  # the prefix is set per window: each hears the melody from its own start
+            decoder = self._decoder(2 * rows, 0, longest, self.chroma_length + bucket)
         sampler = GuidedSampler(batch, self.device)
         codes = torch.empty((rows, self.num_codebooks, 0), dtype=torch.long, device=self.device)
         if primed is not None:
             primed = primed.to(self.device, torch.long)
             codes = torch.cat([primed, primed[:1].expand(rows - len(batch), -1, -1)])
         for plan in windows:
+            if self.melody is not None:
+                start_frame = codes.shape[-1] - plan.prompt
+                decoder.set_prefix(self._melody_prefix(padded, text[0], start_frame * self.hop))
             prompt = codes[:, :, codes.shape[-1] - plan.prompt :] if plan.prompt else codes[:, :, :0]
             new = self._decode_window(decoder, sampler, prompt, plan.new, step_done)
             codes = torch.cat([codes, new], dim=-1)
         return codes[: len(batch)]
 
-    def _decoder(self, rows: int, text_len: int, max_len: int) -> StepDecoder:
+    def _melody_prefix(self, padded: list[GenerationRequest], text: torch.Tensor, offset: int) -> torch.Tensor:
+        """A melody model's prefix for one window (2 * rows, chroma_length + text, hidden): each
+        track's chroma from ``offset`` samples into its melody (looped), then its text; the
+        unconditional rows get the null chroma (bin 0 lit, as transformers' ``generate``) and
+        no text. A track without a melody gets the null chroma in both halves."""
+        assert self.melody is not None
+        null = torch.zeros((1, self.melody.num_chroma), device=self.device)
+        null[:, 0] = 1
+        audio = []
+        for request in padded:  # one row at a time: a row never depends on its neighbours
+            if request.melody is None or request.melody.size == 0:
+                audio.append(self._chroma_states(null))
+            else:
+                looped = np.roll(request.melody, -(offset % request.melody.size))
+                audio.append(self._chroma_states(chroma(looped, self.melody).to(self.device)))
+        audio += [self._chroma_states(null)] * len(padded)
+        return torch.cat([torch.stack(audio), text], dim=1)
+
+    def _chroma_states(self, frames: torch.Tensor) -> torch.Tensor:
+        """Projected chroma (chroma_length, hidden): repeated or cut to ``chroma_length`` as transformers does."""
+        states = frames.to(self.decoder_dtype)[None]
+        proj = getattr(self.model, "audio_enc_to_dec_proj", None)
+        if proj is not None:
+            states = proj(states)
+        if states.shape[1] < self.chroma_length:
+            states = states.repeat(1, math.ceil(self.chroma_length / states.shape[1]), 1)
+        return states[0, : self.chroma_length]
+
+    def _decoder(self, rows: int, text_len: int, max_len: int, prefix_len: int = 0) -> StepDecoder:
         """The step decoder for these shapes; kept (with its CUDA graphs) while they repeat."""
-        if self._step_decoder is None or not self._step_decoder.fits(rows, text_len, max_len):
+        if self._step_decoder is None or not self._step_decoder.fits(rows, text_len, max_len, prefix_len):
             self._step_decoder = self._graphs = None
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             if self._layers is None:
                 self._layers = fuse_layers(self.model.decoder)
-            self._step_decoder = StepDecoder(self.model.decoder, self._layers, rows, text_len, max_len)
+            self._step_decoder = StepDecoder(self.model.decoder, self._layers, rows, text_len, max_len, prefix_len)
             if self.cuda_graphs:
                 self._graphs = GraphedSteps(self._step_decoder, self.num_codebooks)
         return self._step_decoder
@@ -452,12 +550,15 @@ class MusicGenBackend:
         """
         grid, free = self._delay_layout(prompt, new_frames)
         rows, start = grid.shape[0], 1 + prompt.shape[-1]
-        positions = torch.arange(grid.shape[-1], device=self.device)
+        # Positions count a melody model's prefix (0 without one).
+        positions = torch.arange(grid.shape[-1], device=self.device) + decoder.prefix_len
 
         def doubled(tokens: torch.Tensor) -> torch.Tensor:  # conditional rows, then unconditional
             return torch.cat([tokens, tokens], dim=0)
 
-        logits = decoder.forward(doubled(grid[:, :, :start]), positions[:start], kv_length(start - 1, decoder.max_len))
+        logits = decoder.forward(
+            doubled(grid[:, :, :start]), positions[:start], kv_length(decoder.prefix_len + start - 1, decoder.max_len)
+        )
         for position in range(start, grid.shape[-1]):
             if position > start:
                 last = position - 1
@@ -470,16 +571,19 @@ class MusicGenBackend:
         return torch.stack([grid[:, c, start + d : start + d + new_frames] for c, d in enumerate(self.delays)], dim=1)
 
     def _step(self, decoder: StepDecoder, tokens: torch.Tensor, positions: torch.Tensor, last: int) -> torch.Tensor:
-        """Logits after feeding ``tokens`` at position ``last``: from a CUDA graph when we can."""
+        """Logits after feeding ``tokens`` at position ``last`` of the window (after the
+        decoder's prefix): from a CUDA graph when we can."""
         if self._graphs is not None:
             try:
-                return self._graphs.step(tokens, last)
+                return self._graphs.step(tokens, decoder.prefix_len + last)
             except torch.OutOfMemoryError:
                 raise
             except RuntimeError as exc:  # a GPU or torch build that cannot capture: decode eagerly
                 log.warning("CUDA graph capture failed (%s); decoding without CUDA graphs", exc)
                 self._graphs, self.cuda_graphs = None, False
-        return decoder.forward(tokens, positions[last : last + 1], kv_length(last, decoder.max_len))
+        return decoder.forward(
+            tokens, positions[last : last + 1], kv_length(decoder.prefix_len + last, decoder.max_len)
+        )
 
     def _codes_to_audio(self, codes: torch.Tensor) -> np.ndarray:
         """EnCodec decode (fp32) of (B, K, T) codes to float32 (B, channels, samples).
