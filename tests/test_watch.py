@@ -512,3 +512,32 @@ def test_new_bytes_in_an_audio_file_a_spec_continues_regenerate_it(repo, daemons
     assert len(daemon.since(mark, "generated", "phase2")) == 1
     assert daemon.stop() == 0
     assert repo.run("build", "--check").returncode == 0
+
+
+def test_a_published_file_deleted_or_edited_by_hand_comes_back(warm_repo, daemons):
+    """The daemon watches the files it published: one deleted, or written over in place, is
+    restored from the cache in the next cycle (no spec was saved, nothing else is re-planned)."""
+    warm_repo.write_spec("a", SPEC)
+    warm_repo.write_spec("b", SPEC.replace("seed = 5", "seed = 6"))
+    daemon = daemons(warm_repo)
+    daemon.finished("a", action="restore")
+    daemon.finished("b", ok=True)
+    daemon.barrier(SPEC)
+    files = warm_repo.index()["tracks"]["a"]["files"]
+    fmt = sorted(files)[0]
+    published = warm_repo.root / files[fmt]["path"]
+    for damage, reason in ((Path.unlink, f"output missing ({fmt})"), (truncate, f"output modified ({fmt})")):
+        mark = daemon.mark()
+        damage(published)
+        job = daemon.finished("a", after=mark, timeout=60)
+        assert (job["action"], job["reasons"], job["ok"]) == ("restore", [reason], True), daemon.log()
+        daemon.barrier(SPEC)
+        assert [e["name"] for e in daemon.since(mark, "finished")].count("b") == 0  # only a was re-planned
+        assert sha256(published) == files[fmt]["sha256"]
+    assert daemon.stop() == 0
+    assert_index_matches_disk(warm_repo)
+
+
+def truncate(path: Path) -> None:  # an edit in place: same file, other bytes
+    with open(path, "r+b") as fh:
+        fh.truncate(100)

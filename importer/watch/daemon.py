@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -100,6 +101,7 @@ class Daemon:
         self._shown_failures: dict[str, str] = {}  # spec -> error last printed (printed once)
         self._first_cycle = True
         self._freeze_due = False
+        self._planned_all = False
         self._parsed = ParsedSpecs()
         #: Every spec as the last cycles loaded it (before the duplicate-name check), by path;
         #: ``None``: plan everything in the next cycle.
@@ -112,6 +114,10 @@ class Daemon:
         #: path, and which specs use each: a change to one re-plans those specs.
         self._inputs_of: dict[Path, list[Path]] = {}
         self._input_users: dict[Path, set[Path]] = {}
+        #: Published files by path, and the spec of the track each belongs to: one edited or
+        #: deleted by hand re-plans that spec (the files come back from the cache).
+        self._outputs_of: dict[str, list[Path]] = {}
+        self._output_specs: dict[Path, Path] = {}
         #: Tracks waiting for generation, by name (what the worker's queue is made of).
         self._wanted: dict[str, TrackPlan] = {}
         #: The index and the stat state as the last cycle left them: read again only when
@@ -244,6 +250,7 @@ class Daemon:
                     )
                     pending = executor.run_quick()
                     self._index_file.keep(plan.index)  # what is on disk now: no need to read it back
+                    self._note_outputs(config, plan)
                     engines.sync(config, plan.index, listed_before)  # Godot .import sidecars
                     if self.options.report and (self._report_due or any(r.action != "fresh" for r in executor.results)):
                         self._write_report(config, state)
@@ -314,7 +321,8 @@ class Daemon:
             rescan, self._rescan_due = self._rescan_due, False
         changes = [path for path in changes if not is_request(config, path)]
         inputs_changed = [path for path in changes if path in self._input_users]
-        changes = [path for path in changes if path not in self._input_users]
+        outputs_changed = [path for path in changes if path in self._output_specs]
+        changes = [path for path in changes if path not in self._input_users and path not in self._output_specs]
         loader = SpecLoader(
             config, state, self.build_options.model_override, self.build_options.override_base, self._parsed
         )
@@ -338,12 +346,14 @@ class Daemon:
             dirty = set(changes) | replan | failed
             for path in inputs_changed:
                 dirty |= self._input_users[path]
+            dirty |= {self._output_specs[path] for path in outputs_changed}
             for path in dirty:
                 if path.is_file() and path.name.endswith(SPEC_SUFFIX):
                     self._known[path] = loader.load(path)
                 else:
                     self._known.pop(path, None)
         self._note_inputs(config, dirty)
+        self._planned_all = full
         loaded, failures = without_duplicates(
             [r for r in self._known.values() if isinstance(r, LoadedTrack)],
             [r for r in self._known.values() if isinstance(r, SpecFailure)],
@@ -386,8 +396,28 @@ class Daemon:
             for file in files:
                 users.setdefault(file, set()).add(spec_path)
         self._input_users = users
+
+    def _note_outputs(self, config: ProjectConfig, plan: Plan) -> None:
+        """Which published files belong to which spec, after a cycle; watch them and the inputs."""
+        tracks = plan.index["tracks"]
+        specs = {tp.name: tp.track.spec.path for tp in plan.tracks}
+        if self._planned_all:
+            self._outputs_of, self._output_specs = {}, {}
+            names: Iterable[str] = tracks
+        else:
+            names = [*specs, *(r.name for r in plan.removals)]
+        for name in names:
+            for path in self._outputs_of.pop(name, []):
+                self._output_specs.pop(path, None)
+            entry = tracks.get(name)
+            spec = specs.get(name) or (config.root / entry["spec"] if entry and entry.get("spec") else None)
+            if entry is None or spec is None:
+                continue
+            paths = [Path(os.path.normpath(config.root / f["path"])) for f in entry.get("files", {}).values()]
+            self._outputs_of[name] = paths
+            self._output_specs.update((path, spec) for path in paths)
         if self.watches is not None:
-            self.watches.watch_files(set(users))
+            self.watches.watch_files(set(self._input_users), set(self._output_specs))
 
     def _serve_auditions(self, config: ProjectConfig) -> list[TrackPlan]:
         """Take new audition requests, answer finished ones; return the take jobs still to generate.

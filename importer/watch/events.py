@@ -124,21 +124,29 @@ class FolderWatches:
         self._lock = threading.Lock()
         self._watches: dict[Path, tuple[bool, object]] = {}
         self._files: frozenset[Path] = frozenset()
+        self._outputs: frozenset[Path] = frozenset()
 
-    def watch_files(self, files: set[Path]) -> None:
-        """Also see changes to ``files`` (audio that specs continue from), wherever they are
-        in the repo: their folders get a watch of their own where none covers them."""
-        self._files = frozenset(files)
-        for folder in {path.parent for path in files}:
-            if self.covered(folder) or not folder.is_dir():
+    def watch_files(self, inputs: set[Path], outputs: set[Path]) -> None:
+        """Also see changes to ``inputs`` (audio files specs are made from) and to ``outputs``
+        (published files, edited or deleted by hand), wherever they are in the repo: their
+        folders get a watch of their own where none covers them."""
+        fresh = (inputs | outputs) - self._files - self._outputs
+        self._files, self._outputs = frozenset(inputs), frozenset(outputs)
+        for folder in {path.parent for path in fresh}:
+            if self.covered(folder) or folder in self._watches or not folder.is_dir():
                 continue
             try:
                 self._add(folder, False)
             except OSError:
-                pass  # out of watches: such an input is seen at the next full re-plan
+                pass  # out of watches: such a file is seen at the next full re-plan
 
-    def is_watched_file(self, path: Path) -> bool:
-        return path in self._files
+    def is_watched_file(self, path: Path, event_type: str) -> bool:
+        """Whether an event of ``event_type`` at ``path`` may change the build: any change to an
+        input; to a published file, only a deletion or a write in place (files trackspec
+        publishes arrive by a rename, seen as created)."""
+        if path in self._files:
+            return True
+        return path in self._outputs and event_type in ("deleted", "modified", "closed", "moved")
 
     def schedule_all(self, tolerant: bool = False) -> int:
         """Add the watches ``watch_plan`` asks for and are not there yet; return how many there are.
@@ -261,12 +269,13 @@ def make_handler(
                     folders.folder_deleted(os.fsdecode(event.src_path))
             config = config_of()
             paths = [event.src_path, getattr(event, "dest_path", "") or ""]
-            for path in paths:  # both ends of a move: one spec is gone, another is new
+            for end, path in enumerate(paths):  # both ends of a move: one spec is gone, another is new
                 if not path:
                     continue
                 path = os.fsdecode(path)
+                kind = "created" if end else event.event_type  # a move's destination is a new file there
                 if is_relevant(config, path, event.is_directory) or (
-                    folders is not None and not event.is_directory and folders.is_watched_file(Path(path))
+                    folders is not None and not event.is_directory and folders.is_watched_file(Path(path), kind)
                 ):
                     wakeups.changed(path)
 
