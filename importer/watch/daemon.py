@@ -118,6 +118,7 @@ class Daemon:
         #: deleted by hand re-plans that spec (the files come back from the cache).
         self._outputs_of: dict[str, list[Path]] = {}
         self._output_specs: dict[Path, Path] = {}
+        self._watch_due = False  # the sets of inputs or outputs changed: tell the watches
         #: Tracks waiting for generation, by name (what the worker's queue is made of).
         self._wanted: dict[str, TrackPlan] = {}
         #: The index and the stat state as the last cycle left them: read again only when
@@ -395,6 +396,7 @@ class Daemon:
         for spec_path, files in self._inputs_of.items():
             for file in files:
                 users.setdefault(file, set()).add(spec_path)
+        self._watch_due |= users.keys() != self._input_users.keys()
         self._input_users = users
 
     def _note_outputs(self, config: ProjectConfig, plan: Plan) -> None:
@@ -407,16 +409,22 @@ class Daemon:
         else:
             names = [*specs, *(r.name for r in plan.removals)]
         for name in names:
-            for path in self._outputs_of.pop(name, []):
+            old = self._outputs_of.pop(name, [])
+            for path in old:
                 self._output_specs.pop(path, None)
             entry = tracks.get(name)
             spec = specs.get(name) or (config.root / entry["spec"] if entry and entry.get("spec") else None)
-            if entry is None or spec is None:
-                continue
-            paths = [Path(os.path.normpath(config.root / f["path"])) for f in entry.get("files", {}).values()]
-            self._outputs_of[name] = paths
-            self._output_specs.update((path, spec) for path in paths)
-        if self.watches is not None:
+            paths = (
+                []
+                if entry is None or spec is None
+                else [Path(os.path.normpath(config.root / f["path"])) for f in entry.get("files", {}).values()]
+            )
+            if paths and spec is not None:
+                self._outputs_of[name] = paths
+                self._output_specs.update((path, spec) for path in paths)
+            self._watch_due |= paths != old
+        if self._watch_due and self.watches is not None:
+            self._watch_due = False
             self.watches.watch_files(set(self._input_users), set(self._output_specs))
 
     def _serve_auditions(self, config: ProjectConfig) -> list[TrackPlan]:
