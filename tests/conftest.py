@@ -52,3 +52,9 @@ def game_repo(tmp_path) -> GameRepo:
 def tiny_melody_model(tmp_path_factory) -> Path:
     """A tiny random MusicGen-Melody (`trackspec model tiny --melody DIR`)."""
     return _save_tiny(tmp_path_factory.mktemp("models") / "tiny-melody", "--melody")
+
+
+@pytest.fixture(scope="session")
+def tiny_stereo_melody_model(tmp_path_factory) -> Path:
+    """The stereo MusicGen-Melody (`trackspec model tiny --stereo --melody DIR`)."""
+    return _save_tiny(tmp_path_factory.mktemp("models") / "tiny-stereo-melody", "--stereo", "--melody")

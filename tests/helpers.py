@@ -55,3 +55,15 @@ def theme(path: Path, seconds: float = 1.5, frequency: float = 440) -> Path:
         check=True,
     )
     return path
+
+
+def keys_of(root: Path) -> dict[str, dict]:
+    """Each loaded track's generation inputs and key, as every command computes them."""
+    from importer.config import load_config
+    from importer.state import State
+    from importer.tracks import load_tracks
+
+    config = load_config(root)
+    loaded, failures = load_tracks(config, State.in_folder(config.state_dir))
+    assert not failures, [f.message for f in failures]
+    return {t.spec.name: {"key": t.keys.generation, "inputs": t.keys.generation_inputs} for t in loaded}

@@ -11,25 +11,12 @@ import dataclasses
 import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import theme
+from helpers import keys_of, theme
 
 HOP = 640  # the tiny model's EnCodec: 32 kHz, 50 frames a second
-
-
-def keys_of(root: Path) -> dict[str, dict]:
-    """Each loaded track's generation inputs and key, as every command computes them."""
-    from importer.config import load_config
-    from importer.state import State
-    from importer.tracks import load_tracks
-
-    config = load_config(root)
-    loaded, failures = load_tracks(config, State.in_folder(config.state_dir))
-    assert not failures, [f.message for f in failures]
-    return {t.spec.name: {"key": t.keys.generation, "inputs": t.keys.generation_inputs} for t in loaded}
 
 
 def raw_audio(repo, name: str) -> tuple[np.ndarray, dict]:

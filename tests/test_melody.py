@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import keys_of, theme
 
 torch = pytest.importorskip("torch")
 
@@ -35,33 +34,6 @@ def request(name: str, seed: int, melody: np.ndarray | None, prompt: str = "boss
     settings = dict(duration=1.0, temperature=1.0, top_k=250, top_p=0.0, guidance_scale=3.0)
     settings.update(kw)
     return GenerationRequest(name=name, prompt=prompt, seed=seed, melody=melody, **settings)
-
-
-def theme_file(path: Path, freq: float = 440.0, seconds: float = 1.5) -> Path:
-    """A stereo 44.1 kHz Ogg Vorbis sine: another rate, channel count and format than the model's."""
-    from importer.encode import ffmpeg_exe
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency={freq}:duration={seconds}:sample_rate=44100",
-            "-ac",
-            "2",
-            "-c:a",
-            "libvorbis",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -134,13 +106,6 @@ def test_tiny_melody_model_builds_and_loads(tiny_melody_model, melody_backend, t
         assert audio.shape == (2, RATE) and not np.array_equal(audio[0], audio[1])
     finally:
         stereo.close()
-
-
-@pytest.fixture(scope="module")
-def tiny_stereo_melody_model(tmp_path_factory):
-    from conftest import _save_tiny
-
-    return _save_tiny(tmp_path_factory.mktemp("models") / "tiny-stereo-melody", "--stereo", "--melody")
 
 
 def test_step_decoder_matches_the_transformers_melody_decoder(melody_backend):
@@ -229,17 +194,6 @@ def test_a_model_without_melody_support_refuses_a_melody(tiny_model):
 
 
 # --------------------------------------------------------------- keys and specs
-def keys_of(root: Path) -> dict[str, dict]:
-    from importer.config import load_config
-    from importer.state import State
-    from importer.tracks import load_tracks
-
-    config = load_config(root)
-    loaded, failures = load_tracks(config, State.in_folder(config.state_dir))
-    assert not failures, [f.message for f in failures]
-    return {t.spec.name: {"key": t.keys.generation, "inputs": t.keys.generation_inputs} for t in loaded}
-
-
 SPEC = """\
 prompt = "boss battle, same theme, faster"
 duration = 1
@@ -251,7 +205,7 @@ melody = "{melody}"
 
 
 def test_the_key_holds_the_melody_s_content_never_its_path(game_repo, tiny_melody_model):
-    theme = theme_file(game_repo.root / "audio" / "theme.ogg")
+    melody_file = theme(game_repo.root / "audio" / "theme.ogg")
     game_repo.write_spec("boss", SPEC.format(model=tiny_melody_model, melody="audio/theme.ogg"))
     game_repo.write_spec("plain", f'prompt = "x"\nduration = 1\n[generation]\nmodel = "{tiny_melody_model}"\n')
     first = keys_of(game_repo.root)
@@ -260,19 +214,19 @@ def test_the_key_holds_the_melody_s_content_never_its_path(game_repo, tiny_melod
     assert "theme.ogg" not in json.dumps(first["boss"]["inputs"])
     assert "melody" not in first["plain"]["inputs"]
 
-    os.utime(theme, ns=(10**18, 10**18))  # touched: same bytes, same key
+    os.utime(melody_file, ns=(10**18, 10**18))  # touched: same bytes, same key
     assert keys_of(game_repo.root)["boss"]["key"] == first["boss"]["key"]
-    theme.rename(game_repo.root / "moved.ogg")  # moved: same bytes, same key
+    melody_file.rename(game_repo.root / "moved.ogg")  # moved: same bytes, same key
     game_repo.write_spec("boss", SPEC.format(model=tiny_melody_model, melody="moved.ogg"))
     assert keys_of(game_repo.root)["boss"]["key"] == first["boss"]["key"]
-    theme_file(game_repo.root / "moved.ogg", freq=392.0)  # new bytes: a new key
+    theme(game_repo.root / "moved.ogg", frequency=392.0)  # new bytes: a new key
     changed = keys_of(game_repo.root)["boss"]
     assert changed["key"] != first["boss"]["key"] and changed["inputs"]["melody"]["audio"] != digest
     assert keys_of(game_repo.root)["plain"]["key"] == first["plain"]["key"]
 
 
 def test_melody_errors_name_the_field(game_repo, tiny_model, tiny_melody_model):
-    theme_file(game_repo.root / "theme.ogg")
+    theme(game_repo.root / "theme.ogg")
     (game_repo.root / "elsewhere.ogg").write_bytes(b"")
     specs = {
         "plain-model": (
@@ -305,7 +259,7 @@ def test_melody_errors_name_the_field(game_repo, tiny_model, tiny_melody_model):
 # ----------------------------------------------------------------- end to end
 def test_a_melody_track_builds_and_auditions(game_repo, tiny_melody_model):
     repo = game_repo
-    theme_file(repo.root / "audio" / "theme.ogg")
+    theme(repo.root / "audio" / "theme.ogg")
     repo.write_spec("boss", SPEC.format(model=tiny_melody_model, melody="audio/theme.ogg"))
     repo.run("build", check_rc=0)
     key = repo.index()["tracks"]["boss"]["keys"]["generation"]
@@ -317,7 +271,7 @@ def test_a_melody_track_builds_and_auditions(game_repo, tiny_melody_model):
     assert "melody" in info["inputs"]
 
     # A new melody file makes the track stale (the no-op record watches the file too).
-    theme_file(repo.root / "audio" / "theme.ogg", freq=330.0)
+    theme(repo.root / "audio" / "theme.ogg", frequency=330.0)
     stale = repo.run("build", "--check", check_rc=1)
     assert "stale     boss  (generate: melody changed)" in stale.stdout
 
