@@ -122,7 +122,7 @@ class FolderWatches:
         self.handler = handler
         self.config_of = config_of
         self._lock = threading.Lock()
-        self._watches: dict[Path, tuple[bool, object]] = {}
+        self._watches: dict[Path, tuple[bool, object | None]] = {}
         self._files: frozenset[Path] = frozenset()
         self._outputs: frozenset[Path] = frozenset()
 
@@ -162,10 +162,24 @@ class FolderWatches:
         return len(self._watches)
 
     def _add(self, folder: Path, recursive: bool) -> None:
+        # The observer's lock is taken outside ours, never inside: the observer thread holds its
+        # lock while a handler runs (and the handler takes ours, ``folder_created``), while the
+        # daemon's thread schedules watches too (``watch_files``, a config change).
         with self._lock:
             if folder in self._watches:
                 return
-            self._watches[folder] = (recursive, self.observer.schedule(self.handler, str(folder), recursive=recursive))
+            self._watches[folder] = (recursive, None)  # taken: another thread adds it no more
+        try:
+            watch = self.observer.schedule(self.handler, str(folder), recursive=recursive)
+        except BaseException:
+            with self._lock:
+                self._watches.pop(folder, None)
+            raise
+        with self._lock:
+            if folder in self._watches:
+                self._watches[folder] = (recursive, watch)
+                return
+        self._unschedule([watch])  # its folder was deleted meanwhile
 
     def covered(self, path: Path) -> bool:
         """Is ``path`` already inside a recursive watch?"""
@@ -192,7 +206,12 @@ class FolderWatches:
         with self._lock:
             gone = [f for f in self._watches if f == folder or folder in f.parents]
             watches = [self._watches.pop(f)[1] for f in gone]
+        self._unschedule(watches)
+
+    def _unschedule(self, watches: list[object | None]) -> None:
         for watch in watches:
+            if watch is None:  # being scheduled: ``_add`` unschedules it when done
+                continue
             try:
                 self.observer.unschedule(watch)
             except (KeyError, OSError):
