@@ -374,7 +374,8 @@ class Daemon:
         return plan_build(config, planned, failures, index, LocalCache(config.cache_dir), state, others), loaded
 
     def _note_inputs(self, config: ProjectConfig, planned: set[Path]) -> None:
-        """Which files besides specs the ``planned`` specs are made from; watch them all."""
+        """Which files besides specs the ``planned`` specs are made from (``_note_outputs``
+        then tells the watches, with the published files)."""
         assert self._known is not None
         if len(planned) >= len(self._known):
             self._inputs_of = {}
