@@ -208,7 +208,7 @@ def _record_data(
 
     from .config import rel
     from .model_ref import model_files
-    from .tracks import spec_paths
+    from .tracks import input_files, spec_paths
 
     limit = started_ns - RACY_NS
 
@@ -243,8 +243,7 @@ def _record_data(
 
     # The audio files tracks continue or follow (their content is in the keys).
     for tp in plan.tracks:
-        for name in tp.track.spec.audio_inputs:
-            files.append(signature(os.path.join(root, os.path.expanduser(name))))
+        files += [signature(str(path)) for path in input_files(config, tp.track.spec)]
 
     # The models, as resolve_model found them: a hub id where no folder is, or a folder's files.
     override = model_override
